@@ -1,0 +1,365 @@
+//! The command line: clap types only. Each subcommand's `Args` is turned into a validated
+//! config by its module in `cmd/`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::filter::parse_net;
+use crate::output::Format;
+use crate::units::{parse_bytes, parse_duration};
+
+/// netcat for datagrams, done right.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dgram",
+    version,
+    about = "netcat for datagrams, done right: send, listen, echo and multicast UDP",
+    propagate_version = true,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) log: LogOpts,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// `-v` / `-q`, accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct LogOpts {
+    /// More log detail on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    /// Errors only on stderr (the `listening on` line is still printed)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Send datagrams, optionally wait for replies
+    #[command(after_help = SEND_EXAMPLES)]
+    Send(SendArgs),
+    /// Receive datagrams from every peer and print them
+    #[command(after_help = LISTEN_EXAMPLES)]
+    Listen(ListenArgs),
+}
+
+const SEND_EXAMPLES: &str = "\
+Examples:
+  dgram send 127.0.0.1:9000 hello                    one datagram, 'hello'
+  printf 'a\\nb\\n' | dgram send 127.0.0.1:9000          one datagram per line
+  dgram send 127.0.0.1:53 -x '1234 0100 0001 0000 0000 0000 0000 0100 01' -r -f hexdump
+                                                     a DNS query for the root, reply as hexdump
+  dgram send 127.0.0.1:9000 ping --reply --expect ping -w 500ms --retries 2
+                                                     CI smoke test: exit 0 only on a good reply";
+
+const LISTEN_EXAMPLES: &str = "\
+Examples:
+  dgram listen 9000                                  print what arrives on 127.0.0.1:9000
+  dgram listen 0 --ready-file /tmp/addr -n 1 -w 5s   one datagram on a free port, 5 s at most
+  dgram listen '[::]:9000' -f json --allow 10.0.0.0/8  every interface, JSON lines";
+
+/// `-4` / `-6`.
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct FamilyOpts {
+    /// IPv4 only
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub(crate) ipv4: bool,
+    /// IPv6 only (and `[::]` binds v6-only)
+    #[arg(short = '6')]
+    pub(crate) ipv6: bool,
+}
+
+/// Socket options every subcommand takes.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct SocketOpts {
+    /// Receive buffer size, SO_RCVBUF (e.g. 4M); warns when the kernel gives less
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub(crate) rcvbuf: Option<usize>,
+    /// Send buffer size, SO_SNDBUF (e.g. 1M); warns when the kernel gives less
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub(crate) sndbuf: Option<usize>,
+    /// IP TTL / IPv6 hop limit of datagrams sent
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=255))]
+    pub(crate) ttl: Option<u32>,
+    /// IP TOS / IPv6 traffic class byte of datagrams sent (e.g. 0xb8 or 184)
+    #[arg(long, value_name = "N", value_parser = parse_byte)]
+    pub(crate) tos: Option<u32>,
+}
+
+/// How the payload is written (MESSAGE, stdin lines, --file, --expect).
+#[derive(Debug, Args, Clone, Copy)]
+#[group(multiple = false)]
+pub(crate) struct EncodingOpts {
+    /// Payload is hex; whitespace and 0x ignored. Replies print as hexdump
+    #[arg(short = 'x', long)]
+    pub(crate) hex: bool,
+    /// Payload is base64
+    #[arg(long)]
+    pub(crate) base64: bool,
+    /// Payload has escapes: \n \r \t \0 \\ \xHH
+    #[arg(short = 'e', long)]
+    pub(crate) escapes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// Where to send: HOST:PORT, [IPV6]:PORT, [IPV6%SCOPE]:PORT
+    #[arg(value_name = "TARGET")]
+    pub(crate) target: String,
+    /// The datagram: the words joined by single spaces ('' sends an empty datagram).
+    /// Without MESSAGE, stdin is read
+    #[arg(value_name = "MESSAGE", value_parser = clap::value_parser!(OsString))]
+    pub(crate) message: Vec<OsString>,
+
+    #[command(flatten)]
+    pub(crate) family: FamilyOpts,
+
+    /// Stdin: one datagram per line, line ending removed (the default)
+    #[arg(long, conflicts_with_all = ["whole", "file", "size"], help_heading = "Payload")]
+    pub(crate) lines: bool,
+    /// Stdin: all of it is one datagram
+    #[arg(long, conflicts_with_all = ["file", "size"], help_heading = "Payload")]
+    pub(crate) whole: bool,
+    /// The file's content is one datagram
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "size",
+        help_heading = "Payload"
+    )]
+    pub(crate) file: Option<PathBuf>,
+    /// A generated payload of N bytes
+    #[arg(long, value_name = "N", help_heading = "Payload")]
+    pub(crate) size: Option<usize>,
+    #[command(flatten, next_help_heading = "Payload")]
+    pub(crate) encoding: EncodingOpts,
+
+    /// Send N datagrams (the payload repeated; with stdin lines, at most N lines)
+    #[arg(short = 'n', long, value_name = "N", value_parser = parse_count, help_heading = "Pacing")]
+    pub(crate) count: Option<u64>,
+    /// Wait DUR between datagrams (500ms, 1s, ...)
+    #[arg(short = 'i', long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "rate", help_heading = "Pacing")]
+    pub(crate) interval: Option<Duration>,
+    /// Pace to PPS datagrams per second (token bucket)
+    #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Pacing")]
+    pub(crate) rate: Option<f64>,
+    /// Keep sending for DUR (the payload repeated until then, or until --count)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Pacing")]
+    pub(crate) duration: Option<Duration>,
+
+    /// After each datagram, wait for one reply from the target and print it
+    #[arg(short = 'r', long, help_heading = "Replies")]
+    pub(crate) reply: bool,
+    /// How long to wait for a reply, per try
+    #[arg(short = 'w', long, value_name = "DUR", value_parser = parse_duration, default_value = "2s", help_heading = "Replies")]
+    pub(crate) timeout: Duration,
+    /// Send the same datagram again up to N times when no reply comes
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Replies")]
+    pub(crate) retries: u32,
+    /// The reply must contain PATTERN (written like the message); implies --reply
+    #[arg(long, value_name = "PATTERN", value_parser = clap::value_parser!(OsString), help_heading = "Replies")]
+    pub(crate) expect: Option<OsString>,
+    /// Wait the whole timeout and print every reply from every responder (discovery)
+    #[arg(long, conflicts_with_all = ["reply", "expect"], help_heading = "Replies")]
+    pub(crate) collect: bool,
+    /// How replies are printed (default raw; hexdump with -x)
+    #[arg(
+        short = 'f',
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        help_heading = "Replies"
+    )]
+    pub(crate) format: Option<Format>,
+
+    /// Local address to send from, ADDR or PORT
+    #[arg(long, value_name = "ADDR", help_heading = "Socket")]
+    pub(crate) bind: Option<String>,
+    /// Allow sending to a broadcast address (SO_BROADCAST)
+    #[arg(long, help_heading = "Socket")]
+    pub(crate) broadcast: bool,
+    /// Set the don't-fragment bit: too large for the path fails instead of fragmenting
+    #[arg(long, help_heading = "Socket")]
+    pub(crate) dont_fragment: bool,
+    #[command(flatten, next_help_heading = "Socket")]
+    pub(crate) socket: SocketOpts,
+
+    /// Print a summary on stderr at the end (JSON with --format json)
+    #[arg(long)]
+    pub(crate) stats: bool,
+}
+
+/// What every receiving subcommand takes: limits, filters, readiness, output.
+#[derive(Debug, Args)]
+pub(crate) struct ReceiveOpts {
+    /// Exit after N datagrams (exit 1 if something else ends the run first)
+    #[arg(short = 'n', long, value_name = "N", value_parser = parse_count)]
+    pub(crate) count: Option<u64>,
+    /// Exit when nothing has arrived for DUR
+    #[arg(short = 'w', long, value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Exit after DUR
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Accept only sources in CIDR (repeatable)
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub(crate) allow: Vec<IpNet>,
+    /// Drop sources in CIDR (repeatable; wins over --allow)
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub(crate) deny: Vec<IpNet>,
+    /// Keep at most BYTES of each datagram; longer ones are reported truncated
+    #[arg(long, value_name = "BYTES", value_parser = parse_max_size, default_value = "65535")]
+    pub(crate) max_size: usize,
+    /// Share the port with other sockets (SO_REUSEPORT)
+    #[arg(long)]
+    pub(crate) reuse_port: bool,
+    /// Once bound, write the address to PATH (atomically), for scripts to wait on
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ready_file: Option<PathBuf>,
+    /// How datagrams are printed
+    #[arg(
+        short = 'f',
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "raw"
+    )]
+    pub(crate) format: Format,
+    /// Print a summary on stderr at the end (JSON with --format json)
+    #[arg(long)]
+    pub(crate) stats: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListenArgs {
+    /// Address to listen on: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub(crate) addr: String,
+    #[command(flatten)]
+    pub(crate) family: FamilyOpts,
+    #[command(flatten)]
+    pub(crate) receive: ReceiveOpts,
+    #[command(flatten)]
+    pub(crate) socket: SocketOpts,
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Ok(r),
+        Ok(_) => Err("must be a rate above 0 datagrams per second".into()),
+        Err(_) => Err("expected datagrams per second, like 1000 or 0.5".into()),
+    }
+}
+
+fn parse_byte(s: &str) -> Result<u32, String> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    match v {
+        Ok(n) if n <= 255 => Ok(n),
+        _ => Err("expected a byte, 0 to 255 or 0x00 to 0xff".into()),
+    }
+}
+
+fn parse_max_size(s: &str) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    if n > 65_535 {
+        return Err("at most 65535: no UDP datagram is larger".into());
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dgram").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn good_command_lines_parse() {
+        let Command::Send(s) = parse(&[
+            "send",
+            "127.0.0.1:9",
+            "a",
+            "b",
+            "-n",
+            "3",
+            "-i",
+            "1.5s",
+            "-v",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(s.message, ["a", "b"]);
+        assert_eq!(s.count, Some(3));
+        assert_eq!(s.interval, Some(Duration::from_millis(1500)));
+        assert_eq!(s.timeout, Duration::from_secs(2));
+        let cli = parse(&[
+            "-q",
+            "listen",
+            "9000",
+            "--allow",
+            "127.0.0.0/8",
+            "-f",
+            "json",
+        ])
+        .unwrap();
+        assert!(cli.log.quiet);
+        let Command::Listen(l) = cli.command else {
+            panic!()
+        };
+        assert_eq!(l.receive.format, Format::Json);
+        assert_eq!(l.receive.allow.len(), 1);
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        for bad in [
+            &["send", "127.0.0.1:9", "x", "-n", "0"][..],
+            &["send", "127.0.0.1:9", "x", "-n", "abc"],
+            &["send", "127.0.0.1:9", "x", "--rate", "0"],
+            &["send", "127.0.0.1:9", "x", "--rate", "5", "-i", "1s"],
+            &["send", "127.0.0.1:9", "-x", "--base64", "00"],
+            &["send", "127.0.0.1:9", "--whole", "--file", "f"],
+            &["send", "127.0.0.1:9", "x", "--collect", "--reply"],
+            &["send", "127.0.0.1:9", "x", "--ttl", "256"],
+            &["send", "127.0.0.1:9", "x", "--tos", "0x100"],
+            &["send", "127.0.0.1:9", "x", "-w", "5x"],
+            &["send", "-4", "-6", "127.0.0.1:9", "x"],
+            &["send"],
+            &["listen", "--max-size", "70000"],
+            &["listen", "--allow", "10.0.0.0/33"],
+            &["listen", "-v", "-q"],
+            &["frobnicate"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The subcommands: each turns its `Args` into a validated config, then runs it.
+//! They never import each other; what they share lives below them.
+
+pub(crate) mod listen;
+pub(crate) mod send;
+
+use crate::addr::Family;
+use crate::cli::{Command, FamilyOpts, SocketOpts};
+use crate::exit::Ending;
+use crate::signal::Signals;
+
+/// Run the chosen subcommand.
+pub(crate) fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
+    match command {
+        Command::Send(args) => send::run(args, signals),
+        Command::Listen(args) => listen::run(args, signals),
+    }
+}
+
+impl FamilyOpts {
+    /// The family `-4` / `-6` restrict addresses to.
+    pub(crate) fn family(self) -> Family {
+        match (self.ipv4, self.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        }
+    }
+}
+
+impl SocketOpts {
+    /// The socket options these flags ask for; the caller adds its own.
+    pub(crate) fn options(&self, family: Family) -> crate::socket::Options {
+        crate::socket::Options {
+            v6_only: family == Family::V6,
+            recv_buffer: self.rcvbuf,
+            send_buffer: self.sndbuf,
+            ttl: self.ttl,
+            tos: self.tos,
+            ..crate::socket::Options::default()
+        }
+    }
+}

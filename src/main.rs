@@ -1,0 +1,181 @@
+//! dgram: netcat for datagrams, done right.
+//!
+//! This file parses the command line, sets up logging, runs the subcommand, and turns
+//! its result into an exit code (SPEC §6). Everything else lives in the modules.
+
+mod addr;
+mod cli;
+mod cmd;
+mod exit;
+mod filter;
+mod output;
+mod pacing;
+mod payload;
+mod recv;
+mod signal;
+mod socket;
+mod stats;
+mod sys;
+mod units;
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, LogOpts};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(&err),
+    };
+    init_logging(&cli.log);
+    let signals = match signal::Signals::install() {
+        Ok(s) => s,
+        Err(err) => return report(&err.context("failed to install signal handlers")),
+    };
+    match cmd::run(cli.command, &signals) {
+        Ok(ending) => ending.code(),
+        Err(err) => report(&err),
+    }
+}
+
+/// Print the error once, as one line, and pick its exit code.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if !exit::is_quiet(err) {
+        let line = format!("{err:#}").replace('\n', " ");
+        let _ = writeln!(std::io::stderr(), "dgram: {line}");
+    }
+    ExitCode::from(exit::code_for(err))
+}
+
+/// `--help` and `--version` print to stdout and exit 0; any other parse error becomes one
+/// line on stderr, exit 2: `dgram: invalid value 'abc' for '--count <N>': ... (see 'dgram send --help')`.
+fn clap_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            return ExitCode::from(exit::SUCCESS);
+        }
+        _ => {}
+    }
+    let rendered = err.render().to_string();
+    let _ = writeln!(
+        std::io::stderr(),
+        "dgram: {}",
+        fold_clap_message(&rendered, &subcommand_in_args())
+    );
+    ExitCode::from(exit::USAGE)
+}
+
+/// clap's message, first paragraph only, folded onto one line, with a pointer to --help.
+fn fold_clap_message(rendered: &str, subcommand: &str) -> String {
+    let first = rendered.split("\n\n").next().unwrap_or(rendered);
+    let mut line = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(rest) = line.strip_prefix("error: ") {
+        line = rest.to_string();
+    }
+    let help = if subcommand.is_empty() {
+        "dgram --help".to_string()
+    } else {
+        format!("dgram {subcommand} --help")
+    };
+    format!("{line} (see '{help}')")
+}
+
+/// The subcommand named on the command line, if any, for the `--help` pointer.
+fn subcommand_in_args() -> String {
+    let command = Cli::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .find(|a| names.contains(a))
+        .unwrap_or_default()
+}
+
+/// tracing on stderr (never stdout: stdout is data). Default `warn`; `-v` info, `-vv`
+/// debug, `-vvv` trace; `-q` errors only; `RUST_LOG` overrides all of them.
+fn init_logging(opts: &LogOpts) {
+    let level = match (opts.quiet, opts.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(Plain)
+        .init();
+}
+
+/// `dgram: warning: message key=value`, the same shape as the error line.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        write!(writer, "dgram: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let err = Cli::try_parse_from(["dgram", "send", "127.0.0.1:9", "x", "--count", "abc"])
+            .unwrap_err();
+        let line = fold_clap_message(&err.render().to_string(), "send");
+        assert!(
+            line.starts_with("invalid value 'abc' for '--count <N>': invalid digit"),
+            "{line}"
+        );
+        assert!(line.ends_with("(see 'dgram send --help')"), "{line}");
+        assert!(!line.contains('\n'));
+
+        let err = Cli::try_parse_from(["dgram", "send"]).unwrap_err();
+        let line = fold_clap_message(&err.render().to_string(), "send");
+        assert!(
+            line.contains("required") && line.contains("<TARGET>"),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! Output formats of SPEC §5 and the buffered stdout they are written to.
+//!
+//! Stdout is data: every datagram goes through [`Output::write`] into one buffer that is
+//! flushed when the socket goes idle (the caller's job, see [`Output::flush`]), when it
+//! fills, and before exit. A reader that goes away (`| head`) becomes
+//! [`StdoutClosed`](crate::exit::StdoutClosed), which ends the program quietly.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::exit::StdoutClosed;
+use crate::payload::hex;
+
+/// How a received datagram is printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// The payload bytes exactly, nothing added (netcat compatible).
+    #[default]
+    Raw,
+    /// The payload and a newline.
+    Line,
+    /// One line of lower-case hex per datagram.
+    Hex,
+    /// A header with peer and length, then offset / hex / ASCII rows.
+    Hexdump,
+    /// One line of base64 per datagram.
+    Base64,
+    /// One JSON object per line: time, peer, len, truncated, base64, text...
+    Json,
+}
+
+/// One received datagram, as the output sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Datagram<'a> {
+    /// Who sent it (IPv4-mapped addresses already shown as IPv4).
+    pub(crate) peer: SocketAddr,
+    /// The bytes kept: all of them, or the first `captured` when truncated.
+    pub(crate) payload: &'a [u8],
+    /// The datagram's true length on the wire.
+    pub(crate) len: usize,
+    /// When it was received.
+    pub(crate) time: SystemTime,
+    /// For replies to `send`: the time since the request left.
+    pub(crate) rtt: Option<Duration>,
+}
+
+impl Datagram<'_> {
+    /// True when the kernel cut the datagram to fit the receive buffer.
+    pub(crate) fn is_truncated(&self) -> bool {
+        self.payload.len() < self.len
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    time: String,
+    peer: String,
+    len: usize,
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    captured: Option<usize>,
+    base64: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_us: Option<u64>,
+}
+
+/// Append `d` to `out` in `format`.
+pub(crate) fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
+    match format {
+        Format::Raw => out.extend_from_slice(d.payload),
+        Format::Line => {
+            out.extend_from_slice(d.payload);
+            out.push(b'\n');
+        }
+        Format::Hex => {
+            out.extend_from_slice(hex(d.payload).as_bytes());
+            out.push(b'\n');
+        }
+        Format::Base64 => {
+            let start = out.len();
+            let n = base64::encoded_len(d.payload.len(), true).expect("a datagram's base64 fits");
+            out.resize(start + n, 0);
+            base64::engine::general_purpose::STANDARD
+                .encode_slice(d.payload, &mut out[start..])
+                .expect("the slice has the encoded length");
+            out.push(b'\n');
+        }
+        Format::Hexdump => hexdump(d, out),
+        Format::Json => {
+            let line = JsonLine {
+                time: humantime::format_rfc3339_micros(d.time).to_string(),
+                peer: d.peer.to_string(),
+                len: d.len,
+                truncated: d.is_truncated(),
+                captured: d.is_truncated().then_some(d.payload.len()),
+                base64: base64::engine::general_purpose::STANDARD.encode(d.payload),
+                text: std::str::from_utf8(d.payload).ok(),
+                rtt_us: d.rtt.map(|r| r.as_micros() as u64),
+            };
+            serde_json::to_writer(&mut *out, &line).expect("writing JSON to a Vec cannot fail");
+            out.push(b'\n');
+        }
+    }
+}
+
+fn hexdump(d: &Datagram<'_>, out: &mut Vec<u8>) {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(80 + d.payload.len() * 4);
+    let _ = write!(s, "{} {} bytes", d.peer, d.len);
+    if d.is_truncated() {
+        let _ = write!(s, " (truncated, {} kept)", d.payload.len());
+    }
+    if let Some(rtt) = d.rtt {
+        let _ = write!(s, " rtt {}", crate::units::human_duration(rtt));
+    }
+    s.push('\n');
+    for (row, chunk) in d.payload.chunks(16).enumerate() {
+        let _ = write!(s, "{:08x}  ", row * 16);
+        for i in 0..16 {
+            match chunk.get(i) {
+                Some(b) => {
+                    let _ = write!(s, "{b:02x} ");
+                }
+                None => s.push_str("   "),
+            }
+            if i == 7 {
+                s.push(' ');
+            }
+        }
+        s.push_str(" |");
+        s.extend(chunk.iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        s.push_str("|\n");
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Datagrams rendered in one format into a buffered writer (stdout in the program).
+pub(crate) struct Output<W: Write = File> {
+    writer: BufWriter<W>,
+    format: Format,
+    scratch: Vec<u8>,
+}
+
+impl Output<File> {
+    /// Buffered output to this process's stdout.
+    ///
+    /// Writes go to a duplicate of fd 1 rather than through `io::stdout()`, whose
+    /// `LineWriter` would flush at every newline even into a pipe.
+    pub(crate) fn stdout(format: Format) -> anyhow::Result<Self> {
+        let fd = stdout_fd()?;
+        Ok(Output::new(fd, format))
+    }
+}
+
+#[cfg(unix)]
+fn stdout_fd() -> anyhow::Result<File> {
+    use std::os::fd::AsFd;
+    let owned = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| anyhow::anyhow!("cannot use stdout: {}", crate::exit::describe_io(&e)))?;
+    Ok(File::from(owned))
+}
+
+impl<W: Write> Output<W> {
+    /// Output in `format` to `writer`, through a 256 KiB buffer.
+    pub(crate) fn new(writer: W, format: Format) -> Self {
+        Output {
+            writer: BufWriter::with_capacity(256 * 1024, writer),
+            format,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Write one datagram (buffered).
+    pub(crate) fn write(&mut self, d: &Datagram<'_>) -> anyhow::Result<()> {
+        let result = if self.format == Format::Raw {
+            self.writer.write_all(d.payload)
+        } else {
+            self.scratch.clear();
+            render(d, self.format, &mut self.scratch);
+            self.writer.write_all(&self.scratch)
+        };
+        result.map_err(stdout_error)
+    }
+
+    /// Push everything buffered to the writer: call when the socket goes idle.
+    pub(crate) fn flush(&mut self) -> anyhow::Result<()> {
+        self.writer.flush().map_err(stdout_error)
+    }
+
+    #[cfg(test)]
+    fn into_inner(self) -> W {
+        self.writer.into_inner().ok().expect("flush")
+    }
+}
+
+fn stdout_error(e: io::Error) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::anyhow!(
+            "failed to write to stdout: {}",
+            crate::exit::describe_io(&e)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dgram(payload: &[u8]) -> Datagram<'_> {
+        Datagram {
+            peer: "127.0.0.1:5353".parse().unwrap(),
+            payload,
+            len: payload.len(),
+            time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
+            rtt: None,
+        }
+    }
+
+    fn shown(d: &Datagram<'_>, f: Format) -> String {
+        let mut v = Vec::new();
+        render(d, f, &mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn raw_line_hex_base64_print_the_payload() {
+        let d = dgram(b"hi\n");
+        assert_eq!(shown(&d, Format::Raw), "hi\n");
+        assert_eq!(shown(&d, Format::Line), "hi\n\n");
+        assert_eq!(shown(&d, Format::Hex), "68690a\n");
+        assert_eq!(shown(&d, Format::Base64), "aGkK\n");
+        assert_eq!(shown(&dgram(b""), Format::Hex), "\n");
+    }
+
+    #[test]
+    fn json_carries_the_spec_fields() {
+        let mut d = dgram(b"hello");
+        d.rtt = Some(Duration::from_micros(250));
+        let v: serde_json::Value = serde_json::from_str(&shown(&d, Format::Json)).unwrap();
+        assert_eq!(v["time"], "2023-11-14T22:13:20.123456Z");
+        assert_eq!(v["peer"], "127.0.0.1:5353");
+        assert_eq!(v["len"], 5);
+        assert_eq!(v["truncated"], false);
+        assert!(v.get("captured").is_none());
+        assert_eq!(v["base64"], "aGVsbG8=");
+        assert_eq!(v["text"], "hello");
+        assert_eq!(v["rtt_us"], 250);
+    }
+
+    #[test]
+    fn json_marks_truncation_and_omits_text_for_binary() {
+        let mut d = dgram(b"\xff\xfe");
+        d.len = 70_000;
+        let v: serde_json::Value = serde_json::from_str(&shown(&d, Format::Json)).unwrap();
+        assert_eq!(v["truncated"], true);
+        assert_eq!(v["captured"], 2);
+        assert_eq!(v["len"], 70_000);
+        assert!(v.get("text").is_none());
+        assert!(v.get("rtt_us").is_none());
+    }
+
+    #[test]
+    fn hexdump_has_a_header_and_canonical_rows() {
+        let s = shown(&dgram(b"hello world, this is 20"), Format::Hexdump);
+        let want = "127.0.0.1:5353 23 bytes\n\
+            00000000  68 65 6c 6c 6f 20 77 6f  72 6c 64 2c 20 74 68 69  |hello world, thi|\n\
+            00000010  73 20 69 73 20 32 30                              |s is 20|\n";
+        assert_eq!(s, want);
+        let mut d = dgram(b"ab");
+        d.len = 9;
+        assert!(
+            shown(&d, Format::Hexdump).starts_with("127.0.0.1:5353 9 bytes (truncated, 2 kept)\n")
+        );
+    }
+
+    #[test]
+    fn output_buffers_until_flushed() {
+        let mut out = Output::new(Vec::new(), Format::Line);
+        out.write(&dgram(b"a")).unwrap();
+        out.write(&dgram(b"")).unwrap();
+        out.flush().unwrap();
+        assert_eq!(out.into_inner(), b"a\n\n");
+    }
+
+    #[test]
+    fn a_broken_pipe_is_stdout_closed() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = Output::new(Closed, Format::Raw);
+        out.write(&dgram(b"x")).unwrap();
+        let err = out.flush().unwrap_err();
+        assert!(crate::exit::is_quiet(&err));
+    }
+
+    proptest! {
+        #[test]
+        fn every_format_decodes_back_to_the_payload(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            use crate::payload::{decode, Encoding};
+            let d = dgram(&bytes);
+            prop_assert_eq!(shown_bytes(&d, Format::Raw), bytes.clone());
+            let line = shown_bytes(&d, Format::Line);
+            prop_assert_eq!(&line[..line.len() - 1], &bytes[..]);
+            prop_assert_eq!(decode(shown(&d, Format::Hex).trim_end().as_bytes(), Encoding::Hex), Ok(bytes.clone()));
+            prop_assert_eq!(decode(shown(&d, Format::Base64).as_bytes(), Encoding::Base64), Ok(bytes.clone()));
+            let v: serde_json::Value = serde_json::from_str(&shown(&d, Format::Json)).unwrap();
+            prop_assert_eq!(decode(v["base64"].as_str().unwrap().as_bytes(), Encoding::Base64), Ok(bytes.clone()));
+            let dump = shown(&d, Format::Hexdump);
+            let hexed: String = dump.lines().skip(1).map(|l| &l[10..58]).collect();
+            prop_assert_eq!(decode(hexed.as_bytes(), Encoding::Hex), Ok(bytes.clone()));
+        }
+    }
+
+    fn shown_bytes(d: &Datagram<'_>, f: Format) -> Vec<u8> {
+        let mut v = Vec::new();
+        render(d, f, &mut v);
+        v
+    }
+}

@@ -1,0 +1,154 @@
+//! The receive loop every server shares (`listen` now; `echo` and `multicast join` later):
+//! batches from a non-blocking socket, idle detection, deadlines and signals.
+
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::exit::IoContext;
+use crate::signal::{Signals, Wake};
+use crate::sys::{RecvBatch, RecvMeta};
+
+/// Datagrams taken per `recvmmsg` call.
+pub(crate) const BATCH: usize = 64;
+
+/// When a receive loop stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Limits {
+    /// After this many datagrams the handler counted.
+    pub(crate) count: Option<u64>,
+    /// When nothing counted has arrived for this long.
+    pub(crate) idle: Option<Duration>,
+    /// After this long in all.
+    pub(crate) duration: Option<Duration>,
+}
+
+/// Why a receive loop stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// `--count` datagrams were counted.
+    Count,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// `--duration` passed.
+    Duration,
+    /// SIGINT or SIGTERM (its number).
+    Signal(i32),
+}
+
+/// What a receive loop does with what it receives.
+pub(crate) trait Handler {
+    /// One datagram. Returns whether it counts (passed the filters) toward `--count`.
+    fn datagram(
+        &mut self,
+        meta: RecvMeta,
+        payload: &[u8],
+        time: SystemTime,
+    ) -> anyhow::Result<bool>;
+    /// The socket has nothing queued: flush output now, so no datagram waits behind a buffer.
+    fn idle(&mut self) -> anyhow::Result<()>;
+}
+
+/// Receive on `socket` until a limit or a signal stops it. Returns why it stopped and how
+/// many datagrams were counted.
+pub(crate) fn run(
+    socket: &UdpSocket,
+    batch: &mut RecvBatch,
+    limits: Limits,
+    signals: &Signals,
+    handler: &mut impl Handler,
+) -> anyhow::Result<(Stop, u64)> {
+    let fd = socket.as_raw_fd();
+    let start = Instant::now();
+    let end = limits.duration.map(|d| start + d);
+    let mut last = start;
+    let mut counted = 0u64;
+    loop {
+        if let Some(sig) = signals.pending() {
+            return Ok((Stop::Signal(sig), counted));
+        }
+        // Never take more than --count still needs, so nothing is dequeued and then lost.
+        let want = limits
+            .count
+            .map_or(BATCH, |c| (c - counted).min(BATCH as u64) as usize);
+        match batch.recv(fd, want) {
+            Ok(n) => {
+                let now = SystemTime::now();
+                let before = counted;
+                for i in 0..n {
+                    if handler.datagram(batch.meta(i), batch.payload(i), now)? {
+                        counted += 1;
+                    }
+                }
+                if counted > before {
+                    last = Instant::now();
+                }
+                if limits.count.is_some_and(|c| counted >= c) {
+                    handler.idle()?;
+                    return Ok((Stop::Count, counted));
+                }
+                if end.is_some_and(|e| Instant::now() >= e) {
+                    handler.idle()?;
+                    return Ok((Stop::Duration, counted));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                handler.idle()?;
+                let idle_end = limits.idle.map(|d| last + d);
+                let deadline = match (idle_end, end) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match signals
+                    .wait(Some(fd), deadline)
+                    .io_context(|| "failed to wait for datagrams".into())?
+                {
+                    Wake::Readable => {}
+                    Wake::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
+                    Wake::Timeout => {
+                        let stop = if end.is_some_and(|e| Instant::now() >= e) {
+                            Stop::Duration
+                        } else {
+                            Stop::Idle
+                        };
+                        return Ok((stop, counted));
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // An ICMP error for an earlier send from this socket (echo's replies): it
+            // concerns that peer, not this loop.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) => {
+                return Err(anyhow::Error::new(crate::exit::IoError(e)).context("failed to receive"))
+            }
+        }
+    }
+}
+
+/// Print `listening on ADDR` as the first stderr line (even with `-q`) and write the
+/// `--ready-file` atomically (a temporary file renamed into place).
+pub(crate) fn announce(
+    addr: std::net::SocketAddr,
+    ready_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let addr = crate::addr::normalize(addr);
+    let _ = writeln!(io::stderr(), "listening on {addr}");
+    if let Some(path) = ready_file {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, format!("{addr}\n"))
+            .io_context(|| format!("failed to write --ready-file {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).io_context(|| {
+            format!(
+                "failed to move {} to --ready-file {}",
+                tmp.display(),
+                path.display()
+            )
+        })?;
+    }
+    Ok(())
+}

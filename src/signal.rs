@@ -1,0 +1,101 @@
+//! SIGINT and SIGTERM: the first stops the run gracefully (flush, stats, exit 130/143),
+//! a second one exits at once.
+//!
+//! Waiting is done in `poll` on the socket *and* a self-pipe the signal handler writes
+//! to, so a signal can never slip in between a flag check and a blocking read. The
+//! handlers are installed with `SA_RESTART` (signal-hook), so nothing may block outside
+//! such a wait: stdin too is read only once `poll` says it is readable.
+//!
+//! The pipe is never drained: a signal only ever means "stop", and a pipe left readable
+//! wakes every later wait, in every thread, at once.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
+
+/// What ended a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The descriptor waited on is readable.
+    Readable,
+    /// The deadline passed.
+    Timeout,
+    /// SIGINT or SIGTERM arrived (its number).
+    Signal(i32),
+}
+
+/// The installed handlers and the read end of their wake-up pipe.
+pub(crate) struct Signals {
+    wake: UnixStream,
+    int: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Install the handlers. Call once, before any waiting.
+    pub(crate) fn install() -> anyhow::Result<Self> {
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let int = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::new(AtomicBool::new(false));
+        for (sig, own, code) in [(SIGINT, &int, 130), (SIGTERM, &term, 143)] {
+            // Order matters: the exit check runs before the flag is set, so only a
+            // second signal finds `stopping` already true.
+            flag::register_conditional_shutdown(sig, code, Arc::clone(&stopping))?;
+            flag::register(sig, Arc::clone(&stopping))?;
+            flag::register(sig, Arc::clone(own))?;
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+        }
+        Ok(Signals {
+            wake: read,
+            int,
+            term,
+        })
+    }
+
+    /// The signal that asked us to stop, if one did.
+    pub(crate) fn pending(&self) -> Option<i32> {
+        if self.int.load(Ordering::Relaxed) {
+            Some(SIGINT)
+        } else if self.term.load(Ordering::Relaxed) {
+            Some(SIGTERM)
+        } else {
+            None
+        }
+    }
+
+    /// Wait until `fd` is readable, `deadline` passes, or a signal arrives.
+    pub(crate) fn wait(&self, fd: Option<RawFd>, deadline: Option<Instant>) -> io::Result<Wake> {
+        loop {
+            if let Some(sig) = self.pending() {
+                return Ok(Wake::Signal(sig));
+            }
+            let timeout = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(Wake::Timeout),
+                },
+                None => None,
+            };
+            // Without a descriptor, wait on the pipe twice: it is only a sleep.
+            let target = fd.unwrap_or(self.wake.as_raw_fd());
+            match crate::sys::wait_readable([target, self.wake.as_raw_fd()], timeout) {
+                Ok([readable, _woken]) => {
+                    if readable && fd.is_some() {
+                        return Ok(Wake::Readable);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The one socket builder: socket2 creates and configures a UDP socket, each option with
+//! its own error context, then hands back a std `UdpSocket`. No other module uses socket2.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{debug, warn};
+
+use crate::exit::{usage, IoContext};
+
+/// Options for [`bind`], each `None`/`false` leaving the kernel's default.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Options {
+    /// For IPv6 sockets: `IPV6_V6ONLY`. Always set explicitly, never left to
+    /// `net.ipv6.bindv6only`: `false` makes `[::]` dual-stack.
+    pub(crate) v6_only: bool,
+    /// `SO_REUSEADDR`.
+    pub(crate) reuse_addr: bool,
+    /// `SO_REUSEPORT`: several sockets share the port, the kernel spreads datagrams.
+    pub(crate) reuse_port: bool,
+    /// `SO_RCVBUF` in bytes.
+    pub(crate) recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` in bytes.
+    pub(crate) send_buffer: Option<usize>,
+    /// `SO_BROADCAST`.
+    pub(crate) broadcast: bool,
+    /// `IP_TTL` / `IPV6_UNICAST_HOPS`.
+    pub(crate) ttl: Option<u32>,
+    /// `IP_TOS` / `IPV6_TCLASS`.
+    pub(crate) tos: Option<u32>,
+    /// `IP_MTU_DISCOVER = IP_PMTUDISC_DO` / its IPv6 twin: no fragmentation.
+    pub(crate) dont_fragment: bool,
+}
+
+/// Create a UDP socket for `local`'s family, apply `opts`, bind it to `local`.
+/// The socket is non-blocking: every read waits in `poll` with a deadline.
+pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<UdpSocket> {
+    let domain = Domain::for_address(local);
+    let ipv6 = local.is_ipv6();
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
+        .io_context(|| format!("failed to create a UDP socket for {local}"))?;
+    if ipv6 {
+        socket
+            .set_only_v6(opts.v6_only)
+            .io_context(|| "failed to set IPV6_V6ONLY".into())?;
+    }
+    if opts.reuse_addr {
+        socket
+            .set_reuse_address(true)
+            .io_context(|| "failed to set SO_REUSEADDR".into())?;
+    }
+    if opts.reuse_port {
+        set_reuse_port(&socket)?;
+    }
+    if let Some(size) = opts.recv_buffer {
+        socket
+            .set_recv_buffer_size(size)
+            .io_context(|| format!("failed to set SO_RCVBUF to {size}"))?;
+        check_buffer(
+            "--rcvbuf",
+            "SO_RCVBUF",
+            "rmem_max",
+            size,
+            socket.recv_buffer_size().ok(),
+        );
+    }
+    if let Some(size) = opts.send_buffer {
+        socket
+            .set_send_buffer_size(size)
+            .io_context(|| format!("failed to set SO_SNDBUF to {size}"))?;
+        check_buffer(
+            "--sndbuf",
+            "SO_SNDBUF",
+            "wmem_max",
+            size,
+            socket.send_buffer_size().ok(),
+        );
+    }
+    if opts.broadcast {
+        socket
+            .set_broadcast(true)
+            .io_context(|| "failed to set SO_BROADCAST".into())?;
+    }
+    if let Some(ttl) = opts.ttl {
+        let r = if ipv6 {
+            socket.set_unicast_hops_v6(ttl)
+        } else {
+            socket.set_ttl_v4(ttl)
+        };
+        r.map_err(|e| usage!("invalid --ttl {ttl}: {}", crate::exit::describe_io(&e)))?;
+    }
+    if let Some(tos) = opts.tos {
+        let r = if ipv6 {
+            socket.set_tclass_v6(tos)
+        } else {
+            socket.set_tos_v4(tos)
+        };
+        r.map_err(|e| usage!("invalid --tos {tos}: {}", crate::exit::describe_io(&e)))?;
+    }
+    if opts.dont_fragment {
+        crate::sys::set_dont_fragment(socket.as_raw_fd(), ipv6)
+            .map_err(|e| usage!("--dont-fragment: {}", crate::exit::describe_io(&e)))?;
+    }
+    socket
+        .set_nonblocking(true)
+        .io_context(|| "failed to make the socket non-blocking".into())?;
+    socket
+        .bind(&local.into())
+        .io_context(|| format!("failed to bind UDP socket to {local}"))?;
+    let socket: UdpSocket = socket.into();
+    debug!(local = %socket.local_addr().map_or(local, |a| a), "bound");
+    Ok(socket)
+}
+
+#[cfg(unix)]
+fn set_reuse_port(socket: &Socket) -> anyhow::Result<()> {
+    socket
+        .set_reuse_port(true)
+        .io_context(|| "failed to set SO_REUSEPORT".into())
+}
+
+/// Warn when the kernel gave a buffer smaller than asked.
+///
+/// Linux doubles the value set, for its bookkeeping overhead, and reports the doubled
+/// value; it caps the request at `net.core.rmem_max` / `wmem_max` (socket(7)).
+fn check_buffer(flag: &str, option: &str, sysctl: &str, asked: usize, got: Option<usize>) {
+    let Some(got) = got else { return };
+    let effective = if cfg!(target_os = "linux") {
+        got / 2
+    } else {
+        got
+    };
+    if effective < asked {
+        warn!(
+            "{flag} {asked}: the kernel gave {option} = {effective} bytes \
+             (capped by net.core.{sysctl}; raise it with sysctl -w net.core.{sysctl}={asked})"
+        );
+    } else {
+        debug!("{option} = {got} (asked {asked})");
+    }
+}
+
+/// The unspecified address of `peer`'s family, port 0: where a client binds by default.
+pub(crate) fn unspecified_for(peer: &SocketAddr) -> SocketAddr {
+    if peer.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dual_stack_is_explicit() {
+        let opts = Options::default();
+        let s = bind("[::]:0".parse().unwrap(), &opts).unwrap();
+        let s2: Socket = s.into();
+        assert!(!s2.only_v6().unwrap());
+        let opts = Options {
+            v6_only: true,
+            ..Options::default()
+        };
+        let s: Socket = bind("[::]:0".parse().unwrap(), &opts).unwrap().into();
+        assert!(s.only_v6().unwrap());
+    }
+
+    #[test]
+    fn options_reach_the_socket() {
+        let opts = Options {
+            reuse_addr: true,
+            reuse_port: true,
+            broadcast: true,
+            ttl: Some(7),
+            tos: Some(0x10),
+            recv_buffer: Some(100_000),
+            ..Options::default()
+        };
+        let s: Socket = bind("127.0.0.1:0".parse().unwrap(), &opts).unwrap().into();
+        assert!(s.reuse_address().unwrap());
+        assert!(s.broadcast().unwrap());
+        assert_eq!(s.ttl_v4().unwrap(), 7);
+        assert_eq!(s.tos_v4().unwrap(), 0x10);
+        assert!(s.recv_buffer_size().unwrap() >= 100_000);
+    }
+
+    #[test]
+    fn bind_errors_name_the_address() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), &Options::default()).unwrap();
+        let taken = first.local_addr().unwrap();
+        let err = bind(taken, &Options::default()).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("failed to bind UDP socket to {taken}: address already in use")
+        );
+    }
+
+    #[test]
+    fn a_bad_ttl_is_a_usage_error() {
+        let opts = Options {
+            ttl: Some(300),
+            ..Options::default()
+        };
+        let err = bind("127.0.0.1:0".parse().unwrap(), &opts).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE);
+    }
+}

@@ -1,0 +1,195 @@
+//! The `--stats` summary: counters kept during a run, printed once at the end on stderr,
+//! as text or (with `--format json`) as one JSON object with the keys of SPEC §5.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// RTT percentiles in microseconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct RttSummary {
+    pub(crate) min: u64,
+    pub(crate) p50: u64,
+    pub(crate) p90: u64,
+    pub(crate) p99: u64,
+    pub(crate) max: u64,
+}
+
+impl RttSummary {
+    /// Percentiles of `samples` (microseconds; sorted in place), or `None` if empty.
+    pub(crate) fn of(samples: &mut [u64]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        Some(RttSummary {
+            min: samples[0],
+            p50: percentile(samples, 50.0),
+            p90: percentile(samples, 90.0),
+            p99: percentile(samples, 99.0),
+            max: samples[samples.len() - 1],
+        })
+    }
+}
+
+/// Nearest-rank percentile of a sorted, non-empty slice: the smallest value with at least
+/// `p`% of the samples at or below it.
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Everything a run counted. Fields that do not apply to a subcommand stay `None` and are
+/// left out of the output.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Summary {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) received: Option<u64>,
+    pub(crate) bytes: u64,
+    pub(crate) elapsed_s: f64,
+    pub(crate) rate_pps: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) truncated: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) filtered: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel_drops: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lost: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rtt_us: Option<RttSummary>,
+}
+
+impl Summary {
+    /// Set `elapsed_s` and `rate_pps` from the run's length and the datagrams counted
+    /// (sent for a sender, received for a receiver).
+    pub(crate) fn finish(&mut self, elapsed: Duration, datagrams: u64) {
+        self.elapsed_s = elapsed.as_secs_f64();
+        self.rate_pps = if self.elapsed_s > 0.0 {
+            datagrams as f64 / self.elapsed_s
+        } else {
+            0.0
+        };
+    }
+
+    /// The summary as text lines.
+    pub(crate) fn text(&self) -> String {
+        let mut lines = Vec::new();
+        let took = format!(
+            "in {:.3}s ({:.1} datagrams/s)",
+            self.elapsed_s, self.rate_pps
+        );
+        if let Some(sent) = self.sent {
+            let bytes = if self.received.is_some() {
+                String::new()
+            } else {
+                format!(", {} bytes", self.bytes)
+            };
+            lines.push(format!("sent {sent} datagrams{bytes} {took}"));
+        }
+        if let Some(received) = self.received {
+            let mut line = format!("received {received} datagrams, {} bytes", self.bytes);
+            if self.sent.is_none() {
+                line.push_str(&format!(" {took}"));
+            }
+            if let Some(lost) = self.lost {
+                let sent = self.sent.unwrap_or(0).max(1);
+                line.push_str(&format!(
+                    ", lost {lost} ({:.1}%)",
+                    100.0 * lost as f64 / sent as f64
+                ));
+            }
+            lines.push(line);
+        }
+        let mut extra = Vec::new();
+        if let Some(n) = self.truncated {
+            extra.push(format!("truncated {n}"));
+        }
+        if let Some(n) = self.filtered {
+            extra.push(format!("filtered {n}"));
+        }
+        if self.received.is_some() && self.sent.is_none() {
+            extra.push(match self.kernel_drops {
+                Some(n) => format!("kernel drops {n}"),
+                None => "kernel drops n/a".to_string(),
+            });
+        }
+        if !extra.is_empty() {
+            lines.push(extra.join(", "));
+        }
+        if let Some(rtt) = &self.rtt_us {
+            lines.push(format!(
+                "rtt min/p50/p90/p99/max = {}/{}/{}/{}/{} µs",
+                rtt.min, rtt.p50, rtt.p90, rtt.p99, rtt.max
+            ));
+        }
+        lines.join("\n") + "\n"
+    }
+
+    /// Print on stderr: one JSON object when `json`, text lines otherwise. Errors writing
+    /// to stderr are ignored: there is nowhere left to report them.
+    pub(crate) fn print(&self, json: bool) {
+        let out = if json {
+            serde_json::to_string(self).expect("a summary serializes") + "\n"
+        } else {
+            self.text()
+        };
+        let _ = std::io::stderr().write_all(out.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&[7], 50.0), 7);
+        assert_eq!(percentile(&[1, 2], 0.0), 1);
+        let mut s = vec![30, 10, 20];
+        assert_eq!(
+            RttSummary::of(&mut s),
+            Some(RttSummary {
+                min: 10,
+                p50: 20,
+                p90: 30,
+                p99: 30,
+                max: 30
+            })
+        );
+        assert_eq!(RttSummary::of(&mut []), None);
+    }
+
+    #[test]
+    fn json_keeps_only_what_applies() {
+        let mut s = Summary {
+            received: Some(3),
+            bytes: 12,
+            truncated: Some(0),
+            filtered: Some(1),
+            kernel_drops: Some(0),
+            ..Summary::default()
+        };
+        s.finish(Duration::from_secs(2), 3);
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["received"], 3);
+        assert_eq!(v["rate_pps"], 1.5);
+        assert!(v.get("sent").is_none() && v.get("rtt_us").is_none());
+        let text = s.text();
+        assert!(
+            text.contains("received 3 datagrams, 12 bytes in 2.000s (1.5 datagrams/s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("truncated 0, filtered 1, kernel drops 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Other Unix systems (macOS, the BSDs): one `recvmsg`/`send` per datagram.
+//!
+//! There is no portable `MSG_TRUNC`-on-input, so each slot holds the largest UDP payload
+//! and `--max-size` is applied after the read: the true length is still known.
+
+use std::io;
+use std::mem;
+use std::os::fd::RawFd;
+
+use super::{empty_storage, sockaddr_to_std, RecvMeta};
+
+const LARGEST: usize = 65_535;
+
+/// One receive buffer; the interface matches the Linux batch.
+pub(crate) struct RecvBatch {
+    buf: Vec<u8>,
+    max_size: usize,
+    meta: Option<RecvMeta>,
+}
+
+impl RecvBatch {
+    /// A buffer for one datagram; `slot_size` is what is kept of each.
+    pub(crate) fn new(_slots: usize, slot_size: usize) -> Self {
+        RecvBatch {
+            buf: vec![0; LARGEST],
+            max_size: slot_size,
+            meta: None,
+        }
+    }
+
+    /// Take one queued datagram without blocking (`WouldBlock` when none).
+    pub(crate) fn recv(&mut self, fd: RawFd, _max: usize) -> io::Result<usize> {
+        let mut addr = empty_storage();
+        let mut iov = libc::iovec {
+            iov_base: self.buf.as_mut_ptr().cast(),
+            iov_len: self.buf.len(),
+        };
+        // SAFETY: plain old data, every pointer field is set below.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        // SAFETY: msg points at buffers alive for the call.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = n as usize;
+        let peer =
+            sockaddr_to_std(&addr).unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.meta = Some(RecvMeta {
+            len,
+            captured: len.min(self.max_size),
+            peer,
+        });
+        Ok(1)
+    }
+
+    /// What the kernel said about the datagram.
+    pub(crate) fn meta(&self, _i: usize) -> RecvMeta {
+        self.meta.expect("recv returned a datagram")
+    }
+
+    /// The captured bytes.
+    pub(crate) fn payload(&self, i: usize) -> &[u8] {
+        &self.buf[..self.meta(i).captured]
+    }
+}
+
+/// Send `payloads` on a connected socket, one `send` each.
+pub(crate) fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
+    for (i, p) in payloads.iter().enumerate() {
+        // SAFETY: p is a live slice.
+        let rc = unsafe { libc::send(fd, p.as_ptr().cast(), p.len(), 0) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return if i == 0 { Err(err) } else { Ok(i) };
+        }
+    }
+    Ok(payloads.len())
+}
+
+/// Not available here: stats say "n/a".
+pub(crate) fn kernel_drops(_fd: RawFd) -> Option<u64> {
+    None
+}
+
+/// Not implemented on this platform.
+pub(crate) fn set_dont_fragment(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "--dont-fragment is supported on Linux only",
+    ))
+}

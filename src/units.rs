@@ -1,0 +1,139 @@
+//! Parsers for the units on the command line: durations (`500ms`, `1.5s`, `2`) and byte
+//! sizes (`212992`, `4M`).
+//!
+//! Written here rather than taken from humantime because SPEC §3 wants fractions
+//! (`1.5s`) and bare numbers as seconds, which humantime's parser refuses.
+
+use std::time::Duration;
+
+/// Parse a duration: a decimal number and an optional unit `ns us ms s m h` (bare = seconds).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return Err(format!(
+            "invalid duration '{text}': expected a number and a unit, like 500ms, 2s, 1.5s, 1m"
+        ));
+    }
+    let scale_ns: f64 = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1e9,
+        "ms" => 1e6,
+        "us" | "µs" => 1e3,
+        "ns" => 1.0,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        other => {
+            return Err(format!(
+                "invalid duration '{text}': unknown unit '{other}' (use ns, us, ms, s, m or h)"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}'"))?;
+    let nanos = value * scale_ns;
+    // A year is plenty for any wait; beyond it Duration math in deadlines could overflow.
+    if !nanos.is_finite() || nanos > 365.0 * 86400e9 {
+        return Err(format!("invalid duration '{text}': too long"));
+    }
+    Ok(Duration::from_nanos(nanos.round() as u64))
+}
+
+/// Parse a byte count: a whole number and an optional binary suffix `K M G` (`KiB` ... too).
+pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
+    let s = text.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "invalid size '{text}': use bytes, or a K, M or G suffix"
+            ))
+        }
+    };
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("invalid size '{text}': expected a whole number of bytes"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&v| v <= i32::MAX as usize)
+        .ok_or_else(|| format!("invalid size '{text}': too large"))
+}
+
+/// Format a duration for people: `850µs`, `12.3ms`, `1.50s`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0}µs")
+    } else if us < 1e6 {
+        let ms = us / 1e3;
+        if ms.fract() < 1e-9 {
+            format!("{ms:.0}ms")
+        } else {
+            format!("{ms:.1}ms")
+        }
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_of_the_spec_parse() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("500ms"), Ok(ms(500)));
+        assert_eq!(parse_duration("2s"), Ok(ms(2000)));
+        assert_eq!(parse_duration("1.5s"), Ok(ms(1500)));
+        assert_eq!(parse_duration("1m"), Ok(ms(60_000)));
+        assert_eq!(parse_duration("1h"), Ok(ms(3_600_000)));
+        assert_eq!(parse_duration("3"), Ok(ms(3000)));
+        assert_eq!(parse_duration("0.25"), Ok(ms(250)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn bad_durations_name_the_input() {
+        for bad in [
+            "",
+            "abc",
+            "ms",
+            "1.2.3s",
+            "5x",
+            "-1s",
+            "1e9h",
+            ".",
+            "1 fortnight",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains(&format!("'{bad}'")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes_take_binary_suffixes() {
+        assert_eq!(parse_bytes("212992"), Ok(212_992));
+        assert_eq!(parse_bytes("4K"), Ok(4096));
+        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
+        assert!(parse_bytes("-1").is_err());
+        assert!(parse_bytes("4T").is_err());
+        assert!(parse_bytes("99999999999G").is_err());
+    }
+
+    #[test]
+    fn human_durations_pick_a_readable_unit() {
+        assert_eq!(human_duration(Duration::from_micros(850)), "850µs");
+        assert_eq!(human_duration(Duration::from_micros(12_340)), "12.3ms");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.50s");
+        assert_eq!(human_duration(Duration::from_millis(200)), "200ms");
+    }
+}
