@@ -67,7 +67,15 @@ fn clap_error(err: &clap::Error) -> ExitCode {
         }
         _ => {}
     }
-    let rendered = err.render().to_string();
+    let rendered = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        format!("a subcommand is required: {}", names.join(", "))
+    } else {
+        err.render().to_string()
+    };
     let _ = writeln!(
         std::io::stderr(),
         "dgram: {}",

@@ -33,9 +33,29 @@ pub(crate) struct Options {
     pub(crate) dont_fragment: bool,
 }
 
+/// A bound socket and what the kernel did not grant.
+pub(crate) struct Bound {
+    /// The socket, non-blocking.
+    pub(crate) socket: UdpSocket,
+    /// Warnings for the user (a buffer clamped by the kernel), to be logged by the caller
+    /// once it has announced its address: `listening on` must be the first stderr line.
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Bound {
+    /// Log the warnings and hand over the socket.
+    pub(crate) fn warn(self) -> UdpSocket {
+        for w in &self.warnings {
+            warn!("{w}");
+        }
+        self.socket
+    }
+}
+
 /// Create a UDP socket for `local`'s family, apply `opts`, bind it to `local`.
 /// The socket is non-blocking: every read waits in `poll` with a deadline.
-pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<UdpSocket> {
+pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
+    let mut warnings = Vec::new();
     let domain = Domain::for_address(local);
     let ipv6 = local.is_ipv6();
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
@@ -57,25 +77,25 @@ pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<UdpSocke
         socket
             .set_recv_buffer_size(size)
             .io_context(|| format!("failed to set SO_RCVBUF to {size}"))?;
-        check_buffer(
+        warnings.extend(check_buffer(
             "--rcvbuf",
             "SO_RCVBUF",
             "rmem_max",
             size,
             socket.recv_buffer_size().ok(),
-        );
+        ));
     }
     if let Some(size) = opts.send_buffer {
         socket
             .set_send_buffer_size(size)
             .io_context(|| format!("failed to set SO_SNDBUF to {size}"))?;
-        check_buffer(
+        warnings.extend(check_buffer(
             "--sndbuf",
             "SO_SNDBUF",
             "wmem_max",
             size,
             socket.send_buffer_size().ok(),
-        );
+        ));
     }
     if opts.broadcast {
         socket
@@ -110,7 +130,7 @@ pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<UdpSocke
         .io_context(|| format!("failed to bind UDP socket to {local}"))?;
     let socket: UdpSocket = socket.into();
     debug!(local = %socket.local_addr().map_or(local, |a| a), "bound");
-    Ok(socket)
+    Ok(Bound { socket, warnings })
 }
 
 #[cfg(unix)]
@@ -120,24 +140,31 @@ fn set_reuse_port(socket: &Socket) -> anyhow::Result<()> {
         .io_context(|| "failed to set SO_REUSEPORT".into())
 }
 
-/// Warn when the kernel gave a buffer smaller than asked.
+/// A warning when the kernel gave a buffer smaller than asked.
 ///
 /// Linux doubles the value set, for its bookkeeping overhead, and reports the doubled
 /// value; it caps the request at `net.core.rmem_max` / `wmem_max` (socket(7)).
-fn check_buffer(flag: &str, option: &str, sysctl: &str, asked: usize, got: Option<usize>) {
-    let Some(got) = got else { return };
+fn check_buffer(
+    flag: &str,
+    option: &str,
+    sysctl: &str,
+    asked: usize,
+    got: Option<usize>,
+) -> Option<String> {
+    let got = got?;
     let effective = if cfg!(target_os = "linux") {
         got / 2
     } else {
         got
     };
     if effective < asked {
-        warn!(
+        Some(format!(
             "{flag} {asked}: the kernel gave {option} = {effective} bytes \
              (capped by net.core.{sysctl}; raise it with sysctl -w net.core.{sysctl}={asked})"
-        );
+        ))
     } else {
         debug!("{option} = {got} (asked {asked})");
+        None
     }
 }
 
@@ -157,14 +184,17 @@ mod tests {
     #[test]
     fn dual_stack_is_explicit() {
         let opts = Options::default();
-        let s = bind("[::]:0".parse().unwrap(), &opts).unwrap();
+        let s = bind("[::]:0".parse().unwrap(), &opts).unwrap().socket;
         let s2: Socket = s.into();
         assert!(!s2.only_v6().unwrap());
         let opts = Options {
             v6_only: true,
             ..Options::default()
         };
-        let s: Socket = bind("[::]:0".parse().unwrap(), &opts).unwrap().into();
+        let s: Socket = bind("[::]:0".parse().unwrap(), &opts)
+            .unwrap()
+            .socket
+            .into();
         assert!(s.only_v6().unwrap());
     }
 
@@ -179,19 +209,34 @@ mod tests {
             recv_buffer: Some(100_000),
             ..Options::default()
         };
-        let s: Socket = bind("127.0.0.1:0".parse().unwrap(), &opts).unwrap().into();
+        let s: Socket = bind("127.0.0.1:0".parse().unwrap(), &opts)
+            .unwrap()
+            .socket
+            .into();
         assert!(s.reuse_address().unwrap());
         assert!(s.broadcast().unwrap());
         assert_eq!(s.ttl_v4().unwrap(), 7);
         assert_eq!(s.tos_v4().unwrap(), 0x10);
         assert!(s.recv_buffer_size().unwrap() >= 100_000);
+        let huge = Options {
+            recv_buffer: Some(1 << 30),
+            ..Options::default()
+        };
+        let bound = bind("127.0.0.1:0".parse().unwrap(), &huge).unwrap();
+        assert!(
+            bound.warnings[0].contains("rmem_max"),
+            "{:?}",
+            bound.warnings
+        );
     }
 
     #[test]
     fn bind_errors_name_the_address() {
-        let first = bind("127.0.0.1:0".parse().unwrap(), &Options::default()).unwrap();
+        let first = bind("127.0.0.1:0".parse().unwrap(), &Options::default())
+            .unwrap()
+            .socket;
         let taken = first.local_addr().unwrap();
-        let err = bind(taken, &Options::default()).unwrap_err();
+        let err = bind(taken, &Options::default()).err().unwrap();
         assert_eq!(
             format!("{err:#}"),
             format!("failed to bind UDP socket to {taken}: address already in use")
@@ -204,7 +249,7 @@ mod tests {
             ttl: Some(300),
             ..Options::default()
         };
-        let err = bind("127.0.0.1:0".parse().unwrap(), &opts).unwrap_err();
+        let err = bind("127.0.0.1:0".parse().unwrap(), &opts).err().unwrap();
         assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE);
     }
 }

@@ -1,6 +1,5 @@
 //! `dgram listen`: receive datagrams from every peer and print them (SPEC §4 listen).
 
-use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::{Instant, SystemTime};
 
@@ -13,6 +12,7 @@ use crate::filter::SourceFilter;
 use crate::output::{Datagram, Format, Output};
 use crate::recv::{self, Handler, Limits, Stop};
 use crate::signal::Signals;
+use crate::socket::Bound;
 use crate::stats::Summary;
 use crate::sys::{RecvBatch, RecvMeta};
 
@@ -81,18 +81,15 @@ pub(crate) fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending>
     let local = parse_local(&args.addr, family)?;
     let mut options = args.socket.options(family);
     options.reuse_port = args.receive.reuse_port;
-    let socket = crate::socket::bind(local, &options)?;
-    serve(&socket, &args.receive, signals)
+    let bound = crate::socket::bind(local, &options)?;
+    serve(bound, &args.receive, signals)
 }
 
 /// Announce, receive and print until a limit or a signal; shared by every receiving
 /// subcommand that prints what it gets.
-pub(crate) fn serve(
-    socket: &UdpSocket,
-    opts: &ReceiveOpts,
-    signals: &Signals,
-) -> anyhow::Result<Ending> {
-    recv::announce(socket.local_addr()?, opts.ready_file.as_deref())?;
+pub(crate) fn serve(bound: Bound, opts: &ReceiveOpts, signals: &Signals) -> anyhow::Result<Ending> {
+    recv::announce(bound.socket.local_addr()?, opts.ready_file.as_deref())?;
+    let socket = &bound.warn();
     let mut printer = Printer {
         filter: SourceFilter::new(opts.allow.clone(), opts.deny.clone()),
         output: Output::stdout(opts.format)?,

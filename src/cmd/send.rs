@@ -438,7 +438,7 @@ struct Counts {
 pub(crate) fn run(args: SendArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let config = Config::from_args(args, signals)?;
     debug!(?config, "send");
-    let socket = crate::socket::bind(config.bind, &config.options)?;
+    let socket = crate::socket::bind(config.bind, &config.options)?.warn();
     // Sends block for room in the send buffer (microseconds); replies are read with
     // MSG_DONTWAIT after a poll, so blocking mode only affects sends.
     socket.set_nonblocking(false)?;
@@ -746,6 +746,7 @@ fn collect(
                     counts.sent += 1;
                     counts.bytes += p.len() as u64;
                 }
+                schedule.sent(batch.len);
                 if let Some(sig) = batch.signal {
                     return Ok(Ending::Signal(sig));
                 }

@@ -1,0 +1,159 @@
+//! Bad input: every malformed command line is exit 2 with exactly one `dgram: ...` line on
+//! stderr, nothing on stdout, no panic, no hang, nothing sent.
+
+use std::time::Duration;
+
+use crate::harness::{arrives_within, peer, run};
+
+fn expect_usage_error(args: &[&str], mention: &str) {
+    let r = run(args);
+    r.expect_code(2);
+    if !r.stdout.is_empty() {
+        r.fail("stdout must be empty");
+    }
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    if lines.len() != 1 || !lines[0].starts_with("dgram: ") {
+        r.fail("expected exactly one 'dgram: ...' line on stderr");
+    }
+    if !lines[0].contains(mention) {
+        r.fail(&format!("the error should name {mention:?}"));
+    }
+    if r.elapsed > Duration::from_secs(2) {
+        r.fail("took too long");
+    }
+}
+
+#[test]
+fn malformed_addresses_are_named() {
+    for (target, mention) in [
+        ("127.0.0.1:-1", "'-1'"),
+        ("127.0.0.1:65536", "'65536'"),
+        ("127.0.0.1:abc", "'abc'"),
+        ("127.0.0.1:", "invalid port"),
+        ("256.1.1.1:80", "256.1.1.1"),
+        ("[::1:80", "[::1:80"),
+        ("::1:80", "brackets"),
+        ("[fe80::1%nosuchif0]:80", "nosuchif0"),
+        ("127.0.0.1:0", "port 0"),
+        ("localhost", "missing ':PORT'"),
+    ] {
+        expect_usage_error(&["send", target, "x"], mention);
+    }
+    expect_usage_error(&["listen", "70000"], "70000");
+    expect_usage_error(&["listen", "-4", "[::1]:0"], "family mismatch");
+}
+
+#[test]
+fn bad_flags_and_values_are_one_line_with_a_help_pointer() {
+    let r = run(&["send", "127.0.0.1:9", "x", "--count", "abc"]);
+    r.expect_code(2)
+        .expect_stderr("dgram: invalid value 'abc' for '--count <N>'")
+        .expect_stderr("(see 'dgram send --help')");
+    for (args, mention) in [
+        (&["send", "127.0.0.1:9", "x", "-n", "0"][..], "--count"),
+        (&["send", "127.0.0.1:9", "x", "-w", "5x"], "5x"),
+        (&["send", "127.0.0.1:9", "x", "--rate", "0"], "--rate"),
+        (
+            &[
+                "send",
+                "127.0.0.1:9",
+                "x",
+                "--interval",
+                "1s",
+                "--rate",
+                "3",
+            ],
+            "--interval",
+        ),
+        (
+            &["send", "127.0.0.1:9", "x", "--frobnicate"],
+            "--frobnicate",
+        ),
+        (&["send"], "TARGET"),
+        (&["listen", "--allow", "10.0.0.0/33"], "10.0.0.0/33"),
+        (&["listen", "--max-size", "70000"], "--max-size"),
+        (&["listen", "-w"], "--timeout"),
+        (&["nosuchcommand"], "nosuchcommand"),
+        (&[], "subcommand"),
+        (
+            &["send", "127.0.0.1:9", "x", "--file", "/nonexistent/dgram"],
+            "--file",
+        ),
+        (&["send", "127.0.0.1:9", "x", "--size", "5"], "MESSAGE"),
+        (
+            &["send", "127.0.0.1:9", "x", "--bind", "[::1]:0"],
+            "different address families",
+        ),
+    ] {
+        expect_usage_error(args, mention);
+    }
+}
+
+#[test]
+fn nothing_is_sent_on_bad_input() {
+    let rx = peer("127.0.0.1");
+    let t = rx.local_addr().unwrap().to_string();
+    for args in [
+        &["send", &t, "-x", "123"][..],
+        &["send", &t, "--size", "70000"],
+        &["send", &t, "x", "--ttl", "999"],
+        &["send", &t, "x", "--expect", "zz", "-x"],
+    ] {
+        run(args).expect_code(2);
+    }
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+}
+
+#[test]
+fn non_utf8_arguments_do_not_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe:80");
+    let out = std::process::Command::new(crate::harness::bin())
+        .arg("send")
+        .arg(bad)
+        .arg("x")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    // A non-UTF-8 MESSAGE is just bytes.
+    let rx = peer("127.0.0.1");
+    let status = std::process::Command::new(crate::harness::bin())
+        .args(["send", &rx.local_addr().unwrap().to_string()])
+        .arg(std::ffi::OsStr::from_bytes(b"\xff\xfe!"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(crate::harness::recv(&rx).0, b"\xff\xfe!");
+}
+
+#[test]
+fn help_and_version_go_to_stdout_with_exit_0() {
+    let r = run(&["--version"]);
+    r.expect_code(0);
+    assert!(r.stdout_str().starts_with("dgram "), "{}", r.stdout_str());
+    for sub in ["send", "listen"] {
+        let r = run(&[sub, "--help"]);
+        r.expect_code(0);
+        let help = r.stdout_str();
+        assert!(
+            help.trim_end()
+                .lines()
+                .last()
+                .unwrap()
+                .trim_start()
+                .starts_with("dgram ")
+                || help.contains("Examples:"),
+            "{help}"
+        );
+        assert!(
+            help.contains(&format!("dgram {sub} ")),
+            "examples name the subcommand: {help}"
+        );
+    }
+}

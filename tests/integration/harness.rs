@@ -1,0 +1,356 @@
+//! Running the real `dgram` binary: one-shot runs with a time limit, servers that announce
+//! their address, and plain UDP peers. Every read has a timeout; every child is killed and
+//! reaped by its own PID when its guard drops.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dgram")
+}
+
+/// How long any single wait in a test may take before the test fails.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// A finished run: what a user would see.
+pub struct Run {
+    pub cmd: String,
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Panic with everything a person needs to see why.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!(
+            "{why}\ncommand: {}\nstatus: {:?}\nstdout: {:?}\nstderr: {}",
+            self.cmd,
+            self.status,
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        )
+    }
+
+    /// Assert the exit code.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        if self.code() != code {
+            self.fail(&format!("expected exit {code}, got {}", self.code()));
+        }
+        self
+    }
+
+    /// Assert stderr contains `text`.
+    pub fn expect_stderr(&self, text: &str) -> &Self {
+        if !self.stderr.contains(text) {
+            self.fail(&format!("stderr lacks {text:?}"));
+        }
+        self
+    }
+
+    /// Assert stdout is exactly `bytes`.
+    pub fn expect_stdout(&self, bytes: &[u8]) -> &Self {
+        if self.stdout != bytes {
+            self.fail(&format!(
+                "stdout is not {:?}",
+                String::from_utf8_lossy(bytes)
+            ));
+        }
+        self
+    }
+}
+
+/// A child process, killed and reaped by PID when dropped.
+pub struct Guard {
+    pub child: Child,
+    pub cmd: String,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => into.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+/// Start `dgram ARGS` with `stdin` (None: a pipe the test can write to later).
+pub fn spawn(args: &[&str], stdin: Option<&[u8]>) -> Guard {
+    spawn_cmd(bin(), args, stdin)
+}
+
+/// Start `dgram ARGS` with its stdout left in `guard.child.stdout` for the test to read
+/// (and close) itself.
+pub fn spawn_own_stdout(args: &[&str]) -> Guard {
+    spawn_opts(bin(), args, None, false)
+}
+
+/// Start any program, with its output collected in the background.
+pub fn spawn_cmd(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Guard {
+    spawn_opts(program, args, stdin, true)
+}
+
+fn spawn_opts(program: &str, args: &[&str], stdin: Option<&[u8]>, drain_stdout: bool) -> Guard {
+    let cmd = format!(
+        "{program} {}",
+        args.iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut child = Command::new(program)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd}: {e}"));
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut readers = vec![drain(child.stderr.take().unwrap(), Arc::clone(&stderr))];
+    if drain_stdout {
+        readers.push(drain(child.stdout.take().unwrap(), Arc::clone(&stdout)));
+    }
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        // A writer thread, so a large input cannot block the test on a full pipe.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    Guard {
+        child,
+        cmd,
+        stdout,
+        stderr,
+        readers,
+        started: Instant::now(),
+    }
+}
+
+impl Guard {
+    /// What the child wrote to stdout so far.
+    pub fn stdout(&self) -> Vec<u8> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// What the child wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Wait (bounded) until `cond` holds on stdout; panics with the output on timeout.
+    pub fn wait_stdout(&self, what: &str, cond: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let out = self.stdout();
+            if cond(&out) {
+                return out;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what} on stdout of {}\nstdout: {:?}\nstderr: {}",
+                    self.cmd,
+                    String::from_utf8_lossy(&out),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Wait (bounded) until stderr contains `text`.
+    pub fn wait_stderr(&self, text: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let err = self.stderr();
+            if err.contains(text) {
+                return err;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {text:?} on stderr of {}\nstderr: {err}",
+                    self.cmd
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The address from the `listening on ADDR` line, waiting (bounded) for it.
+    pub fn announced(&self) -> SocketAddr {
+        let err = self.wait_stderr("listening on ");
+        let first = err.lines().next().unwrap_or_default();
+        first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first stderr line is not the announcement: {err}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address in {first:?}: {e}"))
+    }
+
+    /// Send a signal to the child by its PID.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with the PID of our own, not yet reaped, child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Close the child's stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// Wait (bounded) for the child to exit and collect everything it printed.
+    pub fn finish(mut self) -> Run {
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} did not exit within {LIMIT:?}\nstdout: {:?}\nstderr: {}",
+                    self.cmd,
+                    String::from_utf8_lossy(&self.stdout()),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let elapsed = self.started.elapsed();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Run {
+            cmd: self.cmd.clone(),
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+            elapsed,
+        }
+    }
+}
+
+/// Run `dgram ARGS` to completion with `stdin` (empty by default).
+pub fn run(args: &[&str]) -> Run {
+    run_with_stdin(args, b"")
+}
+
+/// Run `dgram ARGS` to completion, feeding `stdin`.
+pub fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Run {
+    let mut g = spawn(args, Some(stdin));
+    g.close_stdin();
+    g.finish()
+}
+
+/// A `dgram` server (listen, echo, ...) on port 0, with the address it announced.
+pub struct Server {
+    pub guard: Guard,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Start `dgram ARGS` and wait for its `listening on ADDR` line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut guard = spawn(args, None);
+        guard.close_stdin();
+        let addr = guard.announced();
+        Server { guard, addr }
+    }
+
+    /// Wait for the server to exit.
+    pub fn finish(self) -> Run {
+        self.guard.finish()
+    }
+}
+
+/// A plain UDP socket on `ip:0` with a read timeout: a peer the test controls.
+pub fn peer(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s
+}
+
+/// Receive one datagram (bounded by the socket's timeout); panics on timeout.
+pub fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = s
+        .recv_from(&mut buf)
+        .expect("a datagram before the timeout");
+    buf.truncate(n);
+    (buf, from)
+}
+
+/// True if a datagram arrives within `wait` (for asserting that none does).
+pub fn arrives_within(s: &UdpSocket, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 65536];
+    let got = s.recv_from(&mut buf).is_ok();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    got
+}
+
+/// A thread that answers up to `n` datagrams on `socket` with `reply(request)` (no answer
+/// when it returns `None`), and returns the requests it saw with their senders.
+pub fn responder(
+    socket: UdpSocket,
+    n: usize,
+    reply: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+) -> JoinHandle<Vec<(Vec<u8>, SocketAddr)>> {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..n {
+            let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                break;
+            };
+            if let Some(answer) = reply(&buf[..len]) {
+                let _ = socket.send_to(&answer, from);
+            }
+            seen.push((buf[..len].to_vec(), from));
+        }
+        seen
+    })
+}
+
+/// Whether `program` is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}

@@ -1,0 +1,297 @@
+//! `dgram listen`: every peer, every format, limits, filters, signals and pipes.
+
+use std::time::Duration;
+
+use crate::harness::{peer, run, Server};
+
+fn send_from(ip: &str, to: &Server, payload: &[u8]) {
+    peer(ip).send_to(payload, to.addr).unwrap();
+}
+
+#[test]
+fn announces_its_address_first_and_in_the_ready_file() {
+    let dir = std::env::temp_dir().join(format!("dgram-ready-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("addr");
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-q",
+        "-n",
+        "1",
+        "--ready-file",
+        ready.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        s.addr.ip().to_string(),
+        "127.0.0.1",
+        "a bare port means loopback"
+    );
+    assert_ne!(s.addr.port(), 0);
+    assert_eq!(
+        std::fs::read_to_string(&ready).unwrap(),
+        format!("{}\n", s.addr)
+    );
+    send_from("127.0.0.1", &s, b"x");
+    let r = s.finish();
+    r.expect_code(0).expect_stdout(b"x");
+    assert!(r.stderr.starts_with("listening on "), "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn receives_from_every_peer() {
+    // guards: listen must not lock onto the first peer
+    let s = Server::start(&["listen", "0", "-n", "3", "-f", "json"]);
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        send_from(ip, &s, ip.as_bytes());
+    }
+    let r = s.finish();
+    r.expect_code(0);
+    let peers: Vec<String> = r
+        .stdout_str()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["peer"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(peers.len(), 3);
+    for (p, ip) in peers.iter().zip(["127.0.0.1", "127.0.0.2", "127.0.0.3"]) {
+        assert!(p.starts_with(&format!("{ip}:")), "{p}");
+    }
+}
+
+#[test]
+fn a_lone_datagram_is_printed_at_once() {
+    // guards: output is flushed when the socket goes idle, not when a buffer fills
+    let s = Server::start(&["listen", "0", "-f", "line"]);
+    send_from("127.0.0.1", &s, b"first");
+    s.guard
+        .wait_stdout("the first datagram", |o| o == b"first\n");
+}
+
+#[test]
+fn every_format_prints_what_the_spec_says() {
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("raw", b"a\nb", "a\nb"),
+        ("line", b"ab", "ab\n"),
+        ("hex", b"\x00\xff", "00ff\n"),
+        ("base64", b"hi", "aGk=\n"),
+        ("hexdump", b"hi", " 2 bytes\n00000000  68 69"),
+    ];
+    for (format, payload, want) in cases {
+        let s = Server::start(&["listen", "0", "-n", "1", "-f", format]);
+        send_from("127.0.0.1", &s, payload);
+        let r = s.finish();
+        r.expect_code(0);
+        if !r.stdout_str().contains(want) {
+            r.fail(&format!("--format {format} lacks {want:?}"));
+        }
+    }
+}
+
+#[test]
+fn json_lines_carry_the_spec_fields() {
+    let s = Server::start(&["listen", "0", "--count", "1", "--format", "json"]);
+    let tx = peer("127.0.0.1");
+    tx.send_to(b"hello", s.addr).unwrap();
+    let r = s.finish();
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let time = v["time"].as_str().unwrap();
+    assert!(
+        time.ends_with('Z') && time.len() == "2026-01-01T00:00:00.000000Z".len(),
+        "{time}"
+    );
+    assert_eq!(v["peer"], tx.local_addr().unwrap().to_string());
+    assert_eq!(v["len"], 5);
+    assert_eq!(v["truncated"], false);
+    assert_eq!(v["base64"], "aGVsbG8=");
+    assert_eq!(v["text"], "hello");
+}
+
+#[test]
+fn the_largest_datagram_arrives_whole() {
+    let s = Server::start(&["listen", "0", "-n", "1"]);
+    send_from("127.0.0.1", &s, &vec![b'z'; 65_507]);
+    let r = s.finish();
+    r.expect_code(0);
+    assert_eq!(r.stdout.len(), 65_507);
+}
+
+#[test]
+fn a_datagram_over_max_size_is_reported_truncated_with_its_true_length() {
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "1",
+        "--max-size",
+        "100",
+        "-f",
+        "json",
+        "--stats",
+    ]);
+    send_from("127.0.0.1", &s, &vec![b'z'; 3000]);
+    let r = s.finish();
+    r.expect_code(0).expect_stderr("3000 bytes, kept 100");
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["len"], 3000);
+    assert_eq!(v["truncated"], true);
+    assert_eq!(v["captured"], 100);
+    let stats: serde_json::Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(stats["truncated"], 1);
+}
+
+#[test]
+fn count_and_timeout_decide_the_exit_code() {
+    // Fewer than --count before the idle timeout: exit 1.
+    let s = Server::start(&["listen", "0", "-n", "3", "-w", "300ms"]);
+    send_from("127.0.0.1", &s, b"a");
+    let r = s.finish();
+    r.expect_code(1).expect_stderr("received 1 of 3 datagrams");
+    assert_eq!(r.stdout, b"a", "what arrived is still printed");
+    // A timeout without --count is a normal end.
+    let r = Server::start(&["listen", "0", "-w", "200ms"]).finish();
+    r.expect_code(0);
+    // So is --duration, which ends even under traffic.
+    let s = Server::start(&["listen", "0", "--duration", "300ms"]);
+    let r = s.finish();
+    r.expect_code(0);
+    assert!(r.elapsed >= Duration::from_millis(290));
+    let r = Server::start(&["listen", "0", "-n", "1", "--duration", "200ms"]).finish();
+    r.expect_code(1).expect_stderr("--duration");
+}
+
+#[test]
+fn allow_and_deny_filter_and_filtered_datagrams_do_not_count() {
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "2",
+        "--allow",
+        "127.0.0.0/8",
+        "--deny",
+        "127.0.0.2",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    send_from("127.0.0.2", &s, b"denied");
+    send_from("127.0.0.1", &s, b"one");
+    send_from("127.0.0.3", &s, b"two");
+    let r = s.finish();
+    r.expect_code(0);
+    let texts: Vec<String> = r
+        .stdout_str()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+    let stats: serde_json::Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(stats["filtered"], 1);
+    assert_eq!(stats["received"], 2);
+    assert_eq!(stats["kernel_drops"], 0);
+}
+
+#[test]
+fn sigint_and_sigterm_flush_and_exit_130_and_143() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let s = Server::start(&["listen", "0", "-f", "line", "--stats"]);
+        send_from("127.0.0.1", &s, b"kept");
+        s.guard.wait_stdout("the datagram", |o| o == b"kept\n");
+        s.guard.signal(sig);
+        let r = s.finish();
+        r.expect_code(code)
+            .expect_stdout(b"kept\n")
+            .expect_stderr("received 1 datagrams");
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_exit_0() {
+    // `dgram listen ... | head -n 1`: the reader takes one line and goes away.
+    let mut g = crate::harness::spawn_own_stdout(&["listen", "0", "-f", "line"]);
+    let addr = g.announced();
+    let mut stdout = g.child.stdout.take().unwrap();
+    peer("127.0.0.1").send_to(b"one", addr).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = [0u8; 4];
+        let got = std::io::Read::read_exact(&mut stdout, &mut line).map(|_| line);
+        // Close the pipe's only reader before saying so, as `head` does.
+        drop(stdout);
+        let _ = tx.send(got);
+    });
+    let line = rx
+        .recv_timeout(crate::harness::LIMIT)
+        .expect("a line in time")
+        .unwrap();
+    assert_eq!(&line, b"one\n");
+    peer("127.0.0.1").send_to(b"two", addr).unwrap();
+    let r = g.finish();
+    r.expect_code(0);
+    assert_eq!(
+        r.stderr.lines().count(),
+        1,
+        "only the announcement: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn dual_stack_shows_v4_peers_as_v4_and_dash_6_is_v6_only() {
+    let s = Server::start(&["listen", "[::]:0", "-n", "1", "-f", "json"]);
+    assert_eq!(s.addr.ip().to_string(), "::");
+    let tx = peer("127.0.0.1");
+    tx.send_to(b"v4", ("127.0.0.1", s.addr.port())).unwrap();
+    let r = s.finish();
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["peer"], tx.local_addr().unwrap().to_string());
+
+    let s = Server::start(&["listen", "-6", "[::]:0", "-n", "1", "-w", "300ms"]);
+    let _ = peer("127.0.0.1").send_to(b"v4", ("127.0.0.1", s.addr.port()));
+    s.finish().expect_code(1);
+}
+
+#[test]
+fn a_small_rcvbuf_is_warned_about_when_clamped() {
+    let s = Server::start(&["listen", "0", "--rcvbuf", "1G", "-w", "100ms"]);
+    let r = s.finish();
+    r.expect_code(0)
+        .expect_stderr("--rcvbuf")
+        .expect_stderr("rmem_max");
+}
+
+#[test]
+fn reuse_port_shares_a_port_and_a_taken_port_is_exit_3() {
+    let a = Server::start(&["listen", "0", "--reuse-port", "-w", "2s"]);
+    let port = a.addr.port().to_string();
+    let b = Server::start(&["listen", &port, "--reuse-port", "-w", "100ms"]);
+    assert_eq!(b.addr, a.addr);
+    b.finish().expect_code(0);
+    run(&["listen", &port])
+        .expect_code(3)
+        .expect_stderr(&format!(
+            "failed to bind UDP socket to 127.0.0.1:{port}: address already in use"
+        ));
+}
+
+#[test]
+fn ipv6_loopback_listens() {
+    let s = Server::start(&["listen", "[::1]:0", "-n", "1"]);
+    peer("::1").send_to(b"six", s.addr).unwrap();
+    s.finish().expect_code(0).expect_stdout(b"six");
+}

@@ -1,0 +1,360 @@
+//! `dgram send`: payloads, pacing, replies, and the exit codes that go with them.
+
+use std::time::Duration;
+
+use crate::harness::{arrives_within, peer, recv, responder, run, run_with_stdin};
+
+fn target(s: &std::net::UdpSocket) -> String {
+    s.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn message_words_are_joined_by_single_spaces() {
+    let rx = peer("127.0.0.1");
+    run(&["send", &target(&rx), "hello", "big  world"]).expect_code(0);
+    assert_eq!(recv(&rx).0, b"hello big  world");
+}
+
+#[test]
+fn an_empty_message_is_an_empty_datagram() {
+    let rx = peer("127.0.0.1");
+    run(&["send", &target(&rx), ""]).expect_code(0);
+    assert_eq!(recv(&rx).0, b"");
+}
+
+#[test]
+fn stdin_lines_are_one_datagram_each() {
+    // guards: \r\n and \n endings removed, empty line = empty datagram, last line kept
+    let rx = peer("127.0.0.1");
+    run_with_stdin(&["send", &target(&rx)], b"a\r\nb\n\nlast").expect_code(0);
+    for want in [&b"a"[..], b"b", b"", b"last"] {
+        assert_eq!(recv(&rx).0, want);
+    }
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+}
+
+#[test]
+fn whole_and_file_send_one_datagram() {
+    let rx = peer("127.0.0.1");
+    run_with_stdin(&["send", &target(&rx), "--whole"], b"a\nb\n").expect_code(0);
+    assert_eq!(recv(&rx).0, b"a\nb\n");
+    let dir = std::env::temp_dir().join(format!("dgram-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("payload.hex");
+    std::fs::write(&file, "de ad\nbe ef\n").unwrap();
+    run(&["send", &target(&rx), "--file", file.to_str().unwrap(), "-x"]).expect_code(0);
+    assert_eq!(recv(&rx).0, [0xde, 0xad, 0xbe, 0xef]);
+    let missing = dir.join("missing");
+    run(&["send", &target(&rx), "--file", missing.to_str().unwrap()])
+        .expect_code(2)
+        .expect_stderr("cannot read --file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn encodings_decode_before_sending() {
+    let rx = peer("127.0.0.1");
+    let t = target(&rx);
+    run(&["send", &t, "-x", "0x68 69"]).expect_code(0);
+    assert_eq!(recv(&rx).0, b"hi");
+    run(&["send", &t, "--base64", "aGk="]).expect_code(0);
+    assert_eq!(recv(&rx).0, b"hi");
+    run(&["send", &t, "-e", r"a\tb\x00\n"]).expect_code(0);
+    assert_eq!(recv(&rx).0, b"a\tb\0\n");
+    run_with_stdin(&["send", &t, "-x"], b"0102\n03 04\n").expect_code(0);
+    assert_eq!(recv(&rx).0, [1, 2]);
+    assert_eq!(recv(&rx).0, [3, 4]);
+}
+
+#[test]
+fn bad_encodings_send_nothing() {
+    let rx = peer("127.0.0.1");
+    let t = target(&rx);
+    run(&["send", &t, "-x", "abc"])
+        .expect_code(2)
+        .expect_stderr("odd number of hex digits");
+    run(&["send", &t, "-e", r"\q"])
+        .expect_code(2)
+        .expect_stderr("unknown escape");
+    run(&["send", &t, "--base64", "@@"])
+        .expect_code(2)
+        .expect_stderr("invalid base64");
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+}
+
+#[test]
+fn the_largest_datagram_arrives_whole_and_one_more_byte_is_refused() {
+    let rx = peer("127.0.0.1");
+    run(&["send", &target(&rx), "--size", "65507"]).expect_code(0);
+    assert_eq!(recv(&rx).0.len(), 65_507);
+    run(&["send", &target(&rx), "--size", "65508"])
+        .expect_code(2)
+        .expect_stderr("65508 bytes is larger than the IPv4 UDP limit of 65507");
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+    let rx6 = peer("::1");
+    run(&["send", &target(&rx6), "--size", "65527"]).expect_code(0);
+    assert_eq!(recv(&rx6).0.len(), 65_527);
+    run(&["send", &target(&rx6), "--size", "65528"])
+        .expect_code(2)
+        .expect_stderr("IPv6 UDP limit of 65527");
+}
+
+#[test]
+fn an_oversize_line_stops_the_run_after_the_lines_before_it() {
+    let rx = peer("127.0.0.1");
+    let mut input = b"one\ntwo\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 65_508));
+    input.extend_from_slice(b"\nfour\n");
+    run_with_stdin(&["send", &target(&rx)], &input)
+        .expect_code(2)
+        .expect_stderr("line 3:");
+    assert_eq!(recv(&rx).0, b"one");
+    assert_eq!(recv(&rx).0, b"two");
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+}
+
+#[test]
+fn count_repeats_and_limits_lines() {
+    let rx = peer("127.0.0.1");
+    run(&["send", &target(&rx), "x", "-n", "5"]).expect_code(0);
+    for _ in 0..5 {
+        assert_eq!(recv(&rx).0, b"x");
+    }
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+    run_with_stdin(&["send", &target(&rx), "-n", "2"], b"a\nb\nc\n").expect_code(0);
+    assert_eq!(recv(&rx).0, b"a");
+    assert_eq!(recv(&rx).0, b"b");
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+}
+
+#[test]
+fn interval_and_rate_pace_the_datagrams() {
+    let rx = peer("127.0.0.1");
+    let r = run(&["send", &target(&rx), "x", "-n", "4", "-i", "50ms"]);
+    r.expect_code(0);
+    // Three gaps of 50 ms at least; no upper bound (the machine is shared).
+    assert!(r.elapsed >= Duration::from_millis(150), "{:?}", r.elapsed);
+    let r = run(&["send", &target(&rx), "x", "-n", "21", "--rate", "200"]);
+    r.expect_code(0);
+    assert!(r.elapsed >= Duration::from_millis(100), "{:?}", r.elapsed);
+    for _ in 0..25 {
+        recv(&rx);
+    }
+}
+
+#[test]
+fn duration_repeats_until_it_ends() {
+    let rx = peer("127.0.0.1");
+    let r = run(&[
+        "send",
+        &target(&rx),
+        "tick",
+        "--duration",
+        "300ms",
+        "--rate",
+        "100",
+    ]);
+    r.expect_code(0);
+    assert!(r.elapsed >= Duration::from_millis(290), "{:?}", r.elapsed);
+    let mut n = 0;
+    while arrives_within(&rx, Duration::from_millis(200)) {
+        n += 1;
+    }
+    assert!((15..=45).contains(&n), "{n} datagrams in 300 ms at 100/s");
+}
+
+#[test]
+fn reply_prints_the_reply_and_exits_0() {
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let echo = responder(server, 1, |req| Some([b"re: ", req].concat()));
+    let r = run(&["send", &t, "ping", "--reply"]);
+    r.expect_code(0).expect_stdout(b"re: ping");
+    assert_eq!(echo.join().unwrap()[0].0, b"ping");
+}
+
+#[test]
+fn only_replies_from_the_target_count() {
+    // guards: a stranger's datagram to our port is not taken for the reply
+    let server = peer("127.0.0.1");
+    let stranger = peer("127.0.0.2");
+    let t = target(&server);
+    let echo = std::thread::spawn(move || {
+        let (_, client) = recv(&server);
+        stranger.send_to(b"stranger", client).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        server.send_to(b"real", client).unwrap();
+    });
+    run(&["send", &t, "q", "-r"])
+        .expect_code(0)
+        .expect_stdout(b"real");
+    echo.join().unwrap();
+}
+
+#[test]
+fn a_closed_port_is_connection_refused_exit_3_at_once() {
+    let closed = peer("127.0.0.1");
+    let t = target(&closed);
+    drop(closed);
+    let r = run(&["send", &t, "hi", "--reply"]);
+    r.expect_code(3)
+        .expect_stderr(&format!("connection refused: nothing is listening on {t}"));
+    assert!(r.elapsed < Duration::from_secs(1), "took {:?}", r.elapsed);
+    // Without --reply too: the ICMP error is already queued when dgram exits.
+    run(&["send", &t, "hi"])
+        .expect_code(3)
+        .expect_stderr("connection refused");
+    run(&["send", &t, "hi", "-n", "3"])
+        .expect_code(3)
+        .expect_stderr("connection refused");
+}
+
+#[test]
+fn a_silent_peer_gives_exit_1_after_all_retries() {
+    let silent = peer("127.0.0.1");
+    let r = run(&[
+        "send",
+        &target(&silent),
+        "q",
+        "--reply",
+        "-w",
+        "200ms",
+        "--retries",
+        "2",
+    ]);
+    r.expect_code(1)
+        .expect_stderr("no reply from")
+        .expect_stderr("after 3 tries of 200ms");
+    assert!(r.elapsed >= Duration::from_millis(600), "{:?}", r.elapsed);
+    // Each retry sent the same datagram again.
+    for _ in 0..3 {
+        assert_eq!(recv(&silent).0, b"q");
+    }
+}
+
+#[test]
+fn expect_checks_the_reply() {
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let echo = responder(server, 2, |req| Some(req.to_vec()));
+    run(&["send", &t, "hello world", "--expect", "world"]).expect_code(0);
+    run(&["send", &t, "hello", "--expect", "bye"])
+        .expect_code(1)
+        .expect_stderr("--expect");
+    echo.join().unwrap();
+}
+
+#[test]
+fn reply_formats_carry_rtt_and_hex_defaults_to_hexdump() {
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let echo = responder(server, 2, |req| Some(req.to_vec()));
+    let r = run(&["send", &t, "hi", "-r", "-f", "json"]);
+    r.expect_code(0);
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.stdout).unwrap_or_else(|_| r.fail("not JSON"));
+    assert_eq!(v["text"], "hi");
+    assert_eq!(v["peer"], t);
+    assert!(v["rtt_us"].as_u64().is_some(), "{v}");
+    let r = run(&["send", &t, "-x", "6869", "-r"]);
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(
+        out.starts_with(&format!("{t} 2 bytes")) && out.contains("68 69") && out.contains("|hi|"),
+        "{out}"
+    );
+    echo.join().unwrap();
+}
+
+#[test]
+fn collect_prints_every_responder_and_fails_on_silence() {
+    let a = peer("127.0.0.1");
+    let b = peer("127.0.0.3");
+    let t = target(&a);
+    let helper = std::thread::spawn(move || {
+        let (_, client) = recv(&a);
+        a.send_to(b"from a", client).unwrap();
+        b.send_to(b"from b", client).unwrap();
+    });
+    let r = run(&["send", &t, "who", "--collect", "-w", "300ms", "-f", "line"]);
+    r.expect_code(0);
+    helper.join().unwrap();
+    let out = r.stdout_str();
+    assert!(
+        out.contains("from a\n") && out.contains("from b\n"),
+        "{out}"
+    );
+    let silent = peer("127.0.0.1");
+    run(&["send", &target(&silent), "who", "--collect", "-w", "100ms"])
+        .expect_code(1)
+        .expect_stderr("no reply to --collect");
+}
+
+#[test]
+fn bind_chooses_the_source_address() {
+    let rx = peer("127.0.0.1");
+    run(&["send", &target(&rx), "x", "--bind", "127.0.0.7:0"]).expect_code(0);
+    assert_eq!(recv(&rx).1.ip().to_string(), "127.0.0.7");
+}
+
+#[test]
+fn broadcast_needs_the_flag() {
+    run(&["send", "127.255.255.255:9", "hi"])
+        .expect_code(2)
+        .expect_stderr("127.255.255.255 is a broadcast address: add --broadcast");
+    run(&["send", "255.255.255.255:9", "hi"])
+        .expect_code(2)
+        .expect_stderr("--broadcast");
+}
+
+#[test]
+fn socket_options_are_accepted_and_checked() {
+    let rx = peer("127.0.0.1");
+    run(&[
+        "send",
+        &target(&rx),
+        "x",
+        "--ttl",
+        "5",
+        "--tos",
+        "0x10",
+        "--sndbuf",
+        "64K",
+        "--dont-fragment",
+    ])
+    .expect_code(0);
+    assert_eq!(recv(&rx).0, b"x");
+    run(&["send", &target(&rx), "x", "--ttl", "256"]).expect_code(2);
+}
+
+#[test]
+fn stats_summarise_sends_and_round_trips() {
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let echo = responder(server, 3, |req| Some(req.to_vec()));
+    let r = run(&["send", &t, "x", "-n", "3", "-r", "--stats", "-f", "json"]);
+    r.expect_code(0);
+    let line = r.stderr.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|_| r.fail("last stderr line is not JSON"));
+    assert_eq!(v["sent"], 3);
+    assert_eq!(v["received"], 3);
+    assert_eq!(v["lost"], 0);
+    for k in ["min", "p50", "p90", "p99", "max"] {
+        assert!(v["rtt_us"][k].is_u64(), "{k} in {v}");
+    }
+    echo.join().unwrap();
+    let rx = peer("127.0.0.1");
+    let r = run(&["send", &target(&rx), "abc", "-n", "2", "--stats"]);
+    r.expect_code(0).expect_stderr("sent 2 datagrams, 6 bytes");
+}
+
+#[test]
+fn ipv6_targets_work() {
+    let rx = peer("::1");
+    run(&["send", &target(&rx), "six"]).expect_code(0);
+    assert_eq!(recv(&rx).0, b"six");
+    run(&["send", "-4", &target(&rx), "six"])
+        .expect_code(2)
+        .expect_stderr("family mismatch");
+}
