@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 fn report(err: &anyhow::Error) -> ExitCode {
     if !exit::is_quiet(err) {
         let line = format!("{err:#}").replace('\n', " ");
-        let _ = writeln!(std::io::stderr(), "dgram: {line}");
+        let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
     }
     ExitCode::from(exit::code_for(err))
 }
@@ -76,11 +76,8 @@ fn clap_error(err: &clap::Error) -> ExitCode {
     } else {
         err.render().to_string()
     };
-    let _ = writeln!(
-        std::io::stderr(),
-        "dgram: {}",
-        fold_clap_message(&rendered, &subcommand_in_args())
-    );
+    let line = fold_clap_message(&rendered, &subcommand_in_args());
+    let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
     ExitCode::from(exit::USAGE)
 }
 

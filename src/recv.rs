@@ -127,15 +127,15 @@ pub(crate) fn run(
     }
 }
 
-/// Print `listening on ADDR` as the first stderr line (even with `-q`) and write the
-/// `--ready-file` atomically (a temporary file renamed into place).
+/// Write the `--ready-file` atomically (a temporary file renamed into place), then print
+/// `listening on ADDR` as the first stderr line (even with `-q`). In that order, so that a
+/// reader who sees the line can also read the file.
 pub(crate) fn announce(
     addr: std::net::SocketAddr,
     ready_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
     let addr = crate::addr::normalize(addr);
-    let _ = writeln!(io::stderr(), "listening on {addr}");
     if let Some(path) = ready_file {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{}.tmp", std::process::id()));
@@ -150,5 +150,7 @@ pub(crate) fn announce(
             )
         })?;
     }
+    // One write: a reader of the pipe never sees half a line.
+    let _ = io::stderr().write_all(format!("listening on {addr}\n").as_bytes());
     Ok(())
 }

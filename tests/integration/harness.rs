@@ -210,7 +210,9 @@ impl Guard {
 
     /// The address from the `listening on ADDR` line, waiting (bounded) for it.
     pub fn announced(&self) -> SocketAddr {
-        let err = self.wait_stderr("listening on ");
+        self.wait_stderr("listening on ");
+        // The whole line, not a prefix of it.
+        let err = self.wait_stderr("\n");
         let first = err.lines().next().unwrap_or_default();
         first
             .strip_prefix("listening on ")
