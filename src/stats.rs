@@ -33,6 +33,15 @@ impl RttSummary {
     }
 }
 
+/// `1 datagram`, `2 datagrams`.
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 /// Nearest-rank percentile of a sorted, non-empty slice: the smallest value with at least
 /// `p`% of the samples at or below it.
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -88,10 +97,14 @@ impl Summary {
             } else {
                 format!(", {} bytes", self.bytes)
             };
-            lines.push(format!("sent {sent} datagrams{bytes} {took}"));
+            lines.push(format!("sent {}{bytes} {took}", plural(sent, "datagram")));
         }
         if let Some(received) = self.received {
-            let mut line = format!("received {received} datagrams, {} bytes", self.bytes);
+            let mut line = format!(
+                "received {}, {} bytes",
+                plural(received, "datagram"),
+                self.bytes
+            );
             if self.sent.is_none() {
                 line.push_str(&format!(" {took}"));
             }

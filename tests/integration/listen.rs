@@ -215,7 +215,7 @@ fn sigint_and_sigterm_flush_and_exit_130_and_143() {
         let r = s.finish();
         r.expect_code(code)
             .expect_stdout(b"kept\n")
-            .expect_stderr("received 1 datagrams");
+            .expect_stderr("received 1 datagram,");
     }
 }
 

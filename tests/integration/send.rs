@@ -358,3 +358,121 @@ fn ipv6_targets_work() {
         .expect_code(2)
         .expect_stderr("family mismatch");
 }
+
+/// A pseudo-terminal: (master, slave) as files. The slave is what dgram gets as stdin.
+fn pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc calls on a descriptor we own; ptsname's buffer is copied at once.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().unwrap())
+            .unwrap();
+        (std::fs::File::from_raw_fd(master), slave)
+    }
+}
+
+#[test]
+fn a_terminal_on_stdin_is_interactive() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let echo = responder(server, 2, |req| Some([b"re:", req, b"\n"].concat()));
+    let (mut master, slave) = pty();
+    let mut child = Command::new(crate::harness::bin())
+        .args(["send", &t])
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    for line in ["one", "two"] {
+        master.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let want = format!("re:{line}\n");
+        // Each reply is printed as it arrives, before any more input.
+        while !String::from_utf8_lossy(&seen).contains(&want) {
+            seen.extend(
+                rx.recv_timeout(crate::harness::LIMIT)
+                    .expect("a reply printed"),
+            );
+        }
+    }
+    master.write_all(&[4]).unwrap(); // Ctrl-D: end of input
+    let deadline = std::time::Instant::now() + crate::harness::LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("interactive send did not end at Ctrl-D");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "{status:?}");
+    let requests: Vec<Vec<u8>> = echo.join().unwrap().into_iter().map(|(r, _)| r).collect();
+    assert_eq!(requests, [b"one".to_vec(), b"two".to_vec()]);
+}
+
+#[test]
+fn sigint_stops_a_paced_send_at_once_with_130() {
+    let rx = peer("127.0.0.1");
+    let g = crate::harness::spawn(
+        &[
+            "send",
+            &target(&rx),
+            "x",
+            "--rate",
+            "2",
+            "--duration",
+            "30s",
+            "--stats",
+        ],
+        Some(b""),
+    );
+    // The first datagram leaves at once; the next is 500 ms away when the signal comes.
+    assert_eq!(recv(&rx).0, b"x");
+    g.signal(libc::SIGINT);
+    let r = g.finish();
+    r.expect_code(130).expect_stderr("sent 1 datagram,");
+    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+}
+
+#[test]
+fn logs_go_to_stderr_and_never_to_stdout() {
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let echo = responder(server, 1, |req| Some(req.to_vec()));
+    let r = run(&["send", &t, "data", "-r", "-vvv"]);
+    r.expect_code(0)
+        .expect_stdout(b"data")
+        .expect_stderr("dgram: debug:");
+    echo.join().unwrap();
+    // RUST_LOG overrides -q.
+    let out = std::process::Command::new(crate::harness::bin())
+        .args(["-q", "send", "127.255.255.255:9", "x", "--broadcast"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dgram: debug:"));
+}
