@@ -16,6 +16,7 @@ mod signal;
 mod socket;
 mod stats;
 mod sys;
+mod transmit;
 mod units;
 
 use std::fmt;

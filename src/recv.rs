@@ -79,6 +79,10 @@ pub(crate) fn run(
                 for i in 0..n {
                     if handler.datagram(batch.meta(i), batch.payload(i), now)? {
                         counted += 1;
+                        // One GRO buffer may hold more datagrams than --count wants.
+                        if limits.count.is_some_and(|c| counted >= c) {
+                            break;
+                        }
                     }
                 }
                 if counted > before {

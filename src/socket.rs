@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::exit::{usage, IoContext};
 
@@ -33,7 +33,8 @@ pub(crate) struct Options {
     pub(crate) dont_fragment: bool,
 }
 
-/// A bound socket and what the kernel did not grant.
+/// A bound socket and what the kernel did not grant. The builder logs nothing itself:
+/// a server's first stderr line must be its `listening on`.
 pub(crate) struct Bound {
     /// The socket, non-blocking.
     pub(crate) socket: UdpSocket,
@@ -128,9 +129,10 @@ pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
     socket
         .bind(&local.into())
         .io_context(|| format!("failed to bind UDP socket to {local}"))?;
-    let socket: UdpSocket = socket.into();
-    debug!(local = %socket.local_addr().map_or(local, |a| a), "bound");
-    Ok(Bound { socket, warnings })
+    Ok(Bound {
+        socket: socket.into(),
+        warnings,
+    })
 }
 
 #[cfg(unix)]
@@ -163,9 +165,13 @@ fn check_buffer(
              (capped by net.core.{sysctl}; raise it with sysctl -w net.core.{sysctl}={asked})"
         ))
     } else {
-        debug!("{option} = {got} (asked {asked})");
         None
     }
+}
+
+/// The socket's receive buffer as the kernel reports it (Linux: twice what was set).
+pub(crate) fn recv_buffer_size(socket: &UdpSocket) -> Option<usize> {
+    socket2::SockRef::from(socket).recv_buffer_size().ok()
 }
 
 /// The unspecified address of `peer`'s family, port 0: where a client binds by default.

@@ -103,7 +103,20 @@ pub(crate) fn serve(bound: Bound, opts: &ReceiveOpts, signals: &Signals) -> anyh
         idle: opts.timeout,
         duration: opts.duration,
     };
-    let mut batch = RecvBatch::new(recv::BATCH, opts.max_size);
+    // UDP GRO takes a GSO sender's batch in one buffer (split again by RecvBatch). Not with
+    // --count: one buffer could hold datagrams beyond the count, dequeued and then lost.
+    let gro = opts.count.is_none() && crate::sys::enable_gro(socket.as_raw_fd()).is_ok();
+    let mut batch = if gro {
+        RecvBatch::with_gro(recv::BATCH, opts.max_size)
+    } else {
+        RecvBatch::new(recv::BATCH, opts.max_size)
+    };
+    tracing::debug!(
+        local = %socket.local_addr()?,
+        gro,
+        rcvbuf = crate::socket::recv_buffer_size(socket),
+        "receiving"
+    );
     let start = Instant::now();
     let result = recv::run(socket, &mut batch, limits, signals, &mut printer);
     // Whatever happened, what was received is written before anything else is said.

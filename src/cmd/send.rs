@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info, warn};
@@ -22,7 +22,8 @@ use crate::pacing::TokenBucket;
 use crate::payload::{check_size, decode, generated, Encoding, Lines};
 use crate::signal::{Signals, Wake};
 use crate::stats::{RttSummary, Summary};
-use crate::sys::{send_batch, RecvBatch};
+use crate::sys::RecvBatch;
+use crate::transmit::Transmitter;
 
 /// Datagrams handed to the kernel per `sendmmsg` call.
 const BATCH: usize = 64;
@@ -538,7 +539,8 @@ fn print_stats(config: &Config, counts: &Counts, elapsed: Duration) {
     summary.print(config.format == Format::Json);
 }
 
-/// Send everything, as fast as the schedule allows, in batches.
+/// Send everything, as fast as the schedule allows, in batches: one GSO call per batch
+/// for a repeated payload, one `sendmmsg` per batch of lines.
 fn fire(
     config: &Config,
     socket: &UdpSocket,
@@ -547,17 +549,36 @@ fn fire(
 ) -> anyhow::Result<Ending> {
     let mut payloads = Payloads::new(clone_source(&config.source), config.encoding);
     let mut schedule = Schedule::new(config, Instant::now());
-    let fd = socket.as_raw_fd();
+    let mut tx = Transmitter::new(socket, &config.target);
     let ending = loop {
-        let max = match schedule.next(BATCH, signals)? {
+        let batch_size = payloads
+            .fixed
+            .as_ref()
+            .map_or(BATCH, |p| tx.batch_for(p.len()));
+        let max = match schedule.next(batch_size, signals)? {
             Grant::Go(n) => n,
             Grant::Done => break Ending::Done,
             Grant::Signal(sig) => break Ending::Signal(sig),
         };
         let batch = payloads.fill(max, &config.target, signals)?;
-        let refs: Vec<&[u8]> = (0..batch.len).map(|i| payloads.get(i)).collect();
-        send_all(fd, &refs, config.target, counts)?;
-        schedule.sent(batch.len);
+        let sent = match &payloads.fixed {
+            Some(payload) => tx.send_copies(payload, batch.len),
+            None => {
+                let refs: Vec<&[u8]> = (0..batch.len).map(|i| payloads.get(i)).collect();
+                tx.send_each(&refs)
+            }
+        }
+        .map_err(|e| net_error(e, config.target))?;
+        counts.sent += sent as u64;
+        counts.bytes += (0..sent).map(|i| payloads.get(i).len() as u64).sum::<u64>();
+        schedule.sent(sent);
+        if sent < batch.len {
+            // A partial batch ends with the error that stopped it, pending on the socket.
+            let e = socket
+                .take_error()?
+                .unwrap_or_else(|| io::Error::other("send stopped early"));
+            return Err(net_error(e, config.target));
+        }
         if let Some(err) = batch.error {
             return Err(err);
         }
@@ -583,29 +604,24 @@ fn clone_source(source: &Source) -> Source {
     }
 }
 
-/// Send every payload of `refs`, resuming after partial batches.
-fn send_all(
-    fd: RawFd,
-    refs: &[&[u8]],
+/// Send one datagram (a request, an interactive line).
+fn send_one(
+    socket: &UdpSocket,
+    payload: &[u8],
     target: SocketAddr,
     counts: &mut Counts,
 ) -> anyhow::Result<()> {
-    let mut done = 0;
-    while done < refs.len() {
-        match send_batch(fd, &refs[done..]) {
-            Ok(n) => {
-                counts.sent += n as u64;
-                counts.bytes += refs[done..done + n]
-                    .iter()
-                    .map(|p| p.len() as u64)
-                    .sum::<u64>();
-                done += n;
+    loop {
+        match socket.send(payload) {
+            Ok(_) => {
+                counts.sent += 1;
+                counts.bytes += payload.len() as u64;
+                return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(net_error(e, target)),
         }
     }
-    Ok(())
 }
 
 /// One datagram, one reply: `--reply`, `--expect`, `--retries`.
@@ -647,7 +663,7 @@ fn request_reply(
                         retries + 1
                     );
                 }
-                send_all(fd, &[payload], config.target, counts)?;
+                send_one(socket, payload, config.target, counts)?;
                 let sent_at = Instant::now();
                 let deadline = sent_at + *timeout;
                 loop {
@@ -858,12 +874,7 @@ fn interactive(
         }
         let batch = payloads.fill(1, &config.target, signals)?;
         if batch.len == 1 {
-            send_all(
-                socket.as_raw_fd(),
-                &[payloads.get(0)],
-                config.target,
-                counts,
-            )?;
+            send_one(socket, payloads.get(0), config.target, counts)?;
             schedule.sent(1);
         }
         if let Some(err) = batch.error {

@@ -6,34 +6,62 @@ use std::os::fd::RawFd;
 
 use super::{empty_storage, sockaddr_to_std, RecvMeta};
 
-/// Receive buffers for up to `slots` datagrams of up to `slot_size` bytes each, filled
-/// by one `recvmmsg` call.
+/// Room for the control messages of one datagram: a `UDP_GRO` int, with slack.
+const CONTROL_LEN: usize = 64;
+
+/// Receive buffers for up to `slots` messages, filled by one `recvmmsg` call.
+///
+/// With UDP GRO on, one message may hold many datagrams the kernel coalesced (a GSO
+/// sender's batch); they are split back here by the segment size the `UDP_GRO` cmsg gives
+/// (the last may be shorter), so callers only ever see single datagrams.
 pub(crate) struct RecvBatch {
     buf: Vec<u8>,
     slot_size: usize,
+    keep: usize,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
-    meta: Vec<RecvMeta>,
+    control: Vec<[u64; CONTROL_LEN / 8]>,
+    gro: bool,
+    /// Per datagram: where it starts in `buf`, and what the kernel said of it.
+    spans: Vec<(usize, RecvMeta)>,
 }
 
 impl RecvBatch {
-    /// Room for `slots` datagrams (at least one) of `slot_size` bytes.
-    pub(crate) fn new(slots: usize, slot_size: usize) -> Self {
+    /// Room for `slots` datagrams (at least one), keeping up to `keep` bytes of each.
+    pub(crate) fn new(slots: usize, keep: usize) -> Self {
+        Self::with_slot(slots, keep, keep, false)
+    }
+
+    /// For a socket with UDP GRO on: every slot holds a whole coalesced buffer (64 KiB),
+    /// and `keep` is applied to each datagram split from it.
+    pub(crate) fn with_gro(slots: usize, keep: usize) -> Self {
+        Self::with_slot(slots, LARGEST, keep, true)
+    }
+
+    fn with_slot(slots: usize, slot_size: usize, keep: usize, gro: bool) -> Self {
         let slots = slots.max(1);
         RecvBatch {
             buf: vec![0; slots * slot_size],
             slot_size,
+            keep,
             addrs: vec![empty_storage(); slots],
             // SAFETY: iovec and mmsghdr are plain old data; zeroes are valid (null
             // pointers, zero lengths) and every field used is set before each call.
             iovs: vec![unsafe { mem::zeroed() }; slots],
             msgs: vec![unsafe { mem::zeroed() }; slots],
-            meta: Vec::with_capacity(slots),
+            control: if gro {
+                vec![[0; CONTROL_LEN / 8]; slots]
+            } else {
+                Vec::new()
+            },
+            gro,
+            spans: Vec::with_capacity(slots),
         }
     }
 
-    /// Take up to `max` queued datagrams without blocking.
+    /// Take up to `max` queued messages without blocking; returns how many datagrams
+    /// they held (more than `max` only with GRO).
     ///
     /// `ErrorKind::WouldBlock` when none is queued. `MSG_TRUNC` makes the kernel report
     /// each datagram's real length even when its slot was smaller (udp(7)).
@@ -49,8 +77,13 @@ impl RecvBatch {
             hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut self.iovs[i];
             hdr.msg_iovlen = 1;
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
+            if self.gro {
+                hdr.msg_control = self.control[i].as_mut_ptr().cast();
+                hdr.msg_controllen = CONTROL_LEN as _;
+            } else {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
             hdr.msg_flags = 0;
             self.msgs[i].msg_len = 0;
         }
@@ -67,31 +100,131 @@ impl RecvBatch {
         if got < 0 {
             return Err(io::Error::last_os_error());
         }
-        let got = got as usize;
-        self.meta.clear();
-        for i in 0..got {
+        self.spans.clear();
+        for i in 0..got as usize {
             let len = self.msgs[i].msg_len as usize;
             let peer = sockaddr_to_std(&self.addrs[i])
                 .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-            self.meta.push(RecvMeta {
-                len,
-                captured: len.min(self.slot_size),
-                peer,
-            });
+            let start = i * self.slot_size;
+            match self.gro_segment(i).filter(|&seg| seg > 0 && seg < len) {
+                Some(seg) => {
+                    tracing::trace!(len, segment = seg, "GRO buffer split");
+                    for off in (0..len).step_by(seg) {
+                        let len = seg.min(len - off);
+                        let captured = len.min(self.keep);
+                        self.spans.push((
+                            start + off,
+                            RecvMeta {
+                                len,
+                                captured,
+                                peer,
+                            },
+                        ));
+                    }
+                }
+                None => {
+                    let captured = len.min(self.slot_size).min(self.keep);
+                    self.spans.push((
+                        start,
+                        RecvMeta {
+                            len,
+                            captured,
+                            peer,
+                        },
+                    ));
+                }
+            }
         }
-        Ok(got)
+        Ok(self.spans.len())
+    }
+
+    /// The segment size of message `i` when the kernel coalesced it (the `UDP_GRO` cmsg).
+    fn gro_segment(&self, i: usize) -> Option<usize> {
+        if !self.gro {
+            return None;
+        }
+        let hdr = &self.msgs[i].msg_hdr;
+        // SAFETY: the kernel filled msg_control up to msg_controllen with well-formed
+        // cmsgs; the CMSG_* helpers stay inside that length.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                    let mut seg: libc::c_int = 0;
+                    std::ptr::copy_nonoverlapping(
+                        libc::CMSG_DATA(cmsg),
+                        (&mut seg as *mut libc::c_int).cast(),
+                        mem::size_of::<libc::c_int>(),
+                    );
+                    return usize::try_from(seg).ok();
+                }
+                cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+            }
+        }
+        None
     }
 
     /// What the kernel said about datagram `i` of the last [`recv`](Self::recv).
     pub(crate) fn meta(&self, i: usize) -> RecvMeta {
-        self.meta[i]
+        self.spans[i].1
     }
 
     /// The captured bytes of datagram `i` of the last [`recv`](Self::recv).
     pub(crate) fn payload(&self, i: usize) -> &[u8] {
-        let start = i * self.slot_size;
-        &self.buf[start..start + self.meta[i].captured]
+        let (start, meta) = self.spans[i];
+        &self.buf[start..start + meta.captured]
     }
+}
+
+/// Slots of this size hold any UDP datagram and any coalesced GRO buffer.
+const LARGEST: usize = 65_535;
+
+/// Turn on UDP GRO (Linux 5.0): the kernel may hand over a GSO sender's batch as one
+/// buffer with its segment size in a cmsg, which [`RecvBatch::with_gro`] splits.
+pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Send `buf` on a connected socket as datagrams of `segment` bytes each (the last may be
+/// shorter) in one call, with UDP GSO (`UDP_SEGMENT` cmsg, Linux 4.18). At most 64
+/// segments and 65,507 bytes (IPv4) per call.
+///
+/// Fails with `EINVAL`/`EIO`/`ENOPROTOOPT` where the kernel or the route cannot do GSO:
+/// the caller falls back to [`send_batch`].
+pub(crate) fn send_segments(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
+    let mut control = [0u64; 4];
+    debug_assert!(space <= mem::size_of_val(&control));
+    // SAFETY: plain old data; every field used is set below.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` zeroed, aligned bytes: room for one cmsg
+    // carrying a u16, which is what is written.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            (&segment as *const u16).cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            mem::size_of::<u16>(),
+        );
+    }
+    // SAFETY: msg points at iov, buf and control, all alive for the call.
+    let rc = unsafe { libc::sendmsg(fd, &msg, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(buf.len().div_ceil(usize::from(segment).max(1)))
 }
 
 /// Send `payloads` on a connected socket, one datagram each, in `sendmmsg` calls of up to

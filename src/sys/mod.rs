@@ -14,12 +14,16 @@ use std::time::Duration;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{kernel_drops, send_batch, set_dont_fragment, RecvBatch};
+pub(crate) use linux::{
+    enable_gro, kernel_drops, send_batch, send_segments, set_dont_fragment, RecvBatch,
+};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{kernel_drops, send_batch, set_dont_fragment, RecvBatch};
+pub(crate) use portable::{
+    enable_gro, kernel_drops, send_batch, send_segments, set_dont_fragment, RecvBatch,
+};
 
 /// What the kernel said about one received datagram.
 #[derive(Clone, Copy, Debug)]

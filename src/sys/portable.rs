@@ -57,6 +57,11 @@ impl RecvBatch {
         Ok(1)
     }
 
+    /// No GRO here: the same as [`RecvBatch::new`].
+    pub(crate) fn with_gro(slots: usize, keep: usize) -> Self {
+        Self::new(slots, keep)
+    }
+
     /// What the kernel said about the datagram.
     pub(crate) fn meta(&self, _i: usize) -> RecvMeta {
         self.meta.expect("recv returned a datagram")
@@ -92,4 +97,14 @@ pub(crate) fn set_dont_fragment(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
         io::ErrorKind::Unsupported,
         "--dont-fragment is supported on Linux only",
     ))
+}
+
+/// No UDP GRO here.
+pub(crate) fn enable_gro(_fd: RawFd) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// No UDP GSO here: callers fall back to [`send_batch`].
+pub(crate) fn send_segments(_fd: RawFd, _buf: &[u8], _segment: u16) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
 }

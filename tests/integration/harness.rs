@@ -114,12 +114,27 @@ pub fn spawn_own_stdout(args: &[&str]) -> Guard {
     spawn_opts(bin(), args, None, false)
 }
 
+/// Start `dgram ARGS` with extra environment variables.
+pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Guard {
+    spawn_opts_env(bin(), args, None, true, env)
+}
+
 /// Start any program, with its output collected in the background.
 pub fn spawn_cmd(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Guard {
     spawn_opts(program, args, stdin, true)
 }
 
 fn spawn_opts(program: &str, args: &[&str], stdin: Option<&[u8]>, drain_stdout: bool) -> Guard {
+    spawn_opts_env(program, args, stdin, drain_stdout, &[])
+}
+
+fn spawn_opts_env(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    drain_stdout: bool,
+    env: &[(&str, &str)],
+) -> Guard {
     let cmd = format!(
         "{program} {}",
         args.iter()
@@ -130,6 +145,7 @@ fn spawn_opts(program: &str, args: &[&str], stdin: Option<&[u8]>, drain_stdout: 
     let mut child = Command::new(program)
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

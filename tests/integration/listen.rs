@@ -295,3 +295,133 @@ fn ipv6_loopback_listens() {
     peer("::1").send_to(b"six", s.addr).unwrap();
     s.finish().expect_code(0).expect_stdout(b"six");
 }
+
+/// Send `total` bytes as one GSO call of `segment`-byte datagrams (Linux UDP_SEGMENT).
+fn gso_send(socket: &std::net::UdpSocket, buf: &[u8], segment: u16) {
+    use std::os::fd::AsRawFd;
+    let seg = libc::c_int::from(segment);
+    // SAFETY: setsockopt with a live c_int; send with a live buffer.
+    unsafe {
+        let fd = socket.as_raw_fd();
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&seg as *const libc::c_int).cast(),
+            4,
+        );
+        assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+        let sent = libc::send(fd, buf.as_ptr().cast(), buf.len(), 0);
+        assert_eq!(
+            sent,
+            buf.len() as isize,
+            "GSO send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// GSO batches of mixed sizes; every datagram has its own content. Returns the datagrams.
+fn gso_batches(to: std::net::SocketAddr) -> Vec<Vec<u8>> {
+    let tx = peer("127.0.0.1");
+    tx.connect(to).unwrap();
+    let mut all = Vec::new();
+    for (segment, count, last) in [
+        (100usize, 5usize, 37usize),
+        (7, 64, 7),
+        (1400, 3, 1),
+        (1000, 1, 1000),
+        (1, 20, 1),
+    ] {
+        let mut buf = Vec::new();
+        for i in 0..count {
+            let len = if i + 1 == count { last } else { segment };
+            let d: Vec<u8> = (0..len).map(|j| (all.len() * 31 + j) as u8).collect();
+            buf.extend_from_slice(&d);
+            all.push(d);
+        }
+        gso_send(&tx, &buf, segment as u16);
+    }
+    all
+}
+
+fn json_payloads(out: &str) -> Vec<(usize, Vec<u8>, bool)> {
+    use base64::Engine;
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v["base64"].as_str().unwrap())
+                .unwrap();
+            (
+                v["len"].as_u64().unwrap() as usize,
+                bytes,
+                v["truncated"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn gro_buffers_are_split_back_into_every_datagram() {
+    // guards: with UDP GRO on, coalesced GSO batches are never printed merged
+    // Trace logs show that the kernel really coalesced (and that the split ran).
+    let mut g = crate::harness::spawn_env(
+        &["listen", "0", "-f", "json", "-w", "1s"],
+        &[("RUST_LOG", "trace")],
+    );
+    g.close_stdin();
+    let sent = gso_batches(g.announced());
+    let r = g.finish();
+    r.expect_code(0);
+    if cfg!(target_os = "linux") {
+        r.expect_stderr("GRO buffer split");
+    }
+    let got = json_payloads(&r.stdout_str());
+    assert_eq!(got.len(), sent.len(), "one JSON line per datagram sent");
+    for (i, ((len, bytes, truncated), want)) in got.iter().zip(&sent).enumerate() {
+        assert_eq!(
+            (*len, bytes, *truncated),
+            (want.len(), want, false),
+            "datagram {i}"
+        );
+    }
+}
+
+#[test]
+fn gro_split_datagrams_are_truncated_one_by_one() {
+    let s = Server::start(&["listen", "0", "-f", "json", "-w", "1s", "--max-size", "50"]);
+    let sent = gso_batches(s.addr);
+    let r = s.finish();
+    r.expect_code(0);
+    let got = json_payloads(&r.stdout_str());
+    assert_eq!(got.len(), sent.len());
+    for ((len, bytes, truncated), want) in got.iter().zip(&sent) {
+        assert_eq!(*len, want.len());
+        assert_eq!(bytes[..], want[..want.len().min(50)]);
+        assert_eq!(*truncated, want.len() > 50);
+    }
+}
+
+#[test]
+fn with_count_gso_batches_still_arrive_one_by_one_and_none_beyond() {
+    let s = Server::start(&["listen", "0", "-f", "json", "-n", "10"]);
+    let sent = gso_batches(s.addr);
+    let r = s.finish();
+    r.expect_code(0);
+    let got = json_payloads(&r.stdout_str());
+    assert_eq!(got.len(), 10);
+    for ((_, bytes, _), want) in got.iter().zip(&sent) {
+        assert_eq!(bytes, want);
+    }
+}
+
+#[test]
+fn the_announcement_is_first_even_with_debug_logs() {
+    // guards: logs from socket set-up must not come before `listening on`
+    let r = Server::start(&["listen", "0", "-vv", "--rcvbuf", "1G", "-w", "100ms"]).finish();
+    r.expect_code(0)
+        .expect_stderr("dgram: debug:")
+        .expect_stderr("rmem_max");
+    assert!(r.stderr.starts_with("listening on "), "{}", r.stderr);
+}

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""dgram's benchmark: dgram against the limit of this machine (reference programs in
+bench/ref/) and against the tools it replaces, measured in the same run, on 127.0.0.1.
+
+Run it through bench/run.sh, which builds everything first. Every figure is printed next
+to the reference of the same run and as a ratio to it: the machine is shared and noisy,
+ratios are what compare across runs.
+"""
+
+import argparse
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PYTHON_LOOP = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+out = sys.stdout.buffer
+while True:
+    data, addr = s.recvfrom(65535)
+    out.write(data)
+    out.flush()
+"""
+
+# A process never lives longer than this (seconds); then it is killed by its PID.
+HARD_LIMIT = 60
+
+
+class Proc:
+    """A child process that is always killed and reaped by its own PID."""
+
+    def __init__(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None):
+        self.argv = argv
+        self.err = tempfile.TemporaryFile() if stderr is None else None
+        self.p = subprocess.Popen(argv, stdin=stdin, stdout=stdout,
+                                  stderr=self.err if stderr is None else stderr)
+        self.started = time.monotonic()
+        self.rusage = None
+        self.status = None
+
+    def stderr_text(self):
+        if self.err is None:
+            return ""
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")
+
+    def wait_stderr(self, pattern, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.stderr_text())
+            if m:
+                return m
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.005)
+        raise RuntimeError(f"{self.argv[0]}: no {pattern!r} on stderr: {self.stderr_text()!r}")
+
+    def reap(self, timeout=HARD_LIMIT):
+        """Wait for exit (bounded), collecting rusage; kill on timeout."""
+        if self.status is not None:
+            return self.status
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid, status, rusage = os.wait4(self.p.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by subprocess already
+                self.status = self.p.returncode
+                return self.status
+            if pid:
+                self.status, self.rusage = status, rusage
+                self.p.returncode = os.waitstatus_to_exitcode(status)
+                self.elapsed = time.monotonic() - self.started
+                return status
+            if time.monotonic() > deadline:
+                self.p.kill()
+                timeout = 5
+                deadline = time.monotonic() + 5
+            time.sleep(0.001)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.status is None:
+            try:
+                os.kill(self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.reap(timeout=5)
+
+    def cpu(self):
+        return self.rusage.ru_utime + self.rusage.ru_stime
+
+    def peak_rss_kib(self):
+        """VmHWM of the running process. Not rusage's ru_maxrss: that keeps the high-water
+        mark of the address space before exec, i.e. of the forking Python."""
+        with open(f"/proc/{self.p.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop(signal.SIGKILL)
+
+
+def free_port():
+    """For peers that cannot bind port 0 and say which they got (nc, socat, ncat)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_bound(port, timeout=10):
+    """Wait until something has bound UDP port `port` (from /proc/net/udp)."""
+    want = f":{port:04X} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/udp") as f:
+            if any(want in line.split("00000000:0000")[0] + " " for line in f.readlines()[1:]):
+                return
+        time.sleep(0.005)
+    raise RuntimeError(f"nothing bound UDP port {port}")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.ref = args.ref
+        self.dgram = args.dgram
+        self.dgram_static = args.dgram_static
+        self.rows = []
+        self.notes = []
+        self.peers = {p: shutil.which(p) for p in ["nc.openbsd", "socat", "ncat"]}
+        for p, path in self.peers.items():
+            if not path:
+                self.notes.append(f"{p} not installed: its rows are skipped")
+
+    def r(self, name):
+        return os.path.join(self.ref, name)
+
+    def row(self, case, who, value, unit, ref=None, ref_name="", better="higher"):
+        ratio = "" if not ref else f"{value / ref:.2f}x"
+        self.rows.append((case, who, f"{value:,.1f} {unit}" if isinstance(value, float) else f"{value:,} {unit}",
+                          f"{ref:,.1f} {unit} ({ref_name})" if ref else "", ratio))
+        print(f"  {case:<28} {who:<22} {self.rows[-1][2]:>22}  {ratio:>7}", flush=True)
+
+    # ---- receivers --------------------------------------------------------------------
+
+    def receiver(self, who, gro=False):
+        """(argv, announces) for a receiver that writes payloads to stdout."""
+        if who == "reference":
+            return [self.r("sink"), "--stdout", "--idle", "30000"] + (["--gro"] if gro else []), None
+        if who == "dgram":
+            return [self.dgram, "listen", "127.0.0.1:0"], None
+        port = free_port()
+        if who == "nc.openbsd":
+            return ["nc.openbsd", "-d", "-u", "-l", "127.0.0.1", str(port)], port
+        if who == "socat":
+            return ["socat", "-u", f"UDP-RECV:{port},bind=127.0.0.1", "STDOUT"], port
+        if who == "ncat":
+            return ["ncat", "-u", "-l", "--recv-only", "127.0.0.1", str(port)], port
+        if who == "python":
+            return [sys.executable, "-c", PYTHON_LOOP, str(port)], port
+        raise ValueError(who)
+
+    def deliver(self, who, size, mode, rate=None, gro=False):
+        """Flood `who` and count what comes out of its stdout. Returns (delivered, seconds, rss_kib)."""
+        n = self.args.count
+        argv, port = self.receiver(who, gro)
+        r_fd, w_fd = os.pipe()
+        with Proc([self.r("count")], stdin=r_fd, stdout=subprocess.PIPE) as counter:
+            with Proc(argv, stdout=w_fd) as rx:
+                os.close(r_fd)
+                os.close(w_fd)
+                if port is None:
+                    port = int(rx.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+                else:
+                    wait_bound(port)
+                flood = [self.r("flood"), "127.0.0.1", str(port), str(n), str(size), mode]
+                if rate:
+                    flood.append(str(rate))
+                with Proc(flood) as tx:
+                    tx.reap()
+                time.sleep(0.5)  # let the receiver drain its socket and pipe
+                rss = rx.peak_rss_kib()
+                rx.stop()
+            out = counter.p.stdout.read().decode()  # EOF once the receiver is gone
+            counter.reap()
+        m = re.search(r"bytes=(\d+) seconds=([\d.]+)", out)
+        delivered = int(m.group(1)) // size
+        return delivered, float(m.group(2)), rss
+
+    def case_listen(self):
+        n = self.args.count
+        print(f"1. listen -> stdout: {n:,} datagrams flooded (sendmmsg), delivered to a pipe", flush=True)
+        rss = []
+        for size in (64, 1400):
+            results = {}
+            for who in ["reference", "dgram", "nc.openbsd", "socat", "ncat", "python"]:
+                if who in self.peers and not self.peers[who]:
+                    continue
+                delivered, secs, kib = self.deliver(who, size, "mmsg")
+                if who == "dgram":
+                    rss.append(kib)
+                results[who] = (delivered, secs)
+                ref = results["reference"][0]
+                self.row(f"flood {size} B delivered", who, 100.0 * delivered / n, "%",
+                         100.0 * ref / n if who != "reference" else None, "reference")
+            ref_rate = results["reference"][0] / max(results["reference"][1], 1e-9)
+            for who, (d, s) in results.items():
+                if who != "reference":
+                    self.row(f"flood {size} B rate", who, d / max(s, 1e-9), "dgram/s", ref_rate, "reference")
+            # Paced: nothing may be lost.
+            for who in ["reference", "dgram"]:
+                delivered, _, _ = self.deliver(who, size, "mmsg", rate=self.args.paced)
+                self.row(f"paced {self.args.paced // 1000}k/s {size} B", who, 100.0 * delivered / n, "%")
+            # GSO flood into GRO receivers.
+            ref_d, _, _ = self.deliver("reference", size, "gso", gro=True)
+            self.row(f"GSO flood {size} B", "reference (GRO)", 100.0 * ref_d / n, "%")
+            d, _, kib = self.deliver("dgram", size, "gso")
+            rss.append(kib)
+            self.row(f"GSO flood {size} B", "dgram", 100.0 * d / n, "%", 100.0 * ref_d / n, "reference GRO")
+        self.row("5. listen peak RSS", "dgram", max(rss) / 1024.0, "MiB")
+
+    def sink(self):
+        rx = Proc([self.r("sink"), "--gro", "--idle", "30000"])
+        port = int(rx.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        return rx, port
+
+    def sent_to_sink(self, argv_for_port, stdin=subprocess.DEVNULL):
+        """Run a sender into a fresh sink: (wall seconds, cpu seconds, datagrams received)."""
+        rx, port = self.sink()
+        with rx:
+            with Proc(argv_for_port(port), stdin=stdin) as tx:
+                tx.reap()
+                wall, cpu = tx.elapsed, tx.cpu()
+            time.sleep(0.3)
+            rx.stop()
+            got = int(re.search(r"received=(\d+)", rx.stderr_text()).group(1))
+        return wall, cpu, got
+
+    def case_send(self):
+        n = self.args.count
+        big = n * 10  # GSO senders finish 400k in ~40 ms: too short to time against start-up
+        print(f"2. send (generated) into a GRO sink: datagrams/s sent and CPU s per million, "
+              f"median of 3 ({big:,} datagrams for GSO senders, {n:,} for sendmmsg)", flush=True)
+        for size in (64, 1400):
+            res = {}
+            for name, count, argv in [
+                ("reference GSO", big, lambda p, c: [self.r("flood"), "127.0.0.1", str(p), str(c), str(size), "gso"]),
+                ("reference sendmmsg", n, lambda p, c: [self.r("flood"), "127.0.0.1", str(p), str(c), str(size), "mmsg"]),
+                ("dgram", big, lambda p, c: [self.dgram, "send", f"127.0.0.1:{p}", "--count", str(c), "--size", str(size)]),
+            ]:
+                runs = [self.sent_to_sink(lambda p: argv(p, count)) for _ in range(3)]
+                rate = statistics.median(count / wall for wall, _, _ in runs)
+                cpu = statistics.median(cpu * 1e6 / count for _, cpu, _ in runs)
+                res[name] = (rate, cpu)
+                ref = res["reference GSO"]
+                first = name == "reference GSO"
+                self.row(f"send {size} B rate", name, rate, "dgram/s", None if first else ref[0], "ref GSO")
+                self.row(f"send {size} B CPU/M", name, cpu, "s", None if first else ref[1], "ref GSO", "lower")
+
+    def case_lines(self):
+        n = self.args.count
+        print(f"3. send (stdin lines): {n:,} lines piped in; datagrams/s received by the sink", flush=True)
+        for size in (64, 1400):
+            with tempfile.TemporaryFile() as f:
+                line = b"x" * (size - 1) + b"\n"
+                f.write(line * n)
+                res = {}
+                senders = [("dgram", lambda p: [self.dgram, "send", f"127.0.0.1:{p}"])]
+                if self.peers["socat"]:
+                    senders.append(("socat", lambda p: ["socat", "-u", "STDIN", f"UDP-SENDTO:127.0.0.1:{p}"]))
+                if self.peers["ncat"]:
+                    senders.append(("ncat", lambda p: ["ncat", "-u", "--send-only", "127.0.0.1", str(p)]))
+                for name, argv in senders:
+                    f.seek(0)
+                    wall, cpu, got = self.sent_to_sink(argv, stdin=f)
+                    res[name] = got / wall
+                    self.row(f"lines {size} B", name, got / wall, "dgram/s")
+                for name in res:
+                    if name != "dgram":
+                        self.row(f"lines {size} B dgram vs", name, res["dgram"], "dgram/s", res[name], name)
+        self.notes.append("socat and ncat send what each read() of stdin returned: several lines per "
+                          "datagram (they have no line mode), so their datagrams/s count merged lines")
+
+    def case_startup(self):
+        runs = self.args.runs
+        print(f"4. start-up: one datagram from a fresh process, median wall time of {runs} runs", flush=True)
+        rx, port = self.sink()
+        with rx:
+            cands = [("C sender", [self.r("oneshot"), "127.0.0.1", str(port), "hi"], None),
+                     ("dgram", [self.dgram, "send", f"127.0.0.1:{port}", "hi"], None)]
+            if self.dgram_static:
+                cands.append(("dgram (static)", [self.dgram_static, "send", f"127.0.0.1:{port}", "hi"], None))
+            if self.peers["nc.openbsd"]:
+                cands.append(("printf | nc -u -q0", ["sh", "-c", f"printf hi | nc.openbsd -u -q0 127.0.0.1 {port}"], None))
+            med = {}
+            for name, argv, _ in cands:
+                times = []
+                for _ in range(runs):
+                    t = time.perf_counter()
+                    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=10)
+                    times.append(time.perf_counter() - t)
+                med[name] = statistics.median(times) * 1000
+                self.row("start-up", name, med[name], "ms", med["C sender"] if name != "C sender" else None,
+                         "C sender", "lower")
+            rx.stop()
+
+    def run(self):
+        print(f"dgram benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}, {os.uname().release}, "
+              f"{os.cpu_count()} cores", flush=True)
+        cases = self.args.cases.split(",")
+        if "listen" in cases:
+            self.case_listen()
+        if "send" in cases:
+            self.case_send()
+        if "lines" in cases:
+            self.case_lines()
+        if "startup" in cases:
+            self.case_startup()
+        print()
+        w = [max(len(r[i]) for r in self.rows) for i in range(5)]
+        head = ("case", "program", "figure", "reference (same run)", "ratio")
+        print("  ".join(h.ljust(w[i]) for i, h in enumerate(head)))
+        for r in self.rows:
+            print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+        for note in self.notes:
+            print(f"note: {note}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--ref", required=True, help="folder of the built reference programs")
+    ap.add_argument("--dgram", required=True)
+    ap.add_argument("--dgram-static", help="a statically linked dgram, for the start-up case")
+    ap.add_argument("--count", type=int, default=400_000)
+    ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--cases", default="listen,send,lines,startup")
+    Bench(ap.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()

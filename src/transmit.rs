@@ -1,0 +1,135 @@
+//! Sending many datagrams fast: UDP GSO where the kernel has it, `sendmmsg` where it does
+//! not, `send` elsewhere; chosen at run time. Shared by every sending subcommand.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+
+use tracing::debug;
+
+use crate::payload::max_payload;
+use crate::sys::{send_batch, send_segments};
+
+/// Segments per GSO call: the kernel limit before Linux 6.x raised it to 128.
+const GSO_SEGMENTS: usize = 64;
+
+/// Sends on one connected socket.
+pub(crate) struct Transmitter {
+    fd: RawFd,
+    /// False once the kernel refused GSO (or it was never possible here).
+    gso: bool,
+    limit: usize,
+    /// The payload of [`send_copies`](Self::send_copies), repeated for GSO.
+    copies: Vec<u8>,
+}
+
+impl Transmitter {
+    /// A transmitter for `socket`, connected to `dest`.
+    pub(crate) fn new(socket: &UdpSocket, dest: &SocketAddr) -> Self {
+        Transmitter {
+            fd: socket.as_raw_fd(),
+            gso: cfg!(target_os = "linux"),
+            limit: max_payload(dest),
+            copies: Vec::new(),
+        }
+    }
+
+    /// How many copies of a `len`-byte payload one call sends: what a batch should hold.
+    pub(crate) fn batch_for(&self, len: usize) -> usize {
+        match self.segments_per_call(len) {
+            k if self.gso && k >= 2 => k,
+            _ => GSO_SEGMENTS,
+        }
+    }
+
+    fn segments_per_call(&self, len: usize) -> usize {
+        self.limit
+            .checked_div(len)
+            .map_or(0, |k| k.min(GSO_SEGMENTS))
+    }
+
+    /// Send `n` datagrams, each `payload`. Returns how many went before an error, or the
+    /// error when none did.
+    pub(crate) fn send_copies(&mut self, payload: &[u8], n: usize) -> io::Result<usize> {
+        let per_call = self.segments_per_call(payload.len());
+        if self.gso && per_call >= 2 && n >= 2 {
+            if self.copies.len() != per_call * payload.len() || !self.copies.starts_with(payload) {
+                self.copies = payload.repeat(per_call);
+            }
+            let mut sent = 0;
+            while sent < n {
+                let k = (n - sent).min(per_call);
+                match send_segments(
+                    self.fd,
+                    &self.copies[..k * payload.len()],
+                    payload.len() as u16,
+                ) {
+                    Ok(_) => sent += k,
+                    Err(e) if is_gso_refusal(&e) => {
+                        debug!("UDP GSO refused ({e}); falling back to sendmmsg");
+                        self.gso = false;
+                        return Ok(sent + self.send_repeated_each(payload, n - sent)?);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return if sent == 0 { Err(e) } else { Ok(sent) },
+                }
+            }
+            return Ok(sent);
+        }
+        self.send_repeated_each(payload, n)
+    }
+
+    fn send_repeated_each(&mut self, payload: &[u8], n: usize) -> io::Result<usize> {
+        let refs = vec![payload; n];
+        self.send_each(&refs)
+    }
+
+    /// Send each of `payloads` as one datagram (`sendmmsg` batches).
+    pub(crate) fn send_each(&mut self, payloads: &[&[u8]]) -> io::Result<usize> {
+        let mut sent = 0;
+        while sent < payloads.len() {
+            match send_batch(self.fd, &payloads[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return if sent == 0 { Err(e) } else { Ok(sent) },
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// The errors that mean "no GSO for this socket or route", not "the send failed".
+fn is_gso_refusal(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn copies_arrive_as_separate_whole_datagrams() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let mut t = Transmitter::new(&tx, &rx.local_addr().unwrap());
+        // 150 copies: three GSO calls of 64, 64 and 22 segments.
+        assert_eq!(t.send_copies(b"0123456789", 150).unwrap(), 150);
+        let mut buf = [0u8; 100];
+        for _ in 0..150 {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"0123456789");
+        }
+        // Empty datagrams cannot be segmented; they still go, one by one.
+        assert_eq!(t.send_copies(b"", 3).unwrap(), 3);
+        for _ in 0..3 {
+            assert_eq!(rx.recv(&mut buf).unwrap(), 0);
+        }
+    }
+}
