@@ -159,6 +159,10 @@ class Bench:
             return [self.r("sink"), "--stdout", "--idle", "30000"] + (["--gro"] if gro else []), None
         if who == "dgram":
             return [self.dgram, "listen", "127.0.0.1:0"], None
+        if who == "dgram --rcvbuf 208K":
+            return [self.dgram, "listen", "127.0.0.1:0", "--rcvbuf", "106496"], None
+        if who == "dgram --gro":
+            return [self.dgram, "listen", "127.0.0.1:0", "--gro"], None
         port = free_port()
         if who == "nc.openbsd":
             return ["nc.openbsd", "-d", "-u", "-l", "127.0.0.1", str(port)], port
@@ -203,11 +207,11 @@ class Bench:
         rss = []
         for size in (64, 1400):
             results = {}
-            for who in ["reference", "dgram", "nc.openbsd", "socat", "ncat", "python"]:
+            for who in ["reference", "dgram", "dgram --rcvbuf 208K", "nc.openbsd", "socat", "ncat", "python"]:
                 if who in self.peers and not self.peers[who]:
                     continue
                 delivered, secs, kib = self.deliver(who, size, "mmsg")
-                if who == "dgram":
+                if who.startswith("dgram"):
                     rss.append(kib)
                 results[who] = (delivered, secs)
                 ref = results["reference"][0]
@@ -218,15 +222,16 @@ class Bench:
                 if who != "reference":
                     self.row(f"flood {size} B rate", who, d / max(s, 1e-9), "dgram/s", ref_rate, "reference")
             # Paced: nothing may be lost.
-            for who in ["reference", "dgram"]:
+            for who in ["reference", "dgram", "dgram --rcvbuf 208K"]:
                 delivered, _, _ = self.deliver(who, size, "mmsg", rate=self.args.paced)
                 self.row(f"paced {self.args.paced // 1000}k/s {size} B", who, 100.0 * delivered / n, "%")
-            # GSO flood into GRO receivers.
+            # GSO flood: the reference GRO sink against dgram with and without GRO.
             ref_d, _, _ = self.deliver("reference", size, "gso", gro=True)
             self.row(f"GSO flood {size} B", "reference (GRO)", 100.0 * ref_d / n, "%")
-            d, _, kib = self.deliver("dgram", size, "gso")
-            rss.append(kib)
-            self.row(f"GSO flood {size} B", "dgram", 100.0 * d / n, "%", 100.0 * ref_d / n, "reference GRO")
+            for who in ["dgram", "dgram --gro", "dgram --rcvbuf 208K"]:
+                d, _, kib = self.deliver(who, size, "gso")
+                rss.append(kib)
+                self.row(f"GSO flood {size} B", who, 100.0 * d / n, "%", 100.0 * ref_d / n, "reference GRO")
         self.row("5. listen peak RSS", "dgram", max(rss) / 1024.0, "MiB")
 
     def sink(self):

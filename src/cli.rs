@@ -220,6 +220,11 @@ pub(crate) struct ReceiveOpts {
     /// Share the port with other sockets (SO_REUSEPORT)
     #[arg(long)]
     pub(crate) reuse_port: bool,
+    /// Take coalesced batches from the kernel (UDP GRO, Linux), split back into datagrams:
+    /// less CPU for traffic that arrives coalesced, but a local GSO sender is no longer
+    /// slowed to the receiver's pace, so floods lose more. Not with --count
+    #[arg(long, conflicts_with = "count")]
+    pub(crate) gro: bool,
     /// Once bound, write the address to PATH (atomically), for scripts to wait on
     #[arg(long, value_name = "PATH")]
     pub(crate) ready_file: Option<PathBuf>,

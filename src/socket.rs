@@ -19,8 +19,10 @@ pub(crate) struct Options {
     pub(crate) reuse_addr: bool,
     /// `SO_REUSEPORT`: several sockets share the port, the kernel spreads datagrams.
     pub(crate) reuse_port: bool,
-    /// `SO_RCVBUF` in bytes.
+    /// `SO_RCVBUF` in bytes, asked for by the user: warned about when clamped.
     pub(crate) recv_buffer: Option<usize>,
+    /// `SO_RCVBUF` when the user asked for none: best effort, capped without a word.
+    pub(crate) recv_buffer_default: Option<usize>,
     /// `SO_SNDBUF` in bytes.
     pub(crate) send_buffer: Option<usize>,
     /// `SO_BROADCAST`.
@@ -85,6 +87,10 @@ pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
             size,
             socket.recv_buffer_size().ok(),
         ));
+    }
+    if let (None, Some(size)) = (opts.recv_buffer, opts.recv_buffer_default) {
+        // Failure only means the kernel default stays; nothing to tell the user.
+        let _ = socket.set_recv_buffer_size(size);
     }
     if let Some(size) = opts.send_buffer {
         socket
