@@ -110,6 +110,13 @@ class Proc:
         self.stop(signal.SIGKILL)
 
 
+def fmt(v):
+    """Three significant figures for small values, thousands separators for large."""
+    if isinstance(v, int) or abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
 def free_port():
     """For peers that cannot bind port 0 and say which they got (nc, socat, ncat)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -145,10 +152,9 @@ class Bench:
     def r(self, name):
         return os.path.join(self.ref, name)
 
-    def row(self, case, who, value, unit, ref=None, ref_name="", better="higher"):
+    def row(self, case, who, value, unit, ref=None, ref_name=""):
         ratio = "" if not ref else f"{value / ref:.2f}x"
-        self.rows.append((case, who, f"{value:,.1f} {unit}" if isinstance(value, float) else f"{value:,} {unit}",
-                          f"{ref:,.1f} {unit} ({ref_name})" if ref else "", ratio))
+        self.rows.append((case, who, f"{fmt(value)} {unit}", f"{fmt(ref)} {unit} ({ref_name})" if ref else "", ratio))
         print(f"  {case:<28} {who:<22} {self.rows[-1][2]:>22}  {ratio:>7}", flush=True)
 
     # ---- receivers --------------------------------------------------------------------
@@ -233,6 +239,8 @@ class Bench:
                 rss.append(kib)
                 self.row(f"GSO flood {size} B", who, 100.0 * d / n, "%", 100.0 * ref_d / n, "reference GRO")
         self.row("5. listen peak RSS", "dgram", max(rss) / 1024.0, "MiB")
+        self.notes.append("dgram listens with a 4 MiB SO_RCVBUF by default (capped by rmem_max); "
+                          "'dgram --rcvbuf 208K' is dgram with the kernel default, as the reference and peers use")
 
     def sink(self):
         rx = Proc([self.r("sink"), "--gro", "--idle", "30000"])
@@ -270,7 +278,7 @@ class Bench:
                 ref = res["reference GSO"]
                 first = name == "reference GSO"
                 self.row(f"send {size} B rate", name, rate, "dgram/s", None if first else ref[0], "ref GSO")
-                self.row(f"send {size} B CPU/M", name, cpu, "s", None if first else ref[1], "ref GSO", "lower")
+                self.row(f"send {size} B CPU/M", name, cpu, "s", None if first else ref[1], "ref GSO")
 
     def case_lines(self):
         n = self.args.count
@@ -298,27 +306,38 @@ class Bench:
 
     def case_startup(self):
         runs = self.args.runs
-        print(f"4. start-up: one datagram from a fresh process, median wall time of {runs} runs", flush=True)
+        print(f"4. start-up: one datagram from a fresh process, median wall time of {runs} runs "
+              "(posix_spawn + waitpid, bench/ref/startup.c)", flush=True)
         rx, port = self.sink()
         with rx:
-            cands = [("C sender", [self.r("oneshot"), "127.0.0.1", str(port), "hi"], None),
-                     ("dgram", [self.dgram, "send", f"127.0.0.1:{port}", "hi"], None)]
+            cands = [("C sender", [self.r("oneshot"), "127.0.0.1", str(port), "hi"]),
+                     ("dgram", [self.dgram, "send", f"127.0.0.1:{port}", "hi"])]
             if self.dgram_static:
-                cands.append(("dgram (static)", [self.dgram_static, "send", f"127.0.0.1:{port}", "hi"], None))
+                cands.append(("dgram (static build)", [self.dgram_static, "send", f"127.0.0.1:{port}", "hi"]))
             if self.peers["nc.openbsd"]:
-                cands.append(("printf | nc -u -q0", ["sh", "-c", f"printf hi | nc.openbsd -u -q0 127.0.0.1 {port}"], None))
+                cands.append(("printf | nc -u -q0", ["sh", "-c", f"printf hi | nc.openbsd -u -q0 127.0.0.1 {port}"]))
             med = {}
-            for name, argv, _ in cands:
-                times = []
-                for _ in range(runs):
-                    t = time.perf_counter()
-                    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, timeout=10)
-                    times.append(time.perf_counter() - t)
-                med[name] = statistics.median(times) * 1000
-                self.row("start-up", name, med[name], "ms", med["C sender"] if name != "C sender" else None,
-                         "C sender", "lower")
+            for name, argv in cands:
+                out = subprocess.run([self.r("startup"), str(runs)] + argv, capture_output=True,
+                                     text=True, timeout=HARD_LIMIT).stdout
+                med[name] = float(re.search(r"median_us=([\d.]+)", out).group(1)) / 1000
+                first = name == "C sender"
+                self.row("start-up", name, med[name], "ms", None if first else med["C sender"], "C sender")
             rx.stop()
+
+    def case_idle(self):
+        secs = 3
+        print(f"6. idle: CPU time of a listen with nothing to receive, over {secs} s", flush=True)
+        with Proc([self.dgram, "listen", "127.0.0.1:0"]) as rx:
+            rx.wait_stderr(r"listening on")
+            def ticks():
+                with open(f"/proc/{rx.p.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return int(fields[11]) + int(fields[12])  # utime + stime
+            before = ticks()
+            time.sleep(secs)
+            used = (ticks() - before) / os.sysconf("SC_CLK_TCK")
+        self.row("6. idle listen CPU", "dgram", used, "s")
 
     def run(self):
         print(f"dgram benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}, {os.uname().release}, "
@@ -332,6 +351,8 @@ class Bench:
             self.case_lines()
         if "startup" in cases:
             self.case_startup()
+        if "idle" in cases:
+            self.case_idle()
         print()
         w = [max(len(r[i]) for r in self.rows) for i in range(5)]
         head = ("case", "program", "figure", "reference (same run)", "ratio")
@@ -350,7 +371,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup")
+    ap.add_argument("--cases", default="listen,send,lines,startup,idle")
     Bench(ap.parse_args()).run()
 
 
