@@ -48,6 +48,9 @@ pub(crate) enum Command {
     /// Receive datagrams from every peer and print them
     #[command(after_help = LISTEN_EXAMPLES)]
     Listen(ListenArgs),
+    /// Reflect every datagram to its sender: safe by default, impairable on demand
+    #[command(after_help = ECHO_EXAMPLES)]
+    Echo(EchoArgs),
 }
 
 const SEND_EXAMPLES: &str = "\
@@ -64,6 +67,13 @@ Examples:
   dgram listen 9000                                  print what arrives on 127.0.0.1:9000
   dgram listen 0 --ready-file /tmp/addr -n 1 -w 5s   one datagram on a free port, 5 s at most
   dgram listen '[::]:9000' -f json --allow 10.0.0.0/8  every interface, JSON lines";
+
+const ECHO_EXAMPLES: &str = "\
+Examples:
+  dgram echo 7000                                    an echo on 127.0.0.1:7000
+  dgram echo 0 --ready-file /tmp/addr --drop 0.05 --delay 20ms --jitter 5ms --seed 1
+                                                     a lossy, slow echo for testing retries
+  dgram echo 0.0.0.0:7000 --rate-limit 100           every interface, 100 replies/s per source";
 
 /// `-4` / `-6`.
 #[derive(Debug, Args, Clone, Copy)]
@@ -255,6 +265,59 @@ pub(crate) struct ListenArgs {
     pub(crate) socket: SocketOpts,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct EchoArgs {
+    /// Address to listen on: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub(crate) addr: String,
+    #[command(flatten)]
+    pub(crate) family: FamilyOpts,
+    #[command(flatten)]
+    pub(crate) receive: ReceiveOpts,
+    #[command(flatten)]
+    pub(crate) socket: SocketOpts,
+
+    /// Replies per second per source (default: off on loopback, 1000 elsewhere); bursts of twice that
+    #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Safety")]
+    pub(crate) rate_limit: Option<f64>,
+    /// No per-source rate limit, even on a non-loopback address
+    #[arg(long, conflicts_with = "rate_limit", help_heading = "Safety")]
+    pub(crate) no_rate_limit: bool,
+    /// At most N sources tracked by the rate limit (memory stays bounded)
+    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(2..=10_000_000), help_heading = "Safety")]
+    pub(crate) max_sources: u64,
+
+    /// Drop each reply with probability P (0.05 or 5%)
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
+    pub(crate) drop: f64,
+    /// Delay every reply by DUR (a timer queue: other replies are not held up)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Impairment")]
+    pub(crate) delay: Option<Duration>,
+    /// Vary each reply's delay uniformly within ± DUR
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Impairment")]
+    pub(crate) jitter: Option<Duration>,
+    /// Send a reply twice with probability P
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
+    pub(crate) duplicate: f64,
+    /// Hold a reply back until the next one has gone, with probability P (at most 100 ms)
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
+    pub(crate) reorder: f64,
+    /// Seed of the impairment decisions: the same seed and input give the same decisions
+    #[arg(long, value_name = "N", help_heading = "Impairment")]
+    pub(crate) seed: Option<u64>,
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    let (text, scale) = match s.strip_suffix('%') {
+        Some(t) => (t, 100.0),
+        None => (s, 1.0),
+    };
+    match text.trim().parse::<f64>() {
+        Ok(p) if (0.0..=scale).contains(&p) => Ok(p / scale),
+        _ => Err("expected a probability from 0 to 1 (or 0% to 100%)".into()),
+    }
+}
+
 fn parse_count(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -362,6 +425,10 @@ mod tests {
             &["listen", "--max-size", "70000"],
             &["listen", "--allow", "10.0.0.0/33"],
             &["listen", "-v", "-q"],
+            &["echo", "--drop", "1.5"],
+            &["echo", "--drop", "-0.1"],
+            &["echo", "--reorder", "x"],
+            &["echo", "--rate-limit", "5", "--no-rate-limit"],
             &["frobnicate"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");

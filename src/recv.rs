@@ -54,6 +54,18 @@ pub(crate) trait Handler {
     ) -> anyhow::Result<bool>;
     /// The socket has nothing queued: flush output now, so no datagram waits behind a buffer.
     fn idle(&mut self) -> anyhow::Result<()>;
+    /// The last batch has been handed over (echo sends its replies here, in one batch).
+    fn batch_end(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// When the handler wants [`tick`](Self::tick) called, if ever (echo's delayed replies).
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+    /// Called at or after [`wake_at`](Self::wake_at).
+    fn tick(&mut self, _now: Instant) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Receive on `socket` until a limit or a signal stops it. Returns why it stopped and how
@@ -91,8 +103,13 @@ pub(crate) fn run(
                         }
                     }
                 }
+                handler.batch_end()?;
+                let now = Instant::now();
+                if handler.wake_at().is_some_and(|w| w <= now) {
+                    handler.tick(now)?;
+                }
                 if counted > before {
-                    last = Instant::now();
+                    last = now;
                 }
                 if limits.count.is_some_and(|c| counted >= c) {
                     handler.idle()?;
@@ -106,10 +123,10 @@ pub(crate) fn run(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 handler.idle()?;
                 let idle_end = limits.idle.map(|d| last + d);
-                let deadline = match (idle_end, end) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let deadline = [idle_end, end, handler.wake_at()]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 match signals
                     .wait(Some(fd), deadline)
                     .io_context(|| "failed to wait for datagrams".into())?
@@ -117,7 +134,15 @@ pub(crate) fn run(
                     Wake::Readable => {}
                     Wake::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
                     Wake::Timeout => {
-                        let stop = if end.is_some_and(|e| Instant::now() >= e) {
+                        let now = Instant::now();
+                        if handler.wake_at().is_some_and(|w| w <= now) {
+                            handler.tick(now)?;
+                            // A timer, not a limit, woke us: unless a limit passed too.
+                            if idle_end.is_none_or(|i| now < i) && end.is_none_or(|e| now < e) {
+                                continue;
+                            }
+                        }
+                        let stop = if end.is_some_and(|e| now >= e) {
                             Stop::Duration
                         } else {
                             Stop::Idle

@@ -119,11 +119,11 @@ pub(crate) fn serve(bound: Bound, opts: &ReceiveOpts, signals: &Signals) -> anyh
                 false
             }
         };
-    let mut batch = if gro {
-        RecvBatch::with_gro(recv::BATCH, opts.max_size)
-    } else {
-        RecvBatch::new(recv::BATCH, opts.max_size)
+    let ancillary = crate::sys::Ancillary {
+        gro,
+        ..Default::default()
     };
+    let mut batch = RecvBatch::with(recv::BATCH, opts.max_size, ancillary);
     tracing::debug!(
         local = %socket.local_addr()?,
         gro,

@@ -1,6 +1,7 @@
 //! The subcommands: each turns its `Args` into a validated config, then runs it.
 //! They never import each other; what they share lives below them.
 
+pub(crate) mod echo;
 pub(crate) mod listen;
 pub(crate) mod send;
 
@@ -14,6 +15,7 @@ pub(crate) fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending>
     match command {
         Command::Send(args) => send::run(args, signals),
         Command::Listen(args) => listen::run(args, signals),
+        Command::Echo(args) => echo::run(args, signals),
     }
 }
 

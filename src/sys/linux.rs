@@ -4,10 +4,13 @@ use std::io;
 use std::mem;
 use std::os::fd::RawFd;
 
-use super::{empty_storage, sockaddr_to_std, RecvMeta};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Room for the control messages of one datagram: a `UDP_GRO` int, with slack.
-const CONTROL_LEN: usize = 64;
+use super::{empty_storage, sockaddr_to_std, std_to_sockaddr, Ancillary, RecvMeta, Reply};
+
+/// Room for the control messages of one datagram: a `UDP_GRO` int (24 bytes with its
+/// header), an `in_pktinfo` (28) or `in6_pktinfo` (36), with slack.
+const CONTROL_LEN: usize = 128;
 
 /// Receive buffers for up to `slots` messages, filled by one `recvmmsg` call.
 ///
@@ -22,7 +25,7 @@ pub(crate) struct RecvBatch {
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
     control: Vec<[u64; CONTROL_LEN / 8]>,
-    gro: bool,
+    ancillary: Ancillary,
     /// Per datagram: where it starts in `buf`, and what the kernel said of it.
     spans: Vec<(usize, RecvMeta)>,
 }
@@ -30,17 +33,16 @@ pub(crate) struct RecvBatch {
 impl RecvBatch {
     /// Room for `slots` datagrams (at least one), keeping up to `keep` bytes of each.
     pub(crate) fn new(slots: usize, keep: usize) -> Self {
-        Self::with_slot(slots, keep, keep, false)
+        Self::with(slots, keep, Ancillary::default())
     }
 
-    /// For a socket with UDP GRO on: every slot holds a whole coalesced buffer (64 KiB),
-    /// and `keep` is applied to each datagram split from it.
-    pub(crate) fn with_gro(slots: usize, keep: usize) -> Self {
-        Self::with_slot(slots, LARGEST, keep, true)
-    }
-
-    fn with_slot(slots: usize, slot_size: usize, keep: usize, gro: bool) -> Self {
+    /// As [`new`](Self::new), asking for the control messages in `ancillary`. With GRO
+    /// every slot holds a whole coalesced buffer (64 KiB) and `keep` applies to each
+    /// datagram split from it.
+    pub(crate) fn with(slots: usize, keep: usize, ancillary: Ancillary) -> Self {
+        let slot_size = if ancillary.gro { LARGEST } else { keep };
         let slots = slots.max(1);
+        let wants_control = ancillary.gro || ancillary.pktinfo;
         RecvBatch {
             buf: vec![0; slots * slot_size],
             slot_size,
@@ -50,12 +52,12 @@ impl RecvBatch {
             // pointers, zero lengths) and every field used is set before each call.
             iovs: vec![unsafe { mem::zeroed() }; slots],
             msgs: vec![unsafe { mem::zeroed() }; slots],
-            control: if gro {
+            control: if wants_control {
                 vec![[0; CONTROL_LEN / 8]; slots]
             } else {
                 Vec::new()
             },
-            gro,
+            ancillary,
             spans: Vec::with_capacity(slots),
         }
     }
@@ -77,7 +79,7 @@ impl RecvBatch {
             hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut self.iovs[i];
             hdr.msg_iovlen = 1;
-            if self.gro {
+            if !self.control.is_empty() {
                 hdr.msg_control = self.control[i].as_mut_ptr().cast();
                 hdr.msg_controllen = CONTROL_LEN as _;
             } else {
@@ -106,62 +108,69 @@ impl RecvBatch {
             let peer = sockaddr_to_std(&self.addrs[i])
                 .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
             let start = i * self.slot_size;
-            match self.gro_segment(i).filter(|&seg| seg > 0 && seg < len) {
+            let control = self.control_of(i);
+            let dst = control.pktinfo;
+            let meta = |len: usize, captured: usize| RecvMeta {
+                len,
+                captured,
+                peer,
+                dst,
+            };
+            match control.gro_segment.filter(|&seg| seg > 0 && seg < len) {
                 Some(seg) => {
                     tracing::trace!(len, segment = seg, "GRO buffer split");
                     for off in (0..len).step_by(seg) {
                         let len = seg.min(len - off);
-                        let captured = len.min(self.keep);
-                        self.spans.push((
-                            start + off,
-                            RecvMeta {
-                                len,
-                                captured,
-                                peer,
-                            },
-                        ));
+                        self.spans
+                            .push((start + off, meta(len, len.min(self.keep))));
                     }
                 }
                 None => {
                     let captured = len.min(self.slot_size).min(self.keep);
-                    self.spans.push((
-                        start,
-                        RecvMeta {
-                            len,
-                            captured,
-                            peer,
-                        },
-                    ));
+                    self.spans.push((start, meta(len, captured)));
                 }
             }
         }
         Ok(self.spans.len())
     }
 
-    /// The segment size of message `i` when the kernel coalesced it (the `UDP_GRO` cmsg).
-    fn gro_segment(&self, i: usize) -> Option<usize> {
-        if !self.gro {
-            return None;
+    /// The control messages of message `i`: its GRO segment size and its destination.
+    fn control_of(&self, i: usize) -> Control {
+        let mut out = Control::default();
+        if self.control.is_empty() {
+            return out;
         }
         let hdr = &self.msgs[i].msg_hdr;
         // SAFETY: the kernel filled msg_control up to msg_controllen with well-formed
-        // cmsgs; the CMSG_* helpers stay inside that length.
+        // cmsgs; the CMSG_* helpers stay inside that length, and each payload is read
+        // unaligned into a value of the type its level and type say it holds.
         unsafe {
             let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
             while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
-                    let mut seg: libc::c_int = 0;
-                    std::ptr::copy_nonoverlapping(
-                        libc::CMSG_DATA(cmsg),
-                        (&mut seg as *mut libc::c_int).cast(),
-                        mem::size_of::<libc::c_int>(),
-                    );
-                    return usize::try_from(seg).ok();
+                let data = libc::CMSG_DATA(cmsg);
+                match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                    (libc::SOL_UDP, libc::UDP_GRO) if self.ancillary.gro => {
+                        let seg = std::ptr::read_unaligned(data as *const libc::c_int);
+                        out.gro_segment = usize::try_from(seg).ok();
+                    }
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                        let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
+                        let dst = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                        out.pktinfo = Some(IpAddr::V4(dst));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                        let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
+                        let dst = crate::addr::normalize_ip(IpAddr::V6(Ipv6Addr::from(
+                            info.ipi6_addr.s6_addr,
+                        )));
+                        out.pktinfo = Some(dst);
+                    }
+                    _ => {}
                 }
                 cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
             }
         }
-        None
+        out
     }
 
     /// What the kernel said about datagram `i` of the last [`recv`](Self::recv).
@@ -176,6 +185,13 @@ impl RecvBatch {
     }
 }
 
+/// What the control messages of one received message said.
+#[derive(Default)]
+struct Control {
+    gro_segment: Option<usize>,
+    pktinfo: Option<IpAddr>,
+}
+
 /// Slots of this size hold any UDP datagram and any coalesced GRO buffer.
 const LARGEST: usize = 65_535;
 
@@ -183,6 +199,110 @@ const LARGEST: usize = 65_535;
 /// buffer with its segment size in a cmsg, which [`RecvBatch::with_gro`] splits.
 pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Ask for each datagram's destination address: `IP_PKTINFO` (IPv4), `IPV6_RECVPKTINFO`
+/// (IPv6, and `IP_PKTINFO` too so IPv4-mapped traffic on a dual-stack socket has it).
+pub(crate) fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        // Fails on a v6-only socket, which never sees IPv4 traffic anyway.
+        let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+        Ok(())
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// Send `replies` from an unconnected socket in `sendmmsg` calls, each to its address and,
+/// when `from` is set, from that source address (a PKTINFO cmsg: the reply leaves from
+/// the address the request was sent to, even on a wildcard bind). Returns how many were
+/// sent before an error, or the error when the first failed.
+pub(crate) fn send_replies(
+    fd: RawFd,
+    ipv6_socket: bool,
+    replies: &[Reply<'_>],
+) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let n = replies.len().min(MAX);
+    let mut names = Vec::with_capacity(n);
+    let mut iovs = Vec::with_capacity(n);
+    let mut controls = vec![[0u64; CONTROL_LEN / 8]; n];
+    for r in &replies[..n] {
+        names.push(std_to_sockaddr(r.to, ipv6_socket));
+        iovs.push(libc::iovec {
+            iov_base: r.payload.as_ptr() as *mut libc::c_void,
+            iov_len: r.payload.len(),
+        });
+    }
+    // SAFETY: plain old data; the pointers are set below to buffers alive for the call.
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; n];
+    for i in 0..n {
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_name = (&mut names[i].0 as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = names[i].1;
+        hdr.msg_iov = &mut iovs[i];
+        hdr.msg_iovlen = 1;
+        if let Some(from) = replies[i].from {
+            hdr.msg_control = controls[i].as_mut_ptr().cast();
+            // SAFETY: the control buffer has room for one pktinfo cmsg of either family.
+            hdr.msg_controllen = unsafe { write_pktinfo(hdr, from, replies[i].to.is_ipv4()) };
+        }
+    }
+    let mut sent = 0;
+    while sent < n {
+        // SAFETY: msgs[sent..n] point at names, iovecs, payloads and controls alive here.
+        let rc =
+            unsafe { libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return if sent == 0 { Err(err) } else { Ok(sent) };
+        }
+        sent += rc as usize;
+    }
+    Ok(sent)
+}
+
+/// Write a source-address cmsg into `hdr`'s control buffer: `IP_PKTINFO` with
+/// `ipi_spec_dst` for an IPv4 peer (also on a dual-stack IPv6 socket, where udpv6_sendmsg
+/// hands mapped peers to the IPv4 path, which reads SOL_IP cmsgs), `IPV6_PKTINFO`
+/// otherwise. Returns the control length to set.
+///
+/// # Safety
+/// `hdr.msg_control` must point at at least `CONTROL_LEN` writable, aligned, zeroed bytes.
+unsafe fn write_pktinfo(hdr: &mut libc::msghdr, from: IpAddr, to_ipv4: bool) -> usize {
+    match (from, to_ipv4) {
+        (IpAddr::V4(src), true) => {
+            let size = mem::size_of::<libc::in_pktinfo>() as u32;
+            hdr.msg_controllen = libc::CMSG_SPACE(size) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(hdr);
+            (*cmsg).cmsg_level = libc::IPPROTO_IP;
+            (*cmsg).cmsg_type = libc::IP_PKTINFO;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+            let mut info: libc::in_pktinfo = mem::zeroed();
+            info.ipi_spec_dst.s_addr = u32::from(src).to_be();
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in_pktinfo, info);
+            libc::CMSG_SPACE(size) as usize
+        }
+        (IpAddr::V6(src), false) => {
+            let size = mem::size_of::<libc::in6_pktinfo>() as u32;
+            hdr.msg_controllen = libc::CMSG_SPACE(size) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(hdr);
+            (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+            (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+            let mut info: libc::in6_pktinfo = mem::zeroed();
+            info.ipi6_addr.s6_addr = src.octets();
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in6_pktinfo, info);
+            libc::CMSG_SPACE(size) as usize
+        }
+        // A family mix cannot happen (the destination and the peer share a family);
+        // without a cmsg the kernel picks the source.
+        _ => 0,
+    }
 }
 
 /// Send `buf` on a connected socket as datagrams of `segment` bytes each (the last may be

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -15,14 +15,16 @@ use std::time::Duration;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-    enable_gro, kernel_drops, send_batch, send_segments, set_dont_fragment, RecvBatch,
+    enable_gro, enable_pktinfo, kernel_drops, send_batch, send_replies, send_segments,
+    set_dont_fragment, RecvBatch,
 };
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use portable::{
-    enable_gro, kernel_drops, send_batch, send_segments, set_dont_fragment, RecvBatch,
+    enable_gro, enable_pktinfo, kernel_drops, send_batch, send_replies, send_segments,
+    set_dont_fragment, RecvBatch,
 };
 
 /// What the kernel said about one received datagram.
@@ -34,6 +36,26 @@ pub(crate) struct RecvMeta {
     pub(crate) captured: usize,
     /// The sender, IPv4-mapped addresses already unwrapped.
     pub(crate) peer: SocketAddr,
+    /// The address the datagram was sent to (IP_PKTINFO / IPV6_PKTINFO), when asked for.
+    pub(crate) dst: Option<IpAddr>,
+}
+
+/// Which control messages a [`RecvBatch`] asks the kernel for.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ancillary {
+    /// UDP GRO segment sizes (the socket must have `UDP_GRO` on: [`enable_gro`]).
+    pub(crate) gro: bool,
+    /// Destination addresses (the socket must have PKTINFO on: [`enable_pktinfo`]).
+    pub(crate) pktinfo: bool,
+}
+
+/// One reply for [`send_replies`]: the payload, where to, and from which local address.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reply<'a> {
+    pub(crate) payload: &'a [u8],
+    pub(crate) to: SocketAddr,
+    /// The source address to use (the request's destination), for wildcard binds.
+    pub(crate) from: Option<IpAddr>,
 }
 
 /// The socket address in a `sockaddr_storage` the kernel filled, or `None` for a family
@@ -64,6 +86,79 @@ pub(crate) fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<Socket
         }
         _ => None,
     }
+}
+
+/// `addr` as a `sockaddr_storage` for a socket of the given family: an IPv4 peer of an
+/// IPv6 socket becomes IPv4-mapped. Returns the storage and its length.
+pub(crate) fn std_to_sockaddr(
+    addr: SocketAddr,
+    ipv6_socket: bool,
+) -> (libc::sockaddr_storage, libc::socklen_t) {
+    let addr = match addr {
+        SocketAddr::V4(v4) if ipv6_socket => {
+            SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+        }
+        other => other,
+    };
+    let mut storage = empty_storage();
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_flowinfo = v6.flowinfo().to_be();
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            sin6.sin6_scope_id = v6.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// The broadcast addresses of this host's interfaces: each IPv4 address with its host
+/// bits set (so loopback's 127.255.255.255 counts, though `lo` has no IFF_BROADCAST),
+/// plus 255.255.255.255.
+pub(crate) fn broadcast_addrs() -> Vec<Ipv4Addr> {
+    let mut out = vec![Ipv4Addr::BROADCAST];
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills ifap with a list we walk read-only and free once.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null()
+                && !ifa.ifa_netmask.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+            {
+                let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let mask = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                let a = u32::from_be(addr.sin_addr.s_addr);
+                let m = u32::from_be(mask.sin_addr.s_addr);
+                // /31 and /32 networks have no broadcast address (RFC 3021).
+                if m.count_ones() < 31 {
+                    let b = Ipv4Addr::from(a | !m);
+                    if !out.contains(&b) {
+                        out.push(b);
+                    }
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
 }
 
 /// A zeroed `sockaddr_storage`.

@@ -7,7 +7,7 @@ use std::io;
 use std::mem;
 use std::os::fd::RawFd;
 
-use super::{empty_storage, sockaddr_to_std, RecvMeta};
+use super::{empty_storage, sockaddr_to_std, std_to_sockaddr, Ancillary, RecvMeta, Reply};
 
 const LARGEST: usize = 65_535;
 
@@ -53,12 +53,13 @@ impl RecvBatch {
             len,
             captured: len.min(self.max_size),
             peer,
+            dst: None,
         });
         Ok(1)
     }
 
-    /// No GRO here: the same as [`RecvBatch::new`].
-    pub(crate) fn with_gro(slots: usize, keep: usize) -> Self {
+    /// No GRO or PKTINFO here: the same as [`RecvBatch::new`] (destinations unknown).
+    pub(crate) fn with(slots: usize, keep: usize, _ancillary: Ancillary) -> Self {
         Self::new(slots, keep)
     }
 
@@ -107,4 +108,36 @@ pub(crate) fn enable_gro(_fd: RawFd) -> io::Result<()> {
 /// No UDP GSO here: callers fall back to [`send_batch`].
 pub(crate) fn send_segments(_fd: RawFd, _buf: &[u8], _segment: u16) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
+}
+
+/// No PKTINFO here: destinations stay unknown and replies leave from the bound address.
+pub(crate) fn enable_pktinfo(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// One `sendto` per reply; the source is whatever the socket is bound to.
+pub(crate) fn send_replies(
+    fd: RawFd,
+    ipv6_socket: bool,
+    replies: &[Reply<'_>],
+) -> io::Result<usize> {
+    for (i, r) in replies.iter().enumerate() {
+        let (addr, len) = std_to_sockaddr(r.to, ipv6_socket);
+        // SAFETY: the payload and address are live for the call.
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                r.payload.as_ptr().cast(),
+                r.payload.len(),
+                0,
+                (&addr as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return if i == 0 { Err(err) } else { Ok(i) };
+        }
+    }
+    Ok(replies.len())
 }

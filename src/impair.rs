@@ -1,0 +1,235 @@
+//! Echo's impairments, for testing clients against a bad network: drop, delay, jitter,
+//! duplicate, reorder. Decisions come from a seeded generator, four draws per datagram
+//! whatever the outcome, so the same `--seed` and the same input order give the same
+//! decisions.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// What `--drop/--delay/--jitter/--duplicate/--reorder` ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Impairment {
+    /// Probability of dropping a reply.
+    pub(crate) drop: f64,
+    /// Fixed delay of every reply.
+    pub(crate) delay: Duration,
+    /// Each reply's delay varies uniformly within ± this (never below zero).
+    pub(crate) jitter: Duration,
+    /// Probability of sending a reply twice.
+    pub(crate) duplicate: f64,
+    /// Probability of holding a reply back until the next one has gone.
+    pub(crate) reorder: f64,
+}
+
+/// The fate of one reply.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Decision {
+    pub(crate) drop: bool,
+    /// 1, or 2 when duplicated.
+    pub(crate) copies: u8,
+    pub(crate) delay: Duration,
+    /// Held back until the next reply has been sent.
+    pub(crate) hold: bool,
+}
+
+impl Impairment {
+    /// True when any impairment is asked for.
+    pub(crate) fn is_active(&self) -> bool {
+        *self != Impairment::default()
+    }
+
+    /// Decide one reply's fate.
+    pub(crate) fn decide(&self, rng: &mut Rng) -> Decision {
+        // Always four draws, in this order, so later decisions do not depend on earlier
+        // outcomes.
+        let (d, u, r, j) = (rng.unit(), rng.unit(), rng.unit(), rng.unit());
+        let jitter = self.jitter.as_secs_f64() * (2.0 * j - 1.0);
+        let delay = (self.delay.as_secs_f64() + jitter).max(0.0);
+        Decision {
+            drop: d < self.drop,
+            copies: if u < self.duplicate { 2 } else { 1 },
+            delay: Duration::from_secs_f64(delay),
+            hold: r < self.reorder,
+        }
+    }
+}
+
+/// splitmix64 (Steele, Lea, Flood 2014): small, fast, and good enough for coin flips.
+#[derive(Clone, Debug)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A reply waiting for its time.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Delayed {
+    pub(crate) due: Instant,
+    /// Arrival order, so equal due times keep it.
+    pub(crate) seq: u64,
+    pub(crate) to: SocketAddr,
+    pub(crate) from: Option<IpAddr>,
+    pub(crate) payload: Vec<u8>,
+    /// Reorder: when due, hold it back until the next reply has gone.
+    pub(crate) hold: bool,
+}
+
+/// Delayed replies, earliest first, at most `capacity` of them.
+pub(crate) struct TimerQueue {
+    heap: BinaryHeap<Reverse<Delayed>>,
+    capacity: usize,
+}
+
+impl TimerQueue {
+    /// A queue that holds at most `capacity` replies.
+    pub(crate) fn new(capacity: usize) -> Self {
+        TimerQueue {
+            heap: BinaryHeap::new(),
+            capacity,
+        }
+    }
+
+    /// Queue a reply; false (and the reply dropped) when the queue is full.
+    pub(crate) fn push(&mut self, d: Delayed) -> bool {
+        if self.heap.len() >= self.capacity {
+            return false;
+        }
+        self.heap.push(Reverse(d));
+        true
+    }
+
+    /// When the earliest reply is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(d)| d.due)
+    }
+
+    /// The earliest reply if it is due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Delayed> {
+        if self.next_due()? <= now {
+            self.heap.pop().map(|Reverse(d)| d)
+        } else {
+            None
+        }
+    }
+
+    /// True when nothing waits.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_decisions() {
+        let imp = Impairment {
+            drop: 0.3,
+            duplicate: 0.2,
+            reorder: 0.1,
+            jitter: Duration::from_millis(5),
+            ..Default::default()
+        };
+        let run = |seed| {
+            let mut rng = Rng::new(seed);
+            (0..1000).map(|_| imp.decide(&mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+    }
+
+    #[test]
+    fn probabilities_hold_over_many_draws() {
+        let imp = Impairment {
+            drop: 0.05,
+            duplicate: 0.5,
+            ..Default::default()
+        };
+        let mut rng = Rng::new(7);
+        let ds: Vec<Decision> = (0..100_000).map(|_| imp.decide(&mut rng)).collect();
+        let drops = ds.iter().filter(|d| d.drop).count();
+        let dups = ds.iter().filter(|d| d.copies == 2).count();
+        assert!((4_500..5_500).contains(&drops), "{drops}");
+        assert!((49_000..51_000).contains(&dups), "{dups}");
+        assert!(ds.iter().all(|d| !d.hold && d.delay.is_zero()));
+    }
+
+    #[test]
+    fn certainties_are_certain() {
+        let mut rng = Rng::new(1);
+        let all = Impairment {
+            drop: 1.0,
+            ..Default::default()
+        };
+        assert!((0..1000).all(|_| all.decide(&mut rng).drop));
+        let none = Impairment::default();
+        assert!(!none.is_active());
+        assert!((0..1000).all(|_| !none.decide(&mut rng).drop));
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_above_zero() {
+        let imp = Impairment {
+            delay: Duration::from_millis(10),
+            jitter: Duration::from_millis(4),
+            ..Default::default()
+        };
+        let mut rng = Rng::new(3);
+        for _ in 0..10_000 {
+            let d = imp.decide(&mut rng).delay;
+            assert!(
+                d >= Duration::from_millis(6) && d <= Duration::from_millis(14),
+                "{d:?}"
+            );
+        }
+        let imp = Impairment {
+            jitter: Duration::from_millis(4),
+            ..Default::default()
+        };
+        assert!((0..1000).all(|_| imp.decide(&mut rng).delay <= Duration::from_millis(4)));
+    }
+
+    #[test]
+    fn the_timer_queue_releases_in_due_order_and_is_bounded() {
+        let t0 = Instant::now();
+        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut q = TimerQueue::new(2);
+        let d = |ms, seq| Delayed {
+            due: t0 + Duration::from_millis(ms),
+            seq,
+            to,
+            from: None,
+            payload: vec![seq as u8],
+            hold: false,
+        };
+        assert!(q.push(d(20, 0)));
+        assert!(q.push(d(10, 1)));
+        assert!(!q.push(d(5, 2)), "full");
+        assert_eq!(q.next_due(), Some(t0 + Duration::from_millis(10)));
+        assert!(q.pop_due(t0).is_none());
+        assert_eq!(q.pop_due(t0 + Duration::from_millis(15)).unwrap().seq, 1);
+        assert_eq!(q.pop_due(t0 + Duration::from_millis(25)).unwrap().seq, 0);
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,240 @@
+//! `dgram echo`: byte-exact replies, the safety policy, the rate limit, impairment.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::harness::{arrives_within, peer, recv, run, Server};
+
+/// Send each payload and collect what comes back within `wait` after the last one.
+fn exchange(
+    from: &UdpSocket,
+    to: SocketAddr,
+    payloads: &[Vec<u8>],
+    wait: Duration,
+) -> Vec<Vec<u8>> {
+    for p in payloads {
+        from.send_to(p, to).unwrap();
+    }
+    let mut got = Vec::new();
+    from.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, _)) = from.recv_from(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    got
+}
+
+fn numbered(n: u32) -> Vec<Vec<u8>> {
+    (0..n).map(|i| i.to_be_bytes().to_vec()).collect()
+}
+
+#[test]
+fn replies_are_byte_identical_for_every_size() {
+    let s = Server::start(&["echo", "0"]);
+    let c = peer("127.0.0.1");
+    for size in [0usize, 1, 1472, 8192, 65_507] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+        c.send_to(&payload, s.addr).unwrap();
+        let (reply, from) = recv(&c);
+        assert_eq!(reply, payload, "size {size}");
+        assert_eq!(from, s.addr);
+    }
+}
+
+#[test]
+fn dgram_send_reply_against_dgram_echo() {
+    let s = Server::start(&["echo", "0"]);
+    run(&["send", &s.addr.to_string(), "ping", "--expect", "ping"])
+        .expect_code(0)
+        .expect_stdout(b"ping");
+    let s6 = Server::start(&["echo", "[::1]:0"]);
+    run(&["send", &s6.addr.to_string(), "six", "-r"])
+        .expect_code(0)
+        .expect_stdout(b"six");
+}
+
+/// A socket on a free privileged port of 127.0.0.1 (needs root), or None.
+fn privileged_peer() -> Option<UdpSocket> {
+    (600..1024).find_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+}
+
+#[test]
+fn privileged_source_ports_get_no_reply_while_a_twin_does() {
+    let Some(low) = privileged_peer() else {
+        eprintln!("skipped: binding a port below 1024 needs root");
+        return;
+    };
+    let s = Server::start(&["echo", "0", "--stats", "-f", "json"]);
+    low.send_to(b"twin", s.addr).unwrap();
+    assert!(
+        !arrives_within(&low, Duration::from_millis(200)),
+        "a privileged port got a reply"
+    );
+    let high = peer("127.0.0.1");
+    high.send_to(b"twin", s.addr).unwrap();
+    assert_eq!(recv(&high).0, b"twin");
+    s.guard.signal(libc::SIGTERM);
+    let r = s.finish();
+    let v: serde_json::Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(v["refused"]["privileged_port"], 1, "{v}");
+    assert_eq!(v["echoed"], 1);
+}
+
+#[test]
+fn datagrams_to_a_broadcast_address_are_refused_and_replies_come_from_the_address_asked() {
+    // Bound to the wildcard (still loopback traffic only): the destination decides.
+    let s = Server::start(&["echo", "0.0.0.0:0", "--stats"]);
+    let port = s.addr.port();
+    let b = peer("0.0.0.0");
+    b.set_broadcast(true).unwrap();
+    b.send_to(b"to all", ("127.255.255.255", port)).unwrap();
+    assert!(
+        !arrives_within(&b, Duration::from_millis(200)),
+        "a broadcast got a reply"
+    );
+    // A connected client only accepts replies from 127.0.0.5: PKTINFO picks the source.
+    let c = peer("127.0.0.1");
+    c.connect(("127.0.0.5", port)).unwrap();
+    c.send(b"unicast").unwrap();
+    let mut buf = [0u8; 64];
+    let n = c.recv(&mut buf).expect("a reply from 127.0.0.5");
+    assert_eq!(&buf[..n], b"unicast");
+    s.guard.signal(libc::SIGINT);
+    let r = s.finish();
+    r.expect_code(130)
+        .expect_stderr("broadcast_destination 1")
+        .expect_stderr("rate limit");
+}
+
+#[test]
+fn drop_1_answers_nothing_and_drop_0_everything() {
+    let s = Server::start(&["echo", "0", "--drop", "1"]);
+    let c = peer("127.0.0.1");
+    assert!(exchange(&c, s.addr, &numbered(20), Duration::from_millis(200)).is_empty());
+    let s = Server::start(&["echo", "0", "--drop", "0%"]);
+    assert_eq!(
+        exchange(&c, s.addr, &numbered(20), Duration::from_millis(200)).len(),
+        20
+    );
+}
+
+fn survivors(seed: &str) -> BTreeSet<Vec<u8>> {
+    let s = Server::start(&["echo", "0", "--drop", "0.3", "--seed", seed]);
+    let c = peer("127.0.0.1");
+    exchange(&c, s.addr, &numbered(300), Duration::from_millis(300))
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn the_same_seed_drops_the_same_datagrams() {
+    let a = survivors("7");
+    let b = survivors("7");
+    assert_eq!(a, b);
+    assert!(
+        (150..260).contains(&a.len()),
+        "{} of 300 survived --drop 0.3",
+        a.len()
+    );
+    assert_ne!(a, survivors("8"));
+}
+
+#[test]
+fn delay_delays_without_serialising_replies() {
+    let s = Server::start(&["echo", "0", "--delay", "100ms"]);
+    let c = peer("127.0.0.1");
+    let start = Instant::now();
+    for p in numbered(10) {
+        c.send_to(&p, s.addr).unwrap();
+    }
+    let first = recv(&c);
+    let t_first = start.elapsed();
+    for _ in 1..10 {
+        recv(&c);
+    }
+    let t_last = start.elapsed();
+    assert!(
+        t_first >= Duration::from_millis(95),
+        "first reply after {t_first:?}"
+    );
+    // Serialised, ten delays would take a second.
+    assert!(
+        t_last < Duration::from_millis(600),
+        "last reply after {t_last:?}"
+    );
+    assert_eq!(first.0, 0u32.to_be_bytes());
+}
+
+#[test]
+fn duplicate_and_reorder_do_what_they_say() {
+    let s = Server::start(&["echo", "0", "--duplicate", "1"]);
+    let c = peer("127.0.0.1");
+    let got = exchange(&c, s.addr, &numbered(5), Duration::from_millis(200));
+    assert_eq!(got.len(), 10);
+    let s = Server::start(&["echo", "0", "--reorder", "1", "--seed", "1"]);
+    let got = exchange(
+        &c,
+        s.addr,
+        &[b"1".to_vec(), b"2".to_vec()],
+        Duration::from_millis(300),
+    );
+    assert_eq!(got, [b"2".to_vec(), b"1".to_vec()]);
+}
+
+#[test]
+fn the_rate_limit_caps_a_flooding_source_and_serves_another_in_full() {
+    let s = Server::start(&["echo", "0", "--rate-limit", "50"]);
+    let flood = peer("127.0.0.1");
+    let start = Instant::now();
+    let got = exchange(&flood, s.addr, &numbered(500), Duration::from_millis(200));
+    let t = start.elapsed().as_secs_f64();
+    // Burst 2 x 50, plus 50/s for the time it took.
+    let cap = (100.0 + 50.0 * t).ceil() as usize;
+    assert!(
+        got.len() <= cap && got.len() >= 100,
+        "{} replies, cap {cap}",
+        got.len()
+    );
+    let other = peer("127.0.0.2");
+    assert_eq!(
+        exchange(&other, s.addr, &numbered(20), Duration::from_millis(200)).len(),
+        20
+    );
+}
+
+#[test]
+fn a_vanished_client_does_not_stop_the_server() {
+    let s = Server::start(&["echo", "0", "--delay", "50ms"]);
+    for _ in 0..20 {
+        let gone = peer("127.0.0.1");
+        gone.send_to(b"bye", s.addr).unwrap();
+        drop(gone); // the reply will meet a closed port: ICMP unreachable
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let c = peer("127.0.0.1");
+    c.send_to(b"still there?", s.addr).unwrap();
+    assert_eq!(recv(&c).0, b"still there?");
+}
+
+#[test]
+fn count_counts_what_passed_the_filters_and_the_policy() {
+    let s = Server::start(&["echo", "0", "-n", "2", "--deny", "127.0.0.9", "-v"]);
+    peer("127.0.0.9").send_to(b"denied", s.addr).unwrap();
+    let c = peer("127.0.0.1");
+    assert_eq!(
+        exchange(&c, s.addr, &numbered(2), Duration::from_millis(300)).len(),
+        2
+    );
+    let r = s.finish();
+    r.expect_code(0)
+        .expect_stderr("echoed 2 of 2")
+        .expect_stderr("filtered 1");
+    assert!(
+        r.stderr
+            .contains(&format!("{} 4 bytes", c.local_addr().unwrap())),
+        "-v logs each: {}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+}
