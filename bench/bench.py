@@ -325,6 +325,59 @@ class Bench:
                 self.row("start-up", name, med[name], "ms", None if first else med["C sender"], "C sender")
             rx.stop()
 
+    def echo_server(self, who):
+        if who == "reference":
+            rx = Proc([self.r("echo")])
+        elif who == "dgram":
+            rx = Proc([self.dgram, "echo", "127.0.0.1:0"])
+        else:
+            port = free_port()
+            argv = {"socat": ["socat", f"UDP-LISTEN:{port},bind=127.0.0.1", "PIPE"],
+                    "ncat": ["ncat", "-u", "-l", "127.0.0.1", str(port), "--sh-exec", "cat"]}[who]
+            rx = Proc(argv)
+            wait_bound(port)
+            return rx, port
+        return rx, int(rx.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+
+    def round_trips(self, who, count, inflight):
+        rx, port = self.echo_server(who)
+        with rx:
+            out = subprocess.run([self.r("rtt"), "127.0.0.1", str(port), str(count), "64", str(inflight)],
+                                 capture_output=True, text=True, timeout=HARD_LIMIT).stdout
+            rx.stop()
+        return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+
+    def case_echo(self):
+        n1, n64, reps = self.args.count // 40, self.args.count // 4, 5
+        print(f"7. echo, 64 B: round trips one in flight ({n1:,}) and 64 in flight ({n64:,}); "
+              f"dgram and the reference alternate {reps} times, medians and the median of paired "
+              "ratios (one-in-flight latency here is mostly CPU wake-up from idle, which swings)",
+              flush=True)
+        pairs = {"reference": [], "dgram": []}
+        for _ in range(reps):
+            for who in pairs:
+                one = self.round_trips(who, n1, 1)
+                many = self.round_trips(who, n64, 64)
+                pairs[who].append((one["p50_us"], one["p99_us"], many["replies"] / max(many["seconds"], 1e-9),
+                                   int(many["lost"] + many["bad"] + many["dup"])))
+        med = {who: [statistics.median(r[k] for r in runs) for k in range(3)] for who, runs in pairs.items()}
+        for k, (case, unit) in enumerate([("echo rtt p50", "us"), ("echo rtt p99", "us"), ("echo 64 in flight", "replies/s")]):
+            self.row(case, "reference", med["reference"][k], unit)
+            self.row(case, "dgram", med["dgram"][k], unit, med["reference"][k], "reference")
+            paired = statistics.median(d[k] / r[k] for d, r in zip(pairs["dgram"], pairs["reference"]))
+            self.row(case + " paired", "dgram", paired, "x")
+        for who, runs in pairs.items():
+            self.row("echo 64: lost+merged+dup", who, sum(r[3] for r in runs), f"of {n64 * reps:,}")
+        for who in ["socat", "ncat"]:
+            if not self.peers[who]:
+                continue
+            one = self.round_trips(who, n1, 1)
+            many = self.round_trips(who, n64, 64)
+            self.row("echo rtt p50", who, one["p50_us"], "us", med["reference"][0], "reference")
+            self.row("echo 64 in flight", who, many["replies"] / max(many["seconds"], 1e-9), "replies/s",
+                     med["reference"][2], "reference")
+            self.row("echo 64: lost+merged+dup", who, int(many["lost"] + many["bad"] + many["dup"]), f"of {n64:,}")
+
     def case_idle(self):
         secs = 3
         print(f"6. idle: CPU time of a listen with nothing to receive, over {secs} s", flush=True)
@@ -351,6 +404,8 @@ class Bench:
             self.case_lines()
         if "startup" in cases:
             self.case_startup()
+        if "echo" in cases:
+            self.case_echo()
         if "idle" in cases:
             self.case_idle()
         print()
@@ -371,7 +426,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,idle")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,idle")
     Bench(ap.parse_args()).run()
 
 

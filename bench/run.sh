@@ -3,7 +3,7 @@
 # start-up case where the target allows), the C reference programs, installs the peers
 # (nc, socat, ncat) when root on Debian, runs every case and saves the table under
 # bench/results/. All traffic on 127.0.0.1; every process is bounded and killed by PID.
-#   bench/run.sh [--quick] [--no-install] [--cases listen,send,lines,startup,idle]
+#   bench/run.sh [--quick] [--no-install] [--cases listen,send,lines,startup,echo,idle]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 install=1
@@ -39,7 +39,7 @@ fi
 
 ref="$PWD/target/bench-ref"
 mkdir -p "$ref" bench/results
-for p in flood sink count oneshot startup; do
+for p in flood sink count oneshot startup echo rtt; do
   cc -O2 -Wall -o "$ref/$p" "bench/ref/$p.c"
 done
 

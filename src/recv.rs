@@ -90,7 +90,7 @@ pub(crate) fn run(
         let want = limits
             .count
             .map_or(BATCH, |c| (c - counted).min(BATCH as u64) as usize);
-        match batch.recv(fd, want) {
+        let drained = match batch.recv(fd, want) {
             Ok(n) => {
                 let now = SystemTime::now();
                 let before = counted;
@@ -119,44 +119,49 @@ pub(crate) fn run(
                     handler.idle()?;
                     return Ok((Stop::Duration, counted));
                 }
+                // Fewer messages than asked for: the queue was empty when the kernel
+                // looked. Wait now rather than spend a call to hear EAGAIN (if one came
+                // in since, poll returns at once).
+                batch.messages() < want.min(batch.capacity())
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                handler.idle()?;
-                let idle_end = limits.idle.map(|d| last + d);
-                let deadline = [idle_end, end, handler.wake_at()]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                match signals
-                    .wait(Some(fd), deadline)
-                    .io_context(|| "failed to wait for datagrams".into())?
-                {
-                    Wake::Readable => {}
-                    Wake::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
-                    Wake::Timeout => {
-                        let now = Instant::now();
-                        if handler.wake_at().is_some_and(|w| w <= now) {
-                            handler.tick(now)?;
-                            // A timer, not a limit, woke us: unless a limit passed too.
-                            if idle_end.is_none_or(|i| now < i) && end.is_none_or(|e| now < e) {
-                                continue;
-                            }
-                        }
-                        let stop = if end.is_some_and(|e| now >= e) {
-                            Stop::Duration
-                        } else {
-                            Stop::Idle
-                        };
-                        return Ok((stop, counted));
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
             // An ICMP error for an earlier send from this socket (echo's replies): it
             // concerns that peer, not this loop.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => false,
             Err(e) => {
                 return Err(anyhow::Error::new(crate::exit::IoError(e)).context("failed to receive"))
+            }
+        };
+        if drained {
+            handler.idle()?;
+            let idle_end = limits.idle.map(|d| last + d);
+            let deadline = [idle_end, end, handler.wake_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            match signals
+                .wait(Some(fd), deadline)
+                .io_context(|| "failed to wait for datagrams".into())?
+            {
+                Wake::Readable => {}
+                Wake::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
+                Wake::Timeout => {
+                    let now = Instant::now();
+                    if handler.wake_at().is_some_and(|w| w <= now) {
+                        handler.tick(now)?;
+                        // A timer, not a limit, woke us: unless a limit passed too.
+                        if idle_end.is_none_or(|i| now < i) && end.is_none_or(|e| now < e) {
+                            continue;
+                        }
+                    }
+                    let stop = if end.is_some_and(|e| now >= e) {
+                        Stop::Duration
+                    } else {
+                        Stop::Idle
+                    };
+                    return Ok((stop, counted));
+                }
             }
         }
     }

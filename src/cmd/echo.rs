@@ -254,7 +254,12 @@ pub(crate) fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
     let bound = crate::socket::bind(local, &options)?;
     let fd = bound.socket.as_raw_fd();
-    let pktinfo = crate::sys::enable_pktinfo(fd, local.is_ipv6()).is_ok();
+    // Destinations matter only on a wildcard bind: a socket bound to one unicast address
+    // receives only datagrams sent to it, never a broadcast or multicast, and its replies
+    // leave from that address anyway. Elsewhere PKTINFO would be per-datagram work for
+    // nothing.
+    let pktinfo =
+        local.ip().is_unspecified() && crate::sys::enable_pktinfo(fd, local.is_ipv6()).is_ok();
     let gro = opts.gro && crate::sys::enable_gro(fd).is_ok();
     recv::announce(bound.socket.local_addr()?, opts.ready_file.as_deref())?;
     let socket: UdpSocket = bound.warn();

@@ -28,6 +28,8 @@ pub(crate) struct RecvBatch {
     ancillary: Ancillary,
     /// Per datagram: where it starts in `buf`, and what the kernel said of it.
     spans: Vec<(usize, RecvMeta)>,
+    /// Messages the last call returned (fewer than datagrams with GRO).
+    messages: usize,
 }
 
 impl RecvBatch {
@@ -59,7 +61,18 @@ impl RecvBatch {
             },
             ancillary,
             spans: Vec::with_capacity(slots),
+            messages: 0,
         }
+    }
+
+    /// How many messages one call can take.
+    pub(crate) fn capacity(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// How many messages the last [`recv`](Self::recv) took.
+    pub(crate) fn messages(&self) -> usize {
+        self.messages
     }
 
     /// Take up to `max` queued messages without blocking; returns how many datagrams
@@ -103,6 +116,7 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         self.spans.clear();
+        self.messages = got as usize;
         for i in 0..got as usize {
             let len = self.msgs[i].msg_len as usize;
             let peer = sockaddr_to_std(&self.addrs[i])

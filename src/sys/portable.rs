@@ -63,6 +63,16 @@ impl RecvBatch {
         Self::new(slots, keep)
     }
 
+    /// One message per call here.
+    pub(crate) fn capacity(&self) -> usize {
+        1
+    }
+
+    /// How many messages the last [`recv`](Self::recv) took.
+    pub(crate) fn messages(&self) -> usize {
+        usize::from(self.meta.is_some())
+    }
+
     /// What the kernel said about the datagram.
     pub(crate) fn meta(&self, _i: usize) -> RecvMeta {
         self.meta.expect("recv returned a datagram")
