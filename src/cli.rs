@@ -51,6 +51,67 @@ pub(crate) enum Command {
     /// Reflect every datagram to its sender: safe by default, impairable on demand
     #[command(after_help = ECHO_EXAMPLES)]
     Echo(EchoArgs),
+    /// Join multicast groups and receive, or send to a group
+    #[command(subcommand)]
+    Multicast(MulticastCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MulticastCommand {
+    /// Join GROUP:PORT (several at once) and print what arrives, as listen does
+    #[command(after_help = JOIN_EXAMPLES)]
+    Join(JoinArgs),
+    /// Send to GROUP:PORT, with all of send's payload and pacing options
+    #[command(after_help = MSEND_EXAMPLES)]
+    Send(MulticastSendArgs),
+}
+
+const JOIN_EXAMPLES: &str = "\
+Examples:
+  dgram multicast join 239.1.2.3:5000 --iface eth0     receive a group on eth0
+  dgram multicast join 239.1.2.3:0 --iface 127.0.0.1 -w 5s   on loopback; says why if silent
+  dgram multicast join 232.1.1.1:5000 --source 10.0.0.7     source-specific (SSM)";
+
+const MSEND_EXAMPLES: &str = "\
+Examples:
+  dgram multicast send 239.1.2.3:5000 hello --iface eth0  one datagram, TTL 1
+  dgram multicast send 239.1.2.3:5000 --iface 127.0.0.1 --size 100 -n 1000 --rate 500
+  dgram multicast send 239.255.255.250:1900 -e 'M-SEARCH * HTTP/1.1\\r\\n...' --collect -w 2s";
+
+#[derive(Debug, Args)]
+pub(crate) struct JoinArgs {
+    /// Groups to join: GROUP:PORT, [GROUP%IFACE]:PORT; all on one port (0: a free one)
+    #[arg(value_name = "GROUP:PORT", required = true)]
+    pub(crate) groups: Vec<String>,
+    /// Interface to join on: NAME, ADDRESS or INDEX (default: the kernel's choice, the
+    /// interface of the route to the group)
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) iface: Option<String>,
+    /// Join source-specific: receive the groups from this sender only (SSM)
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) source: Option<std::net::IpAddr>,
+    /// Explain at start what could keep datagrams away (also printed when --timeout ends
+    /// a run that received nothing)
+    #[arg(long)]
+    pub(crate) diagnose: bool,
+    #[command(flatten)]
+    pub(crate) family: FamilyOpts,
+    #[command(flatten)]
+    pub(crate) receive: ReceiveOpts,
+    #[command(flatten)]
+    pub(crate) socket: SocketOpts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MulticastSendArgs {
+    #[command(flatten)]
+    pub(crate) send: SendArgs,
+    /// Interface to send on: NAME, ADDRESS or INDEX (default: the kernel's choice)
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) iface: Option<String>,
+    /// Do not loop our datagrams back to joiners on this host
+    #[arg(long)]
+    pub(crate) no_loop: bool,
 }
 
 const SEND_EXAMPLES: &str = "\

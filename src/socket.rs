@@ -1,13 +1,14 @@
 //! The one socket builder: socket2 creates and configures a UDP socket, each option with
 //! its own error context, then hands back a std `UdpSocket`. No other module uses socket2.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockRef, Socket, Type};
 use tracing::warn;
 
 use crate::exit::{usage, IoContext};
+use crate::iface::Iface;
 
 /// Options for [`bind`], each `None`/`false` leaving the kernel's default.
 #[derive(Clone, Debug, Default)]
@@ -175,9 +176,145 @@ fn check_buffer(
     }
 }
 
+/// Join `group` on `iface` (any-source), or source-specific when `source` is given, and
+/// turn `IP_MULTICAST_ALL` off so the socket receives only its own joins (Linux defaults
+/// it on: a wildcard-bound socket would get every group any socket on the host joined).
+pub(crate) fn join(
+    socket: &UdpSocket,
+    group: IpAddr,
+    iface: Iface,
+    source: Option<IpAddr>,
+) -> anyhow::Result<()> {
+    let sock = SockRef::from(socket);
+    let what = || {
+        let on = match iface {
+            Iface::Default => "the default interface".to_string(),
+            Iface::Index(i) => format!(
+                "interface {}",
+                crate::iface::name_of(i).unwrap_or_else(|| i.to_string())
+            ),
+            Iface::V4(a) => a.to_string(),
+        };
+        match source {
+            Some(src) => format!("failed to join {group} from source {src} on {on}"),
+            None => format!("failed to join {group} on {on}"),
+        }
+    };
+    #[cfg(target_os = "linux")]
+    {
+        let r = match group {
+            IpAddr::V4(_) => sock.set_multicast_all_v4(false),
+            IpAddr::V6(_) => sock.set_multicast_all_v6(false),
+        };
+        r.io_context(|| "failed to turn IP_MULTICAST_ALL off".into())?;
+    }
+    if let Some(source) = source {
+        return join_source(socket, group, source, crate::iface::index_of(iface)).io_context(what);
+    }
+    match (group, iface) {
+        (IpAddr::V4(g), Iface::Index(i)) => {
+            sock.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(i))
+        }
+        (IpAddr::V4(g), Iface::V4(a)) => sock.join_multicast_v4(&g, &a),
+        (IpAddr::V4(g), Iface::Default) => sock.join_multicast_v4(&g, &Ipv4Addr::UNSPECIFIED),
+        (IpAddr::V6(g), iface) => sock.join_multicast_v6(&g, crate::iface::index_of(iface)),
+    }
+    .io_context(what)
+}
+
+/// `MCAST_JOIN_SOURCE_GROUP` (RFC 3678), the protocol-independent source-specific join.
+fn join_source(
+    socket: &UdpSocket,
+    group: IpAddr,
+    source: IpAddr,
+    index: u32,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, ipv6) = match group {
+        IpAddr::V4(_) => (libc::IPPROTO_IP, false),
+        IpAddr::V6(_) => (libc::IPPROTO_IPV6, true),
+    };
+    // SAFETY: plain old data, filled below.
+    let mut req: libc::group_source_req = unsafe { std::mem::zeroed() };
+    req.gsr_interface = index;
+    req.gsr_group = crate::sys::std_to_sockaddr(SocketAddr::new(group, 0), ipv6).0;
+    req.gsr_source = crate::sys::std_to_sockaddr(SocketAddr::new(source, 0), ipv6).0;
+    // SAFETY: req is a live group_source_req of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            libc::MCAST_JOIN_SOURCE_GROUP,
+            (&req as *const libc::group_source_req).cast(),
+            std::mem::size_of::<libc::group_source_req>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Sender-side multicast settings: the outgoing interface, TTL / hop limit, and whether
+/// our datagrams loop back to joiners on this host.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupSend {
+    pub(crate) iface: Iface,
+    pub(crate) ttl: u32,
+    pub(crate) loop_: bool,
+}
+
+/// Apply [`GroupSend`] to a sending socket.
+pub(crate) fn set_multicast_send(
+    socket: &UdpSocket,
+    ipv6: bool,
+    group: GroupSend,
+) -> anyhow::Result<()> {
+    let GroupSend { iface, ttl, loop_ } = group;
+    let sock = SockRef::from(socket);
+    if ipv6 {
+        if iface != Iface::Default {
+            let index = crate::iface::index_of(iface);
+            sock.set_multicast_if_v6(index)
+                .io_context(|| format!("failed to send from interface {index}"))?;
+        }
+        sock.set_multicast_hops_v6(ttl)
+            .map_err(|e| usage!("invalid --ttl {ttl}: {}", crate::exit::describe_io(&e)))?;
+        sock.set_multicast_loop_v6(loop_)
+            .io_context(|| "failed to set IPV6_MULTICAST_LOOP".into())?;
+    } else {
+        let addr = match iface {
+            Iface::Default => None,
+            Iface::V4(a) => Some(a),
+            Iface::Index(i) => {
+                crate::iface::addresses()
+                    .into_iter()
+                    .find_map(|(idx, ip)| match ip {
+                        IpAddr::V4(a) if idx == i => Some(a),
+                        _ => None,
+                    })
+            }
+        };
+        if let Some(a) = addr {
+            sock.set_multicast_if_v4(&a)
+                .io_context(|| format!("failed to send multicast from {a}"))?;
+        } else if iface != Iface::Default {
+            return Err(usage!(
+                "--iface: that interface has no IPv4 address to send from"
+            ));
+        }
+        sock.set_multicast_ttl_v4(ttl)
+            .map_err(|e| usage!("invalid --ttl {ttl}: {}", crate::exit::describe_io(&e)))?;
+        sock.set_multicast_loop_v4(loop_)
+            .io_context(|| "failed to set IP_MULTICAST_LOOP".into())?;
+    }
+    Ok(())
+}
+
 /// The socket's receive buffer as the kernel reports it (Linux: twice what was set).
 pub(crate) fn recv_buffer_size(socket: &UdpSocket) -> Option<usize> {
-    socket2::SockRef::from(socket).recv_buffer_size().ok()
+    SockRef::from(socket).recv_buffer_size().ok()
 }
 
 /// The unspecified address of `peer`'s family, port 0: where a client binds by default.

@@ -1,79 +1,11 @@
 //! `dgram listen`: receive datagrams from every peer and print them (SPEC §4 listen).
 
-use std::os::fd::AsRawFd;
-use std::time::{Instant, SystemTime};
-
-use tracing::{trace, warn};
-
 use crate::addr::parse_local;
-use crate::cli::{ListenArgs, ReceiveOpts};
-use crate::exit::{Ending, Unmet};
-use crate::filter::SourceFilter;
-use crate::output::{Datagram, Format, Output};
-use crate::recv::{self, Handler, Limits, Stop};
+use crate::cli::ListenArgs;
+use crate::exit::Ending;
+use crate::recv;
+use crate::serve::{serve, Extras};
 use crate::signal::Signals;
-use crate::socket::Bound;
-use crate::stats::Summary;
-use crate::sys::{RecvBatch, RecvMeta};
-
-/// Truncation warnings printed before further ones are only counted.
-const TRUNCATION_WARNINGS: u64 = 5;
-
-/// Prints what passes the filter and counts everything.
-struct Printer {
-    filter: SourceFilter,
-    output: Output,
-    received: u64,
-    bytes: u64,
-    truncated: u64,
-    filtered: u64,
-}
-
-impl Handler for Printer {
-    fn datagram(
-        &mut self,
-        meta: RecvMeta,
-        payload: &[u8],
-        time: SystemTime,
-    ) -> anyhow::Result<bool> {
-        if !self.filter.is_open() && !self.filter.admits(meta.peer.ip()) {
-            self.filtered += 1;
-            trace!(peer = %meta.peer, len = meta.len, "filtered");
-            return Ok(false);
-        }
-        self.received += 1;
-        self.bytes += meta.len as u64;
-        if meta.captured < meta.len {
-            self.truncated += 1;
-            if self.truncated <= TRUNCATION_WARNINGS {
-                warn!(
-                    "truncated datagram from {}: {} bytes, kept {} (raise --max-size){}",
-                    meta.peer,
-                    meta.len,
-                    meta.captured,
-                    if self.truncated == TRUNCATION_WARNINGS {
-                        "; further truncations are only counted (--stats)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
-        trace!(peer = %meta.peer, len = meta.len, "datagram");
-        self.output.write(&Datagram {
-            peer: meta.peer,
-            payload,
-            len: meta.len,
-            time,
-            rtt: None,
-        })?;
-        Ok(true)
-    }
-
-    fn idle(&mut self) -> anyhow::Result<()> {
-        self.output.flush()
-    }
-}
 
 /// Run `dgram listen`.
 pub(crate) fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
@@ -83,92 +15,5 @@ pub(crate) fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending>
     options.reuse_port = args.receive.reuse_port;
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
     let bound = crate::socket::bind(local, &options)?;
-    serve(bound, &args.receive, signals)
-}
-
-/// Announce, receive and print until a limit or a signal; shared by every receiving
-/// subcommand that prints what it gets.
-pub(crate) fn serve(bound: Bound, opts: &ReceiveOpts, signals: &Signals) -> anyhow::Result<Ending> {
-    recv::announce(bound.socket.local_addr()?, opts.ready_file.as_deref())?;
-    let socket = &bound.warn();
-    let mut printer = Printer {
-        filter: SourceFilter::new(opts.allow.clone(), opts.deny.clone()),
-        output: Output::stdout(opts.format)?,
-        received: 0,
-        bytes: 0,
-        truncated: 0,
-        filtered: 0,
-    };
-    let limits = Limits {
-        count: opts.count,
-        idle: opts.timeout,
-        duration: opts.duration,
-    };
-    // UDP GRO (opt-in) takes a GSO sender's batch in one buffer, split again by RecvBatch.
-    // Off by default: on loopback, segmenting in the sender's send() is what paces a GSO
-    // flood to the receiver; with GRO the sender runs free and the receiver drops more
-    // (the benchmark's GSO case: 15-23% delivered with GRO, 66-75% without).
-    let gro = opts.gro
-        && match crate::sys::enable_gro(socket.as_raw_fd()) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(
-                    "--gro: UDP GRO is not available here ({}); receiving without it",
-                    crate::exit::describe_io(&e)
-                );
-                false
-            }
-        };
-    let ancillary = crate::sys::Ancillary {
-        gro,
-        ..Default::default()
-    };
-    let mut batch = RecvBatch::with(recv::BATCH, opts.max_size, ancillary);
-    tracing::debug!(
-        local = %socket.local_addr()?,
-        gro,
-        rcvbuf = crate::socket::recv_buffer_size(socket),
-        "receiving"
-    );
-    let start = Instant::now();
-    let result = recv::run(socket, &mut batch, limits, signals, &mut printer);
-    // Whatever happened, what was received is written before anything else is said.
-    let flushed = printer.output.flush();
-    let (stop, _) = result?;
-    flushed?;
-    if opts.stats {
-        let mut summary = Summary {
-            received: Some(printer.received),
-            bytes: printer.bytes,
-            truncated: Some(printer.truncated),
-            filtered: Some(printer.filtered),
-            kernel_drops: crate::sys::kernel_drops(socket.as_raw_fd()),
-            ..Summary::default()
-        };
-        summary.finish(start.elapsed(), printer.received);
-        summary.print(opts.format == Format::Json);
-    }
-    match (stop, opts.count) {
-        (Stop::Signal(sig), _) => Ok(Ending::Signal(sig)),
-        (Stop::Count, _) => Ok(Ending::Done),
-        (_, Some(want)) => {
-            let why = if stop == Stop::Idle {
-                format!(
-                    "nothing for {}",
-                    crate::units::human_duration(opts.timeout.unwrap_or_default())
-                )
-            } else {
-                format!(
-                    "--duration {} ended",
-                    crate::units::human_duration(opts.duration.unwrap_or_default())
-                )
-            };
-            Err(Unmet(format!(
-                "received {} of {want} datagrams ({why})",
-                printer.received
-            ))
-            .into())
-        }
-        (_, None) => Ok(Ending::Done),
-    }
+    serve(bound, &args.receive, signals, Extras::default())
 }

@@ -3,10 +3,11 @@
 
 pub(crate) mod echo;
 pub(crate) mod listen;
+pub(crate) mod multicast;
 pub(crate) mod send;
 
 use crate::addr::Family;
-use crate::cli::{Command, FamilyOpts, SocketOpts};
+use crate::cli::{Command, FamilyOpts, MulticastCommand, SocketOpts};
 use crate::exit::Ending;
 use crate::signal::Signals;
 
@@ -16,6 +17,12 @@ pub(crate) fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending>
         Command::Send(args) => send::run(args, signals),
         Command::Listen(args) => listen::run(args, signals),
         Command::Echo(args) => echo::run(args, signals),
+        Command::Multicast(MulticastCommand::Join(args)) => multicast::join(args, signals),
+        // `multicast send` is `send` with the sender-side multicast options.
+        Command::Multicast(MulticastCommand::Send(args)) => {
+            let group = multicast::sender_options(&args)?;
+            send::run_to_group(args.send, signals, group)
+        }
     }
 }
 

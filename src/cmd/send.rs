@@ -21,6 +21,7 @@ use crate::output::{Datagram, Format, Output};
 use crate::pacing::TokenBucket;
 use crate::payload::{check_size, decode, generated, Encoding, Lines};
 use crate::signal::{Signals, Wake};
+use crate::socket::GroupSend;
 use crate::stats::{RttSummary, Summary};
 use crate::sys::RecvBatch;
 use crate::transmit::Transmitter;
@@ -437,9 +438,33 @@ struct Counts {
 
 /// Run `dgram send`.
 pub(crate) fn run(args: SendArgs, signals: &Signals) -> anyhow::Result<Ending> {
+    run_inner(args, signals, None)
+}
+
+/// Run `dgram multicast send`: `send` to a group, with its interface, TTL and loop.
+pub(crate) fn run_to_group(
+    args: SendArgs,
+    signals: &Signals,
+    group: GroupSend,
+) -> anyhow::Result<Ending> {
+    run_inner(args, signals, Some(group))
+}
+
+fn run_inner(
+    mut args: SendArgs,
+    signals: &Signals,
+    group: Option<GroupSend>,
+) -> anyhow::Result<Ending> {
+    if group.is_some() {
+        // The TTL applies as the multicast TTL, set below; not IP_TTL.
+        args.socket.ttl = None;
+    }
     let config = Config::from_args(args, signals)?;
-    debug!(?config, "send");
+    debug!(?config, ?group, "send");
     let socket = crate::socket::bind(config.bind, &config.options)?.warn();
+    if let Some(g) = group {
+        crate::socket::set_multicast_send(&socket, config.target.is_ipv6(), g)?;
+    }
     // Sends block for room in the send buffer (microseconds); replies are read with
     // MSG_DONTWAIT after a poll, so blocking mode only affects sends.
     socket.set_nonblocking(false)?;
