@@ -17,15 +17,17 @@ use crate::socket::Bound;
 use crate::stats::Summary;
 use crate::sys::{RecvBatch, RecvMeta};
 
+/// Work on the socket after the announcement and before the first receive (joining
+/// groups); returns lines for stderr (`joined GROUP on IFACE`).
+pub(crate) type Prepare<'a> = &'a dyn Fn(&UdpSocket) -> anyhow::Result<Vec<String>>;
+
 /// What a caller adds around the common loop.
 #[derive(Default)]
 pub(crate) struct Extras<'a> {
-    /// Lines for stderr right after `listening on` (`joined GROUP on IFACE`).
-    pub(crate) after_announce: Vec<String>,
+    /// Called before the first receive, after `listening on`.
+    pub(crate) before_receive: Option<Prepare<'a>>,
     /// Called when the run ends by its timeout or duration with nothing received.
     pub(crate) on_silence: Option<&'a dyn Fn()>,
-    /// Called with the socket before the first receive, after the announcement.
-    pub(crate) before_receive: Option<&'a dyn Fn(&UdpSocket) -> anyhow::Result<Vec<String>>>,
 }
 
 /// Truncation warnings printed before further ones are only counted.
@@ -97,10 +99,10 @@ pub(crate) fn serve(
 ) -> anyhow::Result<Ending> {
     recv::announce(bound.socket.local_addr()?, opts.ready_file.as_deref())?;
     let socket = &bound.warn();
-    let mut after = extras.after_announce;
-    if let Some(prepare) = extras.before_receive {
-        after.extend(prepare(socket)?);
-    }
+    let after = match extras.before_receive {
+        Some(prepare) => prepare(socket)?,
+        None => Vec::new(),
+    };
     for line in after {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     }

@@ -119,7 +119,6 @@ pub(crate) fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> 
         let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     };
     let extras = Extras {
-        after_announce: Vec::new(),
         on_silence: Some(&silence),
         before_receive: Some(&joins),
     };

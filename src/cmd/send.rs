@@ -459,7 +459,13 @@ fn run_inner(
         // The TTL applies as the multicast TTL, set below; not IP_TTL.
         args.socket.ttl = None;
     }
-    let config = Config::from_args(args, signals)?;
+    let mut config = Config::from_args(args, signals)?;
+    if let (Some(g), SocketAddr::V6(v6)) = (group, &mut config.target) {
+        // A link-scoped group (ff02::...) needs its link: take it from --iface.
+        if v6.scope_id() == 0 {
+            v6.set_scope_id(crate::iface::index_of(g.iface));
+        }
+    }
     debug!(?config, ?group, "send");
     let socket = crate::socket::bind(config.bind, &config.options)?.warn();
     if let Some(g) = group {

@@ -6,4 +6,5 @@ mod errors;
 mod harness;
 mod interop;
 mod listen;
+mod multicast;
 mod send;
