@@ -54,6 +54,20 @@ pub(crate) enum Command {
     /// Join multicast groups and receive, or send to a group
     #[command(subcommand)]
     Multicast(MulticastCommand),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  dgram completions bash > /etc/bash_completion.d/dgram\n  dgram completions zsh > \"${fpath[1]}/_dgram\"\n  dgram completions fish > ~/.config/fish/completions/dgram.fish"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    #[command(
+        after_help = "Examples:\n  dgram manpage > /usr/local/share/man/man1/dgram.1\n  dgram manpage | man -l -"
+    )]
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]

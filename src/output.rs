@@ -197,6 +197,11 @@ impl<W: Write> Output<W> {
         result.map_err(stdout_error)
     }
 
+    /// Write bytes as they are (generated documents, not datagrams).
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.writer.write_all(bytes).map_err(stdout_error)
+    }
+
     /// Push everything buffered to the writer: call when the socket goes idle.
     pub(crate) fn flush(&mut self) -> anyhow::Result<()> {
         self.writer.flush().map_err(stdout_error)

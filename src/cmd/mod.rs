@@ -7,7 +7,9 @@ pub(crate) mod multicast;
 pub(crate) mod send;
 
 use crate::addr::Family;
-use crate::cli::{Command, FamilyOpts, MulticastCommand, SocketOpts};
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, FamilyOpts, MulticastCommand, SocketOpts};
 use crate::exit::Ending;
 use crate::signal::Signals;
 
@@ -18,12 +20,30 @@ pub(crate) fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending>
         Command::Listen(args) => listen::run(args, signals),
         Command::Echo(args) => echo::run(args, signals),
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join(args, signals),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dgram", &mut script);
+            print_doc(&script)
+        }
+        Command::Manpage => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            print_doc(&page)
+        }
         // `multicast send` is `send` with the sender-side multicast options.
         Command::Multicast(MulticastCommand::Send(args)) => {
             let group = multicast::sender_options(&args)?;
             send::run_to_group(args.send, signals, group)
         }
     }
+}
+
+/// Write generated documentation to stdout; a closed pipe is a quiet end.
+fn print_doc(bytes: &[u8]) -> anyhow::Result<Ending> {
+    let mut out = crate::output::Output::stdout(crate::output::Format::Raw)?;
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(Ending::Done)
 }
 
 impl FamilyOpts {

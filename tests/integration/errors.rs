@@ -137,23 +137,67 @@ fn help_and_version_go_to_stdout_with_exit_0() {
     let r = run(&["--version"]);
     r.expect_code(0);
     assert!(r.stdout_str().starts_with("dgram "), "{}", r.stdout_str());
-    for sub in ["send", "listen"] {
-        let r = run(&[sub, "--help"]);
+    for sub in [
+        &["send"][..],
+        &["listen"],
+        &["echo"],
+        &["multicast", "join"],
+        &["multicast", "send"],
+        &["completions"],
+        &["manpage"],
+    ] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let r = run(&args);
         r.expect_code(0);
         let help = r.stdout_str();
+        let examples = help.rsplit("Examples:").next().unwrap_or_default();
         assert!(
-            help.trim_end()
-                .lines()
-                .last()
-                .unwrap()
-                .trim_start()
-                .starts_with("dgram ")
-                || help.contains("Examples:"),
-            "{help}"
+            help.contains("Examples:"),
+            "{sub:?} --help has no examples: {help}"
         );
         assert!(
-            help.contains(&format!("dgram {sub} ")),
-            "examples name the subcommand: {help}"
+            examples
+                .lines()
+                .filter(|l| l.trim_start().starts_with("dgram "))
+                .count()
+                >= 2,
+            "{sub:?}: {examples}"
         );
     }
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let r = run(&["completions", shell]);
+        r.expect_code(0);
+        let script = r.stdout_str();
+        for word in ["listen", "echo", "multicast", "rate-limit"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    if crate::harness::have("bash") {
+        let r = run(&["completions", "bash"]);
+        let dir = std::env::temp_dir().join(format!("dgram-completion-{}", std::process::id()));
+        std::fs::write(&dir, &r.stdout).unwrap();
+        let ok = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(ok, "bash -n rejects the completion script");
+    }
+    let r = run(&["manpage"]);
+    r.expect_code(0);
+    let page = r.stdout_str();
+    assert!(page.contains(".TH dgram 1"), "{page}");
+    for sub in ["send", "listen", "echo", "multicast", "completions"] {
+        assert!(page.contains(sub), "man page lacks {sub}");
+    }
+    run(&["completions", "nosh"])
+        .expect_code(2)
+        .expect_stderr("possible values");
 }
