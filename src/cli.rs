@@ -223,6 +223,10 @@ pub(crate) struct SendArgs {
     /// A generated payload of N bytes
     #[arg(long, value_name = "N", help_heading = "Payload")]
     pub(crate) size: Option<usize>,
+    /// Start every datagram with a sequence header (magic, number, send time), for loss,
+    /// reordering, duplicates and delay at listen --stats, and RTT matching with --reply
+    #[arg(long, help_heading = "Payload")]
+    pub(crate) seq: bool,
     #[command(flatten, next_help_heading = "Payload")]
     pub(crate) encoding: EncodingOpts,
 

@@ -16,6 +16,7 @@ mod pacing;
 mod payload;
 mod policy;
 mod recv;
+mod seq;
 mod serve;
 mod signal;
 mod socket;

@@ -41,6 +41,8 @@ struct Printer {
     bytes: u64,
     truncated: u64,
     filtered: u64,
+    /// With --stats: what --seq headers say.
+    seq: Option<crate::seq::Accounting>,
 }
 
 impl Handler for Printer {
@@ -72,6 +74,9 @@ impl Handler for Printer {
                     }
                 );
             }
+        }
+        if let Some(seq) = &mut self.seq {
+            seq.record(meta.peer, payload, crate::seq::now_ns());
         }
         trace!(peer = %meta.peer, len = meta.len, "datagram");
         self.output.write(&Datagram {
@@ -113,6 +118,7 @@ pub(crate) fn serve(
         bytes: 0,
         truncated: 0,
         filtered: 0,
+        seq: opts.stats.then(crate::seq::Accounting::default),
     };
     let limits = Limits {
         count: opts.count,
@@ -160,6 +166,14 @@ pub(crate) fn serve(
             kernel_drops: crate::sys::kernel_drops(socket.as_raw_fd()),
             ..Summary::default()
         };
+        if let Some(seq) = printer.seq.as_ref().filter(|s| s.has_seq()) {
+            let (lost, reordered, duplicates) = seq.totals();
+            summary.lost = Some(lost);
+            summary.reordered = Some(reordered);
+            summary.duplicates = Some(duplicates);
+            summary.non_seq = Some(seq.non_seq + seq.untracked);
+            summary.owd_us = seq.owd.summary();
+        }
         summary.finish(start.elapsed(), printer.received);
         summary.print(opts.format == Format::Json);
     }

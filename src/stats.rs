@@ -6,31 +6,21 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// RTT percentiles in microseconds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub(crate) struct RttSummary {
-    pub(crate) min: u64,
-    pub(crate) p50: u64,
-    pub(crate) p90: u64,
-    pub(crate) p99: u64,
-    pub(crate) max: u64,
-}
+pub(crate) use crate::seq::Percentiles;
 
-impl RttSummary {
-    /// Percentiles of `samples` (microseconds; sorted in place), or `None` if empty.
-    pub(crate) fn of(samples: &mut [u64]) -> Option<Self> {
-        if samples.is_empty() {
-            return None;
-        }
-        samples.sort_unstable();
-        Some(RttSummary {
-            min: samples[0],
-            p50: percentile(samples, 50.0),
-            p90: percentile(samples, 90.0),
-            p99: percentile(samples, 99.0),
-            max: samples[samples.len() - 1],
-        })
+/// Exact percentiles of `samples` (microseconds; sorted in place), or `None` if empty.
+pub(crate) fn percentiles(samples: &mut [u64]) -> Option<Percentiles> {
+    if samples.is_empty() {
+        return None;
     }
+    samples.sort_unstable();
+    Some(Percentiles {
+        min: samples[0],
+        p50: percentile(samples, 50.0),
+        p90: percentile(samples, 90.0),
+        p99: percentile(samples, 99.0),
+        max: samples[samples.len() - 1],
+    })
 }
 
 /// `1 datagram`, `2 datagrams`.
@@ -69,7 +59,17 @@ pub(crate) struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) lost: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) rtt_us: Option<RttSummary>,
+    pub(crate) reordered: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) duplicates: Option<u64>,
+    /// Datagrams without a `--seq` header, when others had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) non_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rtt_us: Option<Percentiles>,
+    /// One-way delay of `--seq` datagrams (sender clock to receiver clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) owd_us: Option<Percentiles>,
 }
 
 impl Summary {
@@ -133,6 +133,30 @@ impl Summary {
         if !extra.is_empty() {
             lines.push(extra.join(", "));
         }
+        if self.sent.is_none() && (self.lost.is_some() || self.owd_us.is_some()) {
+            let mut line = format!(
+                "seq: lost {}, reordered {}, duplicates {}",
+                self.lost.unwrap_or(0),
+                self.reordered.unwrap_or(0),
+                self.duplicates.unwrap_or(0)
+            );
+            if let Some(n) = self.non_seq {
+                line.push_str(&format!(", without a header {n}"));
+            }
+            if let Some(o) = &self.owd_us {
+                line.push_str(&format!(
+                    "; one-way delay min/p50/p90/p99/max = {}/{}/{}/{}/{} µs",
+                    o.min, o.p50, o.p90, o.p99, o.max
+                ));
+            }
+            lines.push(line);
+        } else if self.sent.is_some() && (self.reordered.is_some() || self.duplicates.is_some()) {
+            lines.push(format!(
+                "replies reordered {}, duplicated {}",
+                self.reordered.unwrap_or(0),
+                self.duplicates.unwrap_or(0)
+            ));
+        }
         if let Some(rtt) = &self.rtt_us {
             lines.push(format!(
                 "rtt min/p50/p90/p99/max = {}/{}/{}/{}/{} µs",
@@ -168,8 +192,8 @@ mod tests {
         assert_eq!(percentile(&[1, 2], 0.0), 1);
         let mut s = vec![30, 10, 20];
         assert_eq!(
-            RttSummary::of(&mut s),
-            Some(RttSummary {
+            percentiles(&mut s),
+            Some(Percentiles {
                 min: 10,
                 p50: 20,
                 p90: 30,
@@ -177,7 +201,7 @@ mod tests {
                 max: 30
             })
         );
-        assert_eq!(RttSummary::of(&mut []), None);
+        assert_eq!(percentiles(&mut []), None);
     }
 
     #[test]

@@ -10,6 +10,9 @@ use tracing::debug;
 use crate::payload::max_payload;
 use crate::sys::{send_batch, send_segments};
 
+/// Rewrites a datagram just before it is sent (`--seq` writes its header).
+pub(crate) type Stamp<'a> = &'a mut dyn FnMut(&mut [u8]);
+
 /// Segments per GSO call: the kernel limit before Linux 6.x raised it to 128.
 const GSO_SEGMENTS: usize = 64;
 
@@ -48,35 +51,64 @@ impl Transmitter {
             .map_or(0, |k| k.min(GSO_SEGMENTS))
     }
 
-    /// Send `n` datagrams, each `payload`. Returns how many went before an error, or the
+    /// Send `n` datagrams, each `payload`, each first passed through `stamp` when given
+    /// (`--seq` writes its header there). Returns how many went before an error, or the
     /// error when none did.
-    pub(crate) fn send_copies(&mut self, payload: &[u8], n: usize) -> io::Result<usize> {
-        let per_call = self.segments_per_call(payload.len());
-        if self.gso && per_call >= 2 && n >= 2 {
-            if self.copies.len() != per_call * payload.len() || !self.copies.starts_with(payload) {
-                self.copies = payload.repeat(per_call);
-            }
-            let mut sent = 0;
-            while sent < n {
-                let k = (n - sent).min(per_call);
-                match send_segments(
-                    self.fd,
-                    &self.copies[..k * payload.len()],
-                    payload.len() as u16,
-                ) {
-                    Ok(_) => sent += k,
-                    Err(e) if is_gso_refusal(&e) => {
-                        debug!("UDP GSO refused ({e}); falling back to sendmmsg");
-                        self.gso = false;
-                        return Ok(sent + self.send_repeated_each(payload, n - sent)?);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return if sent == 0 { Err(e) } else { Ok(sent) },
+    pub(crate) fn send_copies(
+        &mut self,
+        payload: &[u8],
+        n: usize,
+        mut stamp: Option<Stamp<'_>>,
+    ) -> io::Result<usize> {
+        let len = payload.len();
+        let per_call = self.segments_per_call(len);
+        let gso = self.gso && per_call >= 2 && n >= 2;
+        if !gso && stamp.is_none() {
+            // Identical datagrams: no copies needed.
+            return self.send_repeated_each(payload, n);
+        }
+        let k = if gso {
+            per_call
+        } else {
+            n.clamp(1, GSO_SEGMENTS)
+        };
+        if self.copies.len() != k * len || !self.copies.starts_with(payload) {
+            self.copies = payload.repeat(k);
+        }
+        let mut sent = 0;
+        while sent < n {
+            let chunk = (n - sent).min(k);
+            if let Some(stamp) = stamp.as_mut() {
+                for seg in self.copies[..chunk * len].chunks_mut(len.max(1)) {
+                    stamp(seg);
                 }
             }
-            return Ok(sent);
+            let result = if gso && self.gso {
+                send_segments(self.fd, &self.copies[..chunk * len], len as u16).map(|_| chunk)
+            } else {
+                let refs: Vec<&[u8]> = self.copies[..chunk * len]
+                    .chunks(len.max(1))
+                    .take(chunk)
+                    .collect();
+                let refs = if len == 0 { vec![&[][..]; chunk] } else { refs };
+                self.send_each_inner(&refs)
+            };
+            match result {
+                Ok(m) => {
+                    sent += m;
+                    if m < chunk {
+                        return Ok(sent);
+                    }
+                }
+                Err(e) if gso && self.gso && is_gso_refusal(&e) => {
+                    debug!("UDP GSO refused ({e}); falling back to sendmmsg");
+                    self.gso = false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return if sent == 0 { Err(e) } else { Ok(sent) },
+            }
         }
-        self.send_repeated_each(payload, n)
+        Ok(sent)
     }
 
     fn send_repeated_each(&mut self, payload: &[u8], n: usize) -> io::Result<usize> {
@@ -86,6 +118,10 @@ impl Transmitter {
 
     /// Send each of `payloads` as one datagram (`sendmmsg` batches).
     pub(crate) fn send_each(&mut self, payloads: &[&[u8]]) -> io::Result<usize> {
+        self.send_each_inner(payloads)
+    }
+
+    fn send_each_inner(&self, payloads: &[&[u8]]) -> io::Result<usize> {
         let mut sent = 0;
         while sent < payloads.len() {
             match send_batch(self.fd, &payloads[sent..]) {
@@ -120,16 +156,27 @@ mod tests {
         tx.connect(rx.local_addr().unwrap()).unwrap();
         let mut t = Transmitter::new(&tx, &rx.local_addr().unwrap());
         // 150 copies: three GSO calls of 64, 64 and 22 segments.
-        assert_eq!(t.send_copies(b"0123456789", 150).unwrap(), 150);
+        assert_eq!(t.send_copies(b"0123456789", 150, None).unwrap(), 150);
         let mut buf = [0u8; 100];
         for _ in 0..150 {
             let n = rx.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], b"0123456789");
         }
         // Empty datagrams cannot be segmented; they still go, one by one.
-        assert_eq!(t.send_copies(b"", 3).unwrap(), 3);
+        assert_eq!(t.send_copies(b"", 3, None).unwrap(), 3);
         for _ in 0..3 {
             assert_eq!(rx.recv(&mut buf).unwrap(), 0);
+        }
+        // Stamped copies are each their own datagram, in order.
+        let mut next = 0u8;
+        let mut stamp = |seg: &mut [u8]| {
+            seg[0] = next;
+            next += 1;
+        };
+        assert_eq!(t.send_copies(b"xy", 100, Some(&mut stamp)).unwrap(), 100);
+        for i in 0..100u8 {
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i, b'y']);
         }
     }
 }

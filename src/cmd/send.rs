@@ -20,9 +20,10 @@ use crate::exit::{usage, Ending, IoError, Unmet};
 use crate::output::{Datagram, Format, Output};
 use crate::pacing::TokenBucket;
 use crate::payload::{check_size, decode, generated, Encoding, Lines};
+use crate::seq;
 use crate::signal::{Signals, Wake};
 use crate::socket::GroupSend;
-use crate::stats::{RttSummary, Summary};
+use crate::stats::{percentiles, Summary};
 use crate::sys::RecvBatch;
 use crate::transmit::Transmitter;
 
@@ -71,6 +72,8 @@ struct Config {
     mode: Mode,
     format: Format,
     stats: bool,
+    /// `--seq`: each datagram starts with a sequence header.
+    seq: bool,
 }
 
 impl Config {
@@ -129,6 +132,13 @@ impl Config {
                     .map_err(|e| usage!("invalid --file {}: {e}", path.display()))?,
             )
         } else if let Some(size) = args.size {
+            if args.seq && size < seq::HEADER_LEN {
+                return Err(usage!(
+                    "--size {size} with --seq: at least {} bytes, the sequence header",
+                    seq::HEADER_LEN
+                ));
+            }
+            // With --seq the header is part of the N bytes.
             Source::Fixed(generated(size))
         } else if args.whole {
             let raw = read_all_stdin(signals)?;
@@ -136,8 +146,20 @@ impl Config {
         } else {
             Source::Lines
         };
+        let source = match source {
+            // Room for the header in front of a message, a file or stdin.
+            Source::Fixed(body) if args.seq && args.size.is_none() => {
+                Source::Fixed([vec![0; seq::HEADER_LEN], body].concat())
+            }
+            other => other,
+        };
         if let Source::Fixed(payload) = &source {
             check_size(payload.len(), &target).map_err(|e| usage!("{e}"))?;
+        }
+        if args.seq && args.reply && args.retries > 0 {
+            return Err(usage!(
+                "--retries with --seq: replies are matched by sequence number and a missing one is counted lost, not resent"
+            ));
         }
         let expect = args
             .expect
@@ -188,6 +210,7 @@ impl Config {
             mode,
             format,
             stats: args.stats,
+            seq: args.seq,
         })
     }
 }
@@ -282,33 +305,38 @@ impl Schedule {
         }
     }
 
+    /// Without waiting: how many of up to `max` datagrams may go now, or when to ask again.
+    fn poll(&mut self, max: usize, now: Instant) -> Poll {
+        let want = self.remaining.map_or(max, |r| r.min(max as u64) as usize);
+        if want == 0 || self.deadline.is_some_and(|d| now >= d) {
+            return Poll::Done;
+        }
+        let Some(pacer) = &mut self.pacer else {
+            return Poll::Go(want);
+        };
+        match pacer.take(now, want as u64) as usize {
+            0 => {
+                let wake = now + pacer.wait_time(now);
+                Poll::Wait(self.deadline.map_or(wake, |d| wake.min(d)))
+            }
+            granted => Poll::Go(granted),
+        }
+    }
+
     /// Wait (paced, interruptible) until at least one of up to `max` datagrams may go.
     fn next(&mut self, max: usize, signals: &Signals) -> anyhow::Result<Grant> {
         loop {
             if let Some(sig) = signals.pending() {
                 return Ok(Grant::Signal(sig));
             }
-            let want = self.remaining.map_or(max, |r| r.min(max as u64) as usize);
-            if want == 0 {
-                return Ok(Grant::Done);
-            }
-            let now = Instant::now();
-            if self.deadline.is_some_and(|d| now >= d) {
-                return Ok(Grant::Done);
-            }
-            let Some(pacer) = &mut self.pacer else {
-                return Ok(Grant::Go(want));
-            };
-            let granted = pacer.take(now, want as u64) as usize;
-            if granted > 0 {
-                return Ok(Grant::Go(granted));
-            }
-            let mut wake = now + pacer.wait_time(now);
-            if let Some(d) = self.deadline {
-                wake = wake.min(d);
-            }
-            if let Wake::Signal(sig) = signals.wait(None, Some(wake))? {
-                return Ok(Grant::Signal(sig));
+            match self.poll(max, Instant::now()) {
+                Poll::Go(n) => return Ok(Grant::Go(n)),
+                Poll::Done => return Ok(Grant::Done),
+                Poll::Wait(wake) => {
+                    if let Wake::Signal(sig) = signals.wait(None, Some(wake))? {
+                        return Ok(Grant::Signal(sig));
+                    }
+                }
             }
         }
     }
@@ -317,6 +345,27 @@ impl Schedule {
         if let Some(r) = &mut self.remaining {
             *r = r.saturating_sub(n as u64);
         }
+    }
+}
+
+/// The schedule's answer without waiting.
+enum Poll {
+    Go(usize),
+    Wait(Instant),
+    Done,
+}
+
+/// Numbers datagrams for `--seq`.
+#[derive(Default)]
+struct Sequencer {
+    next: u64,
+}
+
+impl Sequencer {
+    /// Write the next header into the start of `datagram`.
+    fn stamp(&mut self, datagram: &mut [u8]) {
+        seq::write(datagram, self.next, seq::now_ns());
+        self.next += 1;
     }
 }
 
@@ -335,6 +384,8 @@ struct Batch {
 
 /// The payloads of a run: a fixed one repeated, or stdin lines.
 struct Payloads {
+    /// `--seq`: lines get room for the header in front.
+    seq: bool,
     fixed: Option<Vec<u8>>,
     lines: Option<Lines<io::Stdin>>,
     encoding: Encoding,
@@ -343,12 +394,13 @@ struct Payloads {
 }
 
 impl Payloads {
-    fn new(source: Source, encoding: Encoding) -> Self {
+    fn new(source: Source, encoding: Encoding, seq: bool) -> Self {
         let (fixed, lines) = match source {
             Source::Fixed(p) => (Some(p), None),
             Source::Lines => (None, Some(Lines::new(io::stdin()))),
         };
         Payloads {
+            seq,
             fixed,
             lines,
             encoding,
@@ -407,6 +459,9 @@ impl Payloads {
                     }
                 }
             }
+            if self.seq {
+                slot.splice(0..0, [0; seq::HEADER_LEN]);
+            }
             if let Err(e) = check_size(slot.len(), target) {
                 batch.error = Some(usage!("line {number}: {e}"));
                 break;
@@ -427,6 +482,9 @@ impl Payloads {
 /// Counters for `--stats`.
 #[derive(Default)]
 struct Counts {
+    /// `--reply --seq`: replies that came back out of order, and twice.
+    reordered: u64,
+    duplicates: u64,
     sent: u64,
     bytes: u64,
     replies: u64,
@@ -490,6 +548,9 @@ fn run_inner(
     let mut output = Output::stdout(config.format)?;
     let result = match &config.mode {
         Mode::Fire => fire(&config, &socket, signals, &mut counts),
+        Mode::Reply { .. } if config.seq => {
+            pipelined(&config, &socket, signals, &mut counts, &mut output)
+        }
         Mode::Reply { .. } => request_reply(&config, &socket, signals, &mut counts, &mut output),
         Mode::Collect { timeout } => collect(
             &config,
@@ -562,9 +623,13 @@ fn print_stats(config: &Config, counts: &Counts, elapsed: Duration) {
         summary.received = Some(counts.replies);
     }
     if matches!(config.mode, Mode::Reply { .. }) {
+        if config.seq {
+            summary.reordered = Some(counts.reordered);
+            summary.duplicates = Some(counts.duplicates);
+        }
         summary.lost = Some(counts.unanswered);
         let mut rtts = counts.rtts_us.clone();
-        summary.rtt_us = RttSummary::of(&mut rtts);
+        summary.rtt_us = percentiles(&mut rtts);
     }
     summary.finish(elapsed, counts.sent);
     summary.print(config.format == Format::Json);
@@ -578,9 +643,10 @@ fn fire(
     signals: &Signals,
     counts: &mut Counts,
 ) -> anyhow::Result<Ending> {
-    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding);
+    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
     let mut schedule = Schedule::new(config, Instant::now());
     let mut tx = Transmitter::new(socket, &config.target);
+    let mut sequencer = Sequencer::default();
     let ending = loop {
         let batch_size = payloads
             .fixed
@@ -592,8 +658,16 @@ fn fire(
             Grant::Signal(sig) => break Ending::Signal(sig),
         };
         let batch = payloads.fill(max, &config.target, signals)?;
+        if config.seq && payloads.fixed.is_none() {
+            for slot in &mut payloads.slots[..batch.len] {
+                sequencer.stamp(slot);
+            }
+        }
+        let mut stamp = |d: &mut [u8]| sequencer.stamp(d);
+        let stamp: Option<crate::transmit::Stamp<'_>> =
+            if config.seq { Some(&mut stamp) } else { None };
         let sent = match &payloads.fixed {
-            Some(payload) => tx.send_copies(payload, batch.len),
+            Some(payload) => tx.send_copies(payload, batch.len, stamp),
             None => {
                 let refs: Vec<&[u8]> = (0..batch.len).map(|i| payloads.get(i)).collect();
                 tx.send_each(&refs)
@@ -671,7 +745,7 @@ fn request_reply(
     else {
         unreachable!()
     };
-    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding);
+    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
     let mut schedule = Schedule::new(config, Instant::now());
     let mut replies = RecvBatch::new(1, LARGEST);
     let fd = socket.as_raw_fd();
@@ -762,6 +836,139 @@ fn request_reply(
     }
 }
 
+/// `--reply --seq`: send at the schedule's pace without waiting for each reply, match
+/// replies by their sequence number as they come (from any echo: the header travels in
+/// the payload), then wait up to the timeout after the last datagram for the rest.
+fn pipelined(
+    config: &Config,
+    socket: &UdpSocket,
+    signals: &Signals,
+    counts: &mut Counts,
+    output: &mut Output,
+) -> anyhow::Result<Ending> {
+    let Mode::Reply {
+        timeout, expect, ..
+    } = &config.mode
+    else {
+        unreachable!("pipelined is a reply mode")
+    };
+    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
+    let mut schedule = Schedule::new(config, Instant::now());
+    let mut tx = Transmitter::new(socket, &config.target);
+    let mut sequencer = Sequencer::default();
+    let mut replies = RecvBatch::new(crate::recv::BATCH, LARGEST);
+    let mut tracker = seq::Tracker::default();
+    let fd = socket.as_raw_fd();
+    let mut sending = true;
+    let mut last_send = Instant::now();
+    let mut pending_error = None;
+    let ending = loop {
+        // Every reply queued now.
+        loop {
+            match replies.recv(fd, crate::recv::BATCH) {
+                Ok(n) => {
+                    let now_ns = seq::now_ns();
+                    for i in 0..n {
+                        let meta = replies.meta(i);
+                        let reply = replies.payload(i);
+                        let Some(header) = seq::parse(reply) else {
+                            counts.mismatched += 1;
+                            warn!("reply from {} has no sequence header", meta.peer);
+                            continue;
+                        };
+                        let dups = tracker.duplicates;
+                        tracker.record(header.seq);
+                        if tracker.duplicates > dups {
+                            continue;
+                        }
+                        let rtt = Duration::from_nanos(now_ns.saturating_sub(header.sent_ns));
+                        counts.replies += 1;
+                        counts.reply_bytes += meta.len as u64;
+                        counts.rtts_us.push(rtt.as_micros() as u64);
+                        if let Some(pattern) = expect {
+                            if !contains(reply, pattern) {
+                                counts.mismatched += 1;
+                            }
+                        }
+                        output.write(&Datagram {
+                            peer: meta.peer,
+                            payload: reply,
+                            len: meta.len,
+                            time: SystemTime::now(),
+                            rtt: Some(rtt),
+                        })?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(net_error(e, config.target)),
+            }
+        }
+        output.flush()?;
+        if let Some(sig) = signals.pending() {
+            break Ending::Signal(sig);
+        }
+        let now = Instant::now();
+        let mut wake = None;
+        if sending {
+            match schedule.poll(BATCH, now) {
+                Poll::Go(max) => {
+                    let batch = payloads.fill(max, &config.target, signals)?;
+                    if payloads.fixed.is_none() {
+                        for slot in &mut payloads.slots[..batch.len] {
+                            sequencer.stamp(slot);
+                        }
+                    }
+                    let mut stamp = |d: &mut [u8]| sequencer.stamp(d);
+                    let sent = match &payloads.fixed {
+                        Some(payload) => tx.send_copies(payload, batch.len, Some(&mut stamp)),
+                        None => {
+                            let refs: Vec<&[u8]> =
+                                (0..batch.len).map(|i| payloads.get(i)).collect();
+                            tx.send_each(&refs)
+                        }
+                    }
+                    .map_err(|e| net_error(e, config.target))?;
+                    counts.sent += sent as u64;
+                    counts.bytes += (0..sent).map(|i| payloads.get(i).len() as u64).sum::<u64>();
+                    schedule.sent(sent);
+                    last_send = Instant::now();
+                    if let Some(sig) = batch.signal {
+                        break Ending::Signal(sig);
+                    }
+                    if batch.error.is_some() || batch.eof {
+                        pending_error = batch.error;
+                        sending = false;
+                    }
+                    continue;
+                }
+                Poll::Wait(at) => wake = Some(at),
+                Poll::Done => sending = false,
+            }
+        }
+        if !sending {
+            if counts.replies >= counts.sent {
+                break Ending::Done;
+            }
+            let deadline = last_send + *timeout;
+            if now >= deadline {
+                break Ending::Done;
+            }
+            wake = Some(deadline);
+        }
+        if let Wake::Signal(sig) = signals.wait(Some(fd), wake)? {
+            break Ending::Signal(sig);
+        }
+    };
+    counts.unanswered = counts.sent.saturating_sub(counts.replies);
+    counts.reordered = tracker.reordered;
+    counts.duplicates = tracker.duplicates;
+    match pending_error {
+        Some(err) if ending == Ending::Done => Err(err),
+        _ => Ok(ending),
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -776,7 +983,7 @@ fn collect(
     counts: &mut Counts,
     output: &mut Output,
 ) -> anyhow::Result<Ending> {
-    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding);
+    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
     let mut schedule = Schedule::new(config, Instant::now());
     let mut replies = RecvBatch::new(crate::recv::BATCH, LARGEST);
     let fd = socket.as_raw_fd();
@@ -895,7 +1102,7 @@ fn interactive(
             }
         }
     });
-    let mut payloads = Payloads::new(Source::Lines, config.encoding);
+    let mut payloads = Payloads::new(Source::Lines, config.encoding, config.seq);
     let mut schedule = Schedule::new(config, Instant::now());
     loop {
         match schedule.next(1, signals)? {

@@ -8,3 +8,4 @@ mod interop;
 mod listen;
 mod multicast;
 mod send;
+mod stats;

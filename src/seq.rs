@@ -1,0 +1,366 @@
+//! `--seq`: the sequence header at the start of each datagram, and what a receiver learns
+//! from it (loss, reordering, duplicates, one-way delay), in bounded memory.
+//!
+//! The header, 24 bytes, big-endian:
+//!
+//! | offset | size | field                                            |
+//! |--------|------|--------------------------------------------------|
+//! | 0      | 4    | magic `DGSQ`                                     |
+//! | 4      | 1    | version, 1                                       |
+//! | 5      | 3    | reserved, zero                                   |
+//! | 8      | 8    | sequence number, from 0                          |
+//! | 16     | 8    | send time, nanoseconds since the Unix epoch      |
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Length of the header.
+pub(crate) const HEADER_LEN: usize = 24;
+const MAGIC: &[u8; 4] = b"DGSQ";
+const VERSION: u8 = 1;
+
+/// A parsed header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // sent_ns is read by the tests and kept for pcap and delay work
+pub(crate) struct Header {
+    pub(crate) seq: u64,
+    pub(crate) sent_ns: u64,
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Write a header for `seq`, sent at `sent_ns`, into the first [`HEADER_LEN`] bytes of `buf`.
+pub(crate) fn write(buf: &mut [u8], seq: u64, sent_ns: u64) {
+    buf[..4].copy_from_slice(MAGIC);
+    buf[4] = VERSION;
+    buf[5..8].fill(0);
+    buf[8..16].copy_from_slice(&seq.to_be_bytes());
+    buf[16..24].copy_from_slice(&sent_ns.to_be_bytes());
+}
+
+/// The header at the start of `payload`, if it has one.
+pub(crate) fn parse(payload: &[u8]) -> Option<Header> {
+    if payload.len() < HEADER_LEN || &payload[..4] != MAGIC || payload[4] != VERSION {
+        return None;
+    }
+    Some(Header {
+        seq: u64::from_be_bytes(payload[8..16].try_into().ok()?),
+        sent_ns: u64::from_be_bytes(payload[16..24].try_into().ok()?),
+    })
+}
+
+/// Sequence numbers remembered per sender for duplicate detection (1 KiB of bits).
+const WINDOW: u64 = 1 << 13;
+
+/// What one sender's sequence numbers said.
+#[derive(Clone, Debug)]
+pub(crate) struct Tracker {
+    /// Highest sequence number seen, if any.
+    highest: Option<u64>,
+    /// Bit `s % WINDOW` is set when `s` (within WINDOW below `highest`) was seen.
+    seen: Vec<u64>,
+    unique: u64,
+    pub(crate) reordered: u64,
+    pub(crate) duplicates: u64,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            highest: None,
+            seen: vec![0; (WINDOW / 64) as usize],
+            unique: 0,
+            reordered: 0,
+            duplicates: 0,
+        }
+    }
+}
+
+impl Tracker {
+    fn bit(&mut self, seq: u64) -> (&mut u64, u64) {
+        let i = seq % WINDOW;
+        (&mut self.seen[(i / 64) as usize], 1 << (i % 64))
+    }
+
+    /// Count one arrival of `seq`.
+    pub(crate) fn record(&mut self, seq: u64) {
+        match self.highest {
+            Some(h) if seq <= h => {
+                if h - seq >= WINDOW {
+                    // Too old to tell a duplicate from a late arrival: call it late.
+                    self.reordered += 1;
+                    self.unique += 1;
+                    return;
+                }
+                let (word, mask) = self.bit(seq);
+                if *word & mask != 0 {
+                    self.duplicates += 1;
+                } else {
+                    *word |= mask;
+                    self.unique += 1;
+                    self.reordered += 1;
+                }
+            }
+            _ => {
+                // New highest: forget the bits that slide out of the window.
+                let from = self.highest.map_or(0, |h| h + 1);
+                if seq - from >= WINDOW {
+                    self.seen.fill(0);
+                } else {
+                    for s in from..seq {
+                        let (word, mask) = self.bit(s);
+                        *word &= !mask;
+                    }
+                }
+                let (word, mask) = self.bit(seq);
+                *word |= mask;
+                self.highest = Some(seq);
+                self.unique += 1;
+            }
+        }
+    }
+
+    /// Datagrams missing: sequence numbers up to the highest seen that never arrived (the
+    /// sender numbers from 0, so missing first datagrams count too).
+    pub(crate) fn lost(&self) -> u64 {
+        self.highest
+            .map_or(0, |h| (h + 1).saturating_sub(self.unique))
+    }
+}
+
+/// A histogram of microsecond values with bounded memory: 32 sub-buckets per power of
+/// two, so a percentile read from it is within about 3% of the true value.
+#[derive(Clone, Debug)]
+pub(crate) struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    min: u64,
+    max: u64,
+}
+
+const SUB: u64 = 32;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; 64 * SUB as usize],
+            total: 0,
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn index(v: u64) -> usize {
+        if v < SUB {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros() as u64; // >= 5
+        let shift = exp - 5;
+        let sub = (v >> shift) - SUB; // 0..32
+        (SUB + (exp - 5) * SUB + sub) as usize
+    }
+
+    fn lower_bound(i: usize) -> u64 {
+        let i = i as u64;
+        if i < SUB {
+            return i;
+        }
+        let exp = (i - SUB) / SUB + 5;
+        let sub = (i - SUB) % SUB;
+        (SUB + sub) << (exp - 5)
+    }
+
+    /// Count one value.
+    pub(crate) fn record(&mut self, v: u64) {
+        let i = Self::index(v).min(self.counts.len() - 1);
+        self.counts[i] += 1;
+        self.total += 1;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// The nearest-rank percentile `p` (0-100), as its bucket's lower bound, clamped to
+    /// the exact min and max.
+    pub(crate) fn percentile(&self, p: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * self.total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Self::lower_bound(i).clamp(self.min, self.max);
+            }
+        }
+        self.max
+    }
+
+    /// min / p50 / p90 / p99 / max, or `None` when empty.
+    pub(crate) fn summary(&self) -> Option<Percentiles> {
+        (self.total > 0).then(|| Percentiles {
+            min: self.min,
+            p50: self.percentile(50.0),
+            p90: self.percentile(90.0),
+            p99: self.percentile(99.0),
+            max: self.max,
+        })
+    }
+}
+
+/// Percentiles in microseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Percentiles {
+    pub(crate) min: u64,
+    pub(crate) p50: u64,
+    pub(crate) p90: u64,
+    pub(crate) p99: u64,
+    pub(crate) max: u64,
+}
+
+/// Sender trackers at most: a flood from forged sources must not grow memory.
+pub(crate) const MAX_SENDERS: usize = 4096;
+
+/// What `--seq` datagrams told a receiver, over every sender.
+#[derive(Default)]
+pub(crate) struct Accounting {
+    senders: std::collections::HashMap<std::net::SocketAddr, Tracker>,
+    /// One-way delay in microseconds (sender's clock to ours).
+    pub(crate) owd: Histogram,
+    /// Datagrams without a header.
+    pub(crate) non_seq: u64,
+    /// Datagrams with a header from senders beyond [`MAX_SENDERS`].
+    pub(crate) untracked: u64,
+}
+
+impl Accounting {
+    /// Count one datagram from `peer`, received at `now_ns`.
+    pub(crate) fn record(&mut self, peer: std::net::SocketAddr, payload: &[u8], now_ns: u64) {
+        let Some(h) = parse(payload) else {
+            self.non_seq += 1;
+            return;
+        };
+        let full = self.senders.len() >= MAX_SENDERS;
+        match self.senders.get_mut(&peer) {
+            Some(t) => t.record(h.seq),
+            None if full => {
+                self.untracked += 1;
+                return;
+            }
+            None => self.senders.entry(peer).or_default().record(h.seq),
+        }
+        self.owd.record(now_ns.saturating_sub(h.sent_ns) / 1000);
+    }
+
+    /// True when any header was seen.
+    pub(crate) fn has_seq(&self) -> bool {
+        !self.senders.is_empty()
+    }
+
+    /// Lost, reordered and duplicated datagrams, over every sender.
+    pub(crate) fn totals(&self) -> (u64, u64, u64) {
+        self.senders.values().fold((0, 0, 0), |(l, r, d), t| {
+            (l + t.lost(), r + t.reordered, d + t.duplicates)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn headers_round_trip_and_others_are_not_headers() {
+        let mut buf = vec![0xaa; 40];
+        write(&mut buf, 7, 123_456_789);
+        assert_eq!(
+            parse(&buf),
+            Some(Header {
+                seq: 7,
+                sent_ns: 123_456_789
+            })
+        );
+        assert_eq!(&buf[24..], &[0xaa; 16]);
+        assert_eq!(parse(&buf[..23]), None);
+        assert_eq!(parse(b"hello world, this is not a header"), None);
+    }
+
+    fn track(seqs: &[u64]) -> Tracker {
+        let mut t = Tracker::default();
+        for &s in seqs {
+            t.record(s);
+        }
+        t
+    }
+
+    #[test]
+    fn loss_reordering_and_duplicates_are_counted() {
+        let t = track(&[0, 1, 2, 3]);
+        assert_eq!((t.lost(), t.reordered, t.duplicates), (0, 0, 0));
+        let t = track(&[0, 2, 3, 5]);
+        assert_eq!(t.lost(), 2);
+        let t = track(&[0, 2, 1, 3]);
+        assert_eq!((t.lost(), t.reordered, t.duplicates), (0, 1, 0));
+        let t = track(&[0, 1, 1, 2, 0]);
+        assert_eq!((t.lost(), t.reordered, t.duplicates), (0, 0, 2));
+        // The first datagrams lost count too: the sender numbers from 0.
+        assert_eq!(track(&[3, 4]).lost(), 3);
+    }
+
+    #[test]
+    fn the_window_slides_without_false_duplicates() {
+        let mut t = Tracker::default();
+        for s in 0..200_000 {
+            t.record(s);
+        }
+        t.record(200_000 + 3 * WINDOW);
+        t.record(199_999 + 3 * WINDOW);
+        assert_eq!(t.duplicates, 0);
+        assert_eq!(t.reordered, 1);
+    }
+
+    #[test]
+    fn histogram_percentiles_are_close() {
+        let mut h = Histogram::default();
+        for v in 1..=100_000u64 {
+            h.record(v);
+        }
+        let p = h.summary().unwrap();
+        assert_eq!((p.min, p.max), (1, 100_000));
+        for (got, want) in [(p.p50, 50_000), (p.p90, 90_000), (p.p99, 99_000)] {
+            let err = (got as f64 - want as f64).abs() / want as f64;
+            assert!(err < 0.04, "{got} vs {want}");
+        }
+        assert!(Histogram::default().summary().is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn tracker_accounting_is_exact_for_any_arrival_order(mut seqs in proptest::collection::vec(0u64..500, 0..400)) {
+            let t = track(&seqs);
+            seqs.sort_unstable();
+            let total = seqs.len() as u64;
+            seqs.dedup();
+            let unique = seqs.len() as u64;
+            prop_assert_eq!(t.duplicates, total - unique);
+            let expected = seqs.last().map_or(0, |h| h + 1);
+            prop_assert_eq!(t.lost(), expected - unique);
+        }
+
+        #[test]
+        fn histogram_buckets_contain_their_values(v in 0u64..u64::MAX / 4) {
+            let i = Histogram::index(v);
+            prop_assert!(Histogram::lower_bound(i) <= v);
+            prop_assert!(Histogram::lower_bound(i + 1) > v);
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! `--seq` and `--stats`: loss, reordering, duplicates, kernel drops, round trips, JSON.
+
+use crate::harness::{run, Server};
+
+fn json_last_line(stderr: &str) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON on stderr: {stderr}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn ten_thousand_seq_round_trips_through_a_lossy_echo_are_accounted_exactly() {
+    let echo = Server::start(&[
+        "echo", "0", "--drop", "5%", "--seed", "11", "--stats", "-f", "json",
+    ]);
+    let r = run(&[
+        "send",
+        &echo.addr.to_string(),
+        "--seq",
+        "--size",
+        "64",
+        "-n",
+        "10000",
+        "--rate",
+        "20000",
+        "--reply",
+        "-w",
+        "500ms",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    // Some replies were dropped on purpose: exit 1, and exact counts.
+    r.expect_code(1).expect_stderr("no reply to");
+    let v = json_last_line(&r.stderr);
+    let (sent, received, lost) = (
+        v["sent"].as_u64().unwrap(),
+        v["received"].as_u64().unwrap(),
+        v["lost"].as_u64().unwrap(),
+    );
+    assert_eq!(sent, 10_000);
+    assert_eq!(received + lost, sent, "{v}");
+    assert!(
+        (350..=650).contains(&lost),
+        "5% of 10,000 dropped, {lost} lost: {v}"
+    );
+    for k in ["min", "p50", "p90", "p99", "max"] {
+        assert!(v["rtt_us"][k].is_u64(), "{k}: {v}");
+    }
+    echo.guard.signal(libc::SIGTERM);
+    let e = json_last_line(&echo.finish().stderr);
+    assert_eq!(
+        e["impairment_dropped"].as_u64().unwrap(),
+        lost,
+        "the echo dropped exactly what the sender lost"
+    );
+}
+
+#[test]
+fn duplicates_and_reordering_from_the_echo_are_counted() {
+    let echo = Server::start(&["echo", "0", "--duplicate", "1"]);
+    let r = run(&[
+        "send",
+        &echo.addr.to_string(),
+        "x",
+        "--seq",
+        "-n",
+        "200",
+        "--rate",
+        "5000",
+        "-r",
+        "-w",
+        "300ms",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    r.expect_code(0);
+    let v = json_last_line(&r.stderr);
+    assert_eq!(
+        (
+            v["received"].as_u64(),
+            v["duplicates"].as_u64(),
+            v["lost"].as_u64()
+        ),
+        (Some(200), Some(200), Some(0)),
+        "{v}"
+    );
+    let echo = Server::start(&["echo", "0", "--reorder", "0.5", "--seed", "2"]);
+    let r = run(&[
+        "send",
+        &echo.addr.to_string(),
+        "x",
+        "--seq",
+        "-n",
+        "200",
+        "--rate",
+        "5000",
+        "-r",
+        "-w",
+        "300ms",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    r.expect_code(0);
+    let v = json_last_line(&r.stderr);
+    assert!(v["reordered"].as_u64().unwrap() > 10, "{v}");
+    assert_eq!(v["lost"], 0);
+}
+
+#[test]
+fn a_flood_into_a_tiny_buffer_shows_kernel_drops_and_every_datagram_is_accounted() {
+    let s = Server::start(&[
+        "listen", "0", "--rcvbuf", "4K", "--stats", "-f", "json", "-w", "1s",
+    ]);
+    let n = 50_000u64;
+    run(&[
+        "send",
+        &s.addr.to_string(),
+        "--seq",
+        "--size",
+        "64",
+        "-n",
+        &n.to_string(),
+    ])
+    .expect_code(0);
+    let r = s.finish();
+    r.expect_code(0);
+    let v = json_last_line(&r.stderr);
+    let received = v["received"].as_u64().unwrap();
+    let drops = v["kernel_drops"].as_u64().unwrap();
+    assert!(drops > 0, "a 4K buffer under a flood dropped nothing? {v}");
+    assert_eq!(received + drops, n, "received + kernel drops == sent: {v}");
+    // Sequence numbers see the gaps below the highest one received, never more than the
+    // kernel dropped (drops after the last arrival are invisible to them).
+    let lost = v["lost"].as_u64().unwrap();
+    assert!(lost > 0 && lost <= drops, "{v}");
+    assert_eq!(
+        r.stdout_str().lines().count() as u64,
+        received,
+        "one JSON line per datagram"
+    );
+}
+
+#[test]
+fn listen_stats_json_carries_every_field() {
+    let s = Server::start(&["listen", "0", "--stats", "-f", "json", "-n", "3"]);
+    let t = s.addr.to_string();
+    run(&["send", &t, "--seq", "-n", "2", "hi"]).expect_code(0);
+    run(&["send", &t, "plain"]).expect_code(0);
+    let r = s.finish();
+    r.expect_code(0);
+    let v = json_last_line(&r.stderr);
+    for k in [
+        "received",
+        "bytes",
+        "elapsed_s",
+        "rate_pps",
+        "truncated",
+        "filtered",
+        "kernel_drops",
+        "lost",
+        "reordered",
+        "duplicates",
+        "non_seq",
+        "owd_us",
+    ] {
+        assert!(v.get(k).is_some(), "{k} missing: {v}");
+    }
+    assert_eq!(v["non_seq"], 1);
+    assert_eq!(v["lost"], 0);
+    // The text form says the same.
+    let s = Server::start(&["listen", "0", "--stats", "-n", "1"]);
+    run(&["send", &s.addr.to_string(), "--seq", "x"]).expect_code(0);
+    s.finish()
+        .expect_code(0)
+        .expect_stderr("seq: lost 0, reordered 0, duplicates 0")
+        .expect_stderr("one-way delay");
+}
+
+#[test]
+fn seq_sizes_and_conflicts_are_checked() {
+    run(&["send", "127.0.0.1:9", "--seq", "--size", "10"])
+        .expect_code(2)
+        .expect_stderr("at least 24");
+    run(&["send", "127.0.0.1:9", "--seq", "x", "-r", "--retries", "2"])
+        .expect_code(2)
+        .expect_stderr("--retries with --seq");
+    // The header counts toward the UDP limit.
+    run(&["send", "127.0.0.1:9", "--seq", "--size", "65508"])
+        .expect_code(2)
+        .expect_stderr("65507");
+    let rx = crate::harness::peer("127.0.0.1");
+    run(&[
+        "send",
+        &rx.local_addr().unwrap().to_string(),
+        "--seq",
+        "abc",
+    ])
+    .expect_code(0);
+    let (d, _) = crate::harness::recv(&rx);
+    assert_eq!(d.len(), 24 + 3);
+    assert_eq!(&d[..4], b"DGSQ");
+    assert_eq!(&d[8..16], &0u64.to_be_bytes());
+    assert_eq!(&d[24..], b"abc");
+}
