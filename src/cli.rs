@@ -283,6 +283,9 @@ pub(crate) struct SendArgs {
     /// Print a summary on stderr at the end (JSON with --format json)
     #[arg(long)]
     pub(crate) stats: bool,
+    /// With --stats and replies: draw the RTT distribution even when stderr is not a terminal
+    #[arg(long)]
+    pub(crate) histogram: bool,
 }
 
 /// What every receiving subcommand takes: limits, filters, readiness, output.
@@ -329,6 +332,13 @@ pub(crate) struct ReceiveOpts {
     /// Print a summary on stderr at the end (JSON with --format json)
     #[arg(long)]
     pub(crate) stats: bool,
+    /// A stats line on stderr every DUR while running, as iperf3 -i (JSON with --format json)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) stats_interval: Option<Duration>,
+    /// Also write every datagram (echo: and every reply) to a pcap file, with synthesized
+    /// Ethernet/IP/UDP headers, for Wireshark or tshark
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pcap: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

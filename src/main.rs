@@ -14,6 +14,7 @@ mod limiter;
 mod output;
 mod pacing;
 mod payload;
+mod pcap;
 mod policy;
 mod recv;
 mod seq;

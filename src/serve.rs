@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use tracing::{trace, warn};
 
 use crate::cli::ReceiveOpts;
-use crate::exit::{Ending, Unmet};
+use crate::exit::{Ending, IoContext, Unmet};
 use crate::filter::SourceFilter;
 use crate::output::{Datagram, Format, Output};
 use crate::recv::{self, Handler, Limits, Stop};
@@ -43,6 +43,21 @@ struct Printer {
     filtered: u64,
     /// With --stats: what --seq headers say.
     seq: Option<crate::seq::Accounting>,
+    /// With --pcap: the capture, and our address (the destination of what arrives).
+    pcap: Option<(crate::pcap::PcapWriter, std::net::SocketAddr)>,
+    /// With --stats-interval: the next report, and the counters at the last one.
+    interval: Option<Interval>,
+}
+
+/// `--stats-interval`: a line every `every`, about the datagrams since the last one.
+struct Interval {
+    every: std::time::Duration,
+    start: Instant,
+    next: Instant,
+    last_received: u64,
+    last_bytes: u64,
+    json: bool,
+    fd: std::os::fd::RawFd,
 }
 
 impl Handler for Printer {
@@ -78,6 +93,13 @@ impl Handler for Printer {
         if let Some(seq) = &mut self.seq {
             seq.record(meta.peer, payload, crate::seq::now_ns());
         }
+        if let Some((pcap, local)) = &mut self.pcap {
+            let dst = meta
+                .dst
+                .map_or(*local, |ip| std::net::SocketAddr::new(ip, local.port()));
+            pcap.write(time, meta.peer, dst, payload, meta.len)
+                .io_context(|| "failed to write --pcap".into())?;
+        }
         trace!(peer = %meta.peer, len = meta.len, "datagram");
         self.output.write(&Datagram {
             peer: meta.peer,
@@ -89,7 +111,46 @@ impl Handler for Printer {
         Ok(true)
     }
 
+    fn wake_at(&self) -> Option<Instant> {
+        self.interval.as_ref().map(|i| i.next)
+    }
+
+    fn tick(&mut self, now: Instant) -> anyhow::Result<()> {
+        let Some(iv) = &mut self.interval else {
+            return Ok(());
+        };
+        if now < iv.next {
+            return Ok(());
+        }
+        let (from, to) = (
+            (iv.next - iv.every - iv.start).as_secs_f64(),
+            (now - iv.start).as_secs_f64(),
+        );
+        let (n, bytes) = (self.received - iv.last_received, self.bytes - iv.last_bytes);
+        let rate = n as f64 / (to - from).max(1e-9);
+        let drops = crate::sys::kernel_drops(iv.fd);
+        let line = if iv.json {
+            serde_json::json!({"interval_s": [from, to], "received": n, "bytes": bytes, "rate_pps": rate, "kernel_drops": drops})
+                .to_string()
+        } else {
+            let drops = drops.map_or("n/a".to_string(), |d| d.to_string());
+            format!("[{from:7.2}-{to:7.2}s] received {n} datagrams, {bytes} bytes, {rate:.1} datagrams/s, kernel drops {drops}")
+        };
+        iv.last_received = self.received;
+        iv.last_bytes = self.bytes;
+        // Skip intervals missed while busy rather than print a burst of them.
+        while iv.next <= now {
+            iv.next += iv.every;
+        }
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+        Ok(())
+    }
+
     fn idle(&mut self) -> anyhow::Result<()> {
+        if let Some((pcap, _)) = &mut self.pcap {
+            pcap.flush()
+                .io_context(|| "failed to write --pcap".into())?;
+        }
         self.output.flush()
     }
 }
@@ -119,6 +180,26 @@ pub(crate) fn serve(
         truncated: 0,
         filtered: 0,
         seq: opts.stats.then(crate::seq::Accounting::default),
+        pcap: match &opts.pcap {
+            Some(path) => Some((
+                crate::pcap::PcapWriter::create(path)
+                    .io_context(|| format!("failed to create --pcap {}", path.display()))?,
+                socket.local_addr()?,
+            )),
+            None => None,
+        },
+        interval: opts
+            .stats_interval
+            .filter(|d| !d.is_zero())
+            .map(|every| Interval {
+                every,
+                start: Instant::now(),
+                next: Instant::now() + every,
+                last_received: 0,
+                last_bytes: 0,
+                json: opts.format == Format::Json,
+                fd: socket.as_raw_fd(),
+            }),
     };
     let limits = Limits {
         count: opts.count,
@@ -154,7 +235,7 @@ pub(crate) fn serve(
     let start = Instant::now();
     let result = recv::run(socket, &mut batch, limits, signals, &mut printer);
     // Whatever happened, what was received is written before anything else is said.
-    let flushed = printer.output.flush();
+    let flushed = printer.idle();
     let (stop, _) = result?;
     flushed?;
     if opts.stats {

@@ -39,6 +39,45 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// A small bar chart of `samples` (microseconds): up to `buckets` log-spaced ranges from
+/// the smallest to the largest sample, one line each with its count.
+pub(crate) fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
+    let (Some(&lo), Some(&hi)) = (samples.iter().min(), samples.iter().max()) else {
+        return String::new();
+    };
+    let (lo_f, hi_f) = ((lo.max(1)) as f64, (hi.max(1)) as f64 * 1.000_001);
+    let buckets = if hi_f / lo_f < 1.01 {
+        1
+    } else {
+        buckets.max(1)
+    };
+    let ratio = (hi_f / lo_f).powf(1.0 / buckets as f64);
+    let edges: Vec<u64> = (0..=buckets)
+        .map(|i| (lo_f * ratio.powi(i as i32)).round() as u64)
+        .collect();
+    let mut counts = vec![0u64; buckets];
+    for &v in samples {
+        let i = if buckets == 1 {
+            0
+        } else {
+            (((v.max(1) as f64) / lo_f).ln() / ratio.ln()).floor() as usize
+        };
+        counts[i.min(buckets - 1)] += 1;
+    }
+    let most = counts.iter().copied().max().unwrap_or(1).max(1);
+    let mut out = String::from("rtt distribution (µs):\n");
+    for (i, &c) in counts.iter().enumerate() {
+        let bar = ((c as f64 / most as f64) * width as f64).round() as usize;
+        out.push_str(&format!(
+            "{:>9}-{:<9} |{:<width$}| {c}\n",
+            edges[i],
+            edges[i + 1],
+            "█".repeat(bar),
+        ));
+    }
+    out
+}
+
 /// Everything a run counted. Fields that do not apply to a subcommand stay `None` and are
 /// left out of the output.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -202,6 +241,23 @@ mod tests {
             })
         );
         assert_eq!(percentiles(&mut []), None);
+    }
+
+    #[test]
+    fn bar_charts_count_every_sample_once() {
+        let samples: Vec<u64> = (0..1000).map(|i| 50 + (i % 100) * (i % 7)).collect();
+        let chart = bar_chart(&samples, 8, 30);
+        let total: u64 = chart
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 1000);
+        assert_eq!(chart.lines().count(), 9);
+        assert!(chart.contains('█'));
+        // One value, or none: still sensible.
+        assert_eq!(bar_chart(&[7, 7, 7], 8, 10).lines().count(), 2);
+        assert_eq!(bar_chart(&[], 8, 10), "");
     }
 
     #[test]

@@ -71,6 +71,8 @@ struct Echo {
     held: Option<(Delayed, Instant)>,
     seq: u64,
     counts: Counts,
+    /// With --pcap: requests and replies, and our address.
+    pcap: Option<(crate::pcap::PcapWriter, SocketAddr)>,
 }
 
 impl Echo {
@@ -125,6 +127,20 @@ impl Echo {
             match send_replies(self.fd, self.ipv6_socket, &replies) {
                 Ok(n) => {
                     self.counts.echoed += n as u64;
+                    if let Some((pcap, local)) = &mut self.pcap {
+                        let now = SystemTime::now();
+                        for r in &replies[..n] {
+                            let from = r
+                                .from
+                                .map_or(*local, |ip| SocketAddr::new(ip, local.port()));
+                            if pcap
+                                .write(now, from, r.to, r.payload, r.payload.len())
+                                .is_err()
+                            {
+                                self.counts.send_errors += 1;
+                            }
+                        }
+                    }
                     start += n;
                 }
                 Err(e) => {
@@ -151,11 +167,20 @@ impl Handler for Echo {
         &mut self,
         meta: RecvMeta,
         payload: &[u8],
-        _time: SystemTime,
+        time: SystemTime,
     ) -> anyhow::Result<bool> {
         if !self.filter.is_open() && !self.filter.admits(meta.peer.ip()) {
             self.counts.filtered += 1;
             return Ok(false);
+        }
+        if let Some((pcap, local)) = &mut self.pcap {
+            let dst = meta
+                .dst
+                .map_or(*local, |ip| SocketAddr::new(ip, local.port()));
+            pcap.write(time, meta.peer, dst, payload, meta.len)
+                .map_err(|e| {
+                    anyhow::Error::new(crate::exit::IoError(e)).context("failed to write --pcap")
+                })?;
         }
         self.counts.received += 1;
         self.counts.bytes += meta.len as u64;
@@ -212,6 +237,11 @@ impl Handler for Echo {
     }
 
     fn idle(&mut self) -> anyhow::Result<()> {
+        if let Some((pcap, _)) = &mut self.pcap {
+            pcap.flush().map_err(|e| {
+                anyhow::Error::new(crate::exit::IoError(e)).context("failed to write --pcap")
+            })?;
+        }
         Ok(())
     }
 
@@ -311,6 +341,16 @@ pub(crate) fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
         held: None,
         seq: 0,
         counts: Counts::default(),
+        pcap: match &opts.pcap {
+            Some(path) => Some((
+                crate::pcap::PcapWriter::create(path).map_err(|e| {
+                    anyhow::Error::new(crate::exit::IoError(e))
+                        .context(format!("failed to create --pcap {}", path.display()))
+                })?,
+                local,
+            )),
+            None => None,
+        },
     };
     debug!(%local, pktinfo, gro, ?rate, "echo");
     let mut batch = RecvBatch::with(recv::BATCH, opts.max_size, Ancillary { gro, pktinfo });
@@ -324,6 +364,7 @@ pub(crate) fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
     if !matches!(stop, Stop::Signal(_)) {
         drain(&mut echo, signals);
     }
+    echo.idle()?;
     report(
         &echo.counts,
         opts.stats,

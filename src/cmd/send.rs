@@ -72,6 +72,8 @@ struct Config {
     mode: Mode,
     format: Format,
     stats: bool,
+    /// Draw the RTT chart: `--histogram`, or stderr is a terminal.
+    histogram: bool,
     /// `--seq`: each datagram starts with a sequence header.
     seq: bool,
 }
@@ -210,6 +212,7 @@ impl Config {
             mode,
             format,
             stats: args.stats,
+            histogram: args.histogram || io::stderr().is_terminal(),
             seq: args.seq,
         })
     }
@@ -633,6 +636,10 @@ fn print_stats(config: &Config, counts: &Counts, elapsed: Duration) {
     }
     summary.finish(elapsed, counts.sent);
     summary.print(config.format == Format::Json);
+    if config.histogram && !counts.rtts_us.is_empty() && config.format != Format::Json {
+        let chart = crate::stats::bar_chart(&counts.rtts_us, 8, 40);
+        let _ = io::Write::write_all(&mut io::stderr(), chart.as_bytes());
+    }
 }
 
 /// Send everything, as fast as the schedule allows, in batches: one GSO call per batch

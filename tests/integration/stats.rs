@@ -208,3 +208,210 @@ fn seq_sizes_and_conflicts_are_checked() {
     assert_eq!(&d[8..16], &0u64.to_be_bytes());
     assert_eq!(&d[24..], b"abc");
 }
+
+/// tshark's reading of a pcap: one line per packet, tab-separated fields.
+fn tshark(path: &std::path::Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
+    if !crate::harness::have("tshark") {
+        eprintln!("skipped: tshark is not installed (.ci/run installs it)");
+        return None;
+    }
+    let mut args = vec![
+        "-r".to_string(),
+        path.display().to_string(),
+        "-o".into(),
+        "udp.check_checksum:TRUE".into(),
+        "-o".into(),
+        "ip.check_checksum:TRUE".into(),
+        "-T".into(),
+        "fields".into(),
+    ];
+    for f in fields {
+        args.push("-e".into());
+        args.push((*f).into());
+    }
+    let out = std::process::Command::new("tshark")
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect(),
+    )
+}
+
+#[test]
+fn pcap_files_decode_with_the_right_ports_lengths_and_payloads() {
+    let dir = std::env::temp_dir().join(format!("dgram-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // listen, IPv4, one datagram cut by --max-size.
+    let file = dir.join("listen.pcap");
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "2",
+        "--max-size",
+        "10",
+        "--pcap",
+        file.to_str().unwrap(),
+    ]);
+    let tx = crate::harness::peer("127.0.0.1");
+    tx.send_to(b"hello", s.addr).unwrap();
+    tx.send_to(&[b'z'; 100], s.addr).unwrap();
+    let rx_port = s.addr.port().to_string();
+    s.finish().expect_code(0);
+    let tx_port = tx.local_addr().unwrap().port().to_string();
+    if let Some(rows) = tshark(
+        &file,
+        &[
+            "ip.src",
+            "udp.srcport",
+            "udp.dstport",
+            "udp.length",
+            "ip.checksum.status",
+            "udp.checksum.status",
+            "data.data",
+        ],
+    ) {
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            rows[0],
+            [
+                "127.0.0.1",
+                &tx_port,
+                &rx_port,
+                "13",
+                "1",
+                "1",
+                "68656c6c6f"
+            ]
+        );
+        // The true length, 8 + 100, though only 10 bytes were kept.
+        assert_eq!(rows[1][3], "108");
+    }
+    // echo over IPv6: requests and replies.
+    let file = dir.join("echo6.pcap");
+    let s = Server::start(&[
+        "echo",
+        "[::1]:0",
+        "-n",
+        "1",
+        "--pcap",
+        file.to_str().unwrap(),
+    ]);
+    run(&["send", &s.addr.to_string(), "six", "-r"])
+        .expect_code(0)
+        .expect_stdout(b"six");
+    s.finish().expect_code(0);
+    if let Some(rows) = tshark(
+        &file,
+        &[
+            "ipv6.src",
+            "ipv6.dst",
+            "udp.length",
+            "udp.checksum.status",
+            "data.data",
+        ],
+    ) {
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        for row in &rows {
+            assert_eq!(row, &["::1", "::1", "11", "1", "736978"]);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stats_interval_prints_a_line_per_interval() {
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--stats-interval",
+        "200ms",
+        "--duration",
+        "700ms",
+    ]);
+    run(&[
+        "send",
+        &s.addr.to_string(),
+        "x",
+        "-n",
+        "40",
+        "--rate",
+        "100",
+    ])
+    .expect_code(0);
+    let r = s.finish();
+    r.expect_code(0);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert!((2..=4).contains(&lines.len()), "{}", r.stderr);
+    assert!(
+        lines[0].contains("received")
+            && lines[0].contains("datagrams/s")
+            && lines[0].contains("kernel drops"),
+        "{}",
+        lines[0]
+    );
+    // JSON lines with --format json.
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--stats-interval",
+        "100ms",
+        "--duration",
+        "350ms",
+        "-f",
+        "json",
+    ]);
+    let r = s.finish();
+    let v: serde_json::Value = serde_json::from_str(r.stderr.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(v["received"], 0);
+    assert!(v["interval_s"].is_array());
+}
+
+#[test]
+fn histogram_draws_the_rtt_distribution() {
+    let echo = Server::start(&["echo", "0"]);
+    let r = run(&[
+        "send",
+        &echo.addr.to_string(),
+        "x",
+        "--seq",
+        "-n",
+        "100",
+        "--rate",
+        "2000",
+        "-r",
+        "--stats",
+        "--histogram",
+    ]);
+    r.expect_code(0)
+        .expect_stderr("rtt distribution (µs):")
+        .expect_stderr("█");
+    let counted: u64 = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains('|'))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted, 100);
+    // Without --histogram and with stderr not a terminal: no chart.
+    let r = run(&[
+        "send",
+        &echo.addr.to_string(),
+        "x",
+        "-n",
+        "3",
+        "-r",
+        "--stats",
+    ]);
+    r.expect_code(0);
+    assert!(!r.stderr.contains("distribution"));
+}
