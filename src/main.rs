@@ -16,6 +16,7 @@ mod pacing;
 mod payload;
 mod pcap;
 mod policy;
+mod progress;
 mod recv;
 mod seq;
 mod serve;

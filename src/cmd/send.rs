@@ -654,6 +654,11 @@ fn fire(
     let mut schedule = Schedule::new(config, Instant::now());
     let mut tx = Transmitter::new(socket, &config.target);
     let mut sequencer = Sequencer::default();
+    let mut progress = crate::progress::Progress::new(
+        config.count.filter(|_| payloads.fixed.is_some()),
+        config.duration,
+        config.rate,
+    );
     let ending = loop {
         let batch_size = payloads
             .fixed
@@ -684,6 +689,7 @@ fn fire(
         counts.sent += sent as u64;
         counts.bytes += (0..sent).map(|i| payloads.get(i).len() as u64).sum::<u64>();
         schedule.sent(sent);
+        progress.update(counts.sent);
         if sent < batch.len {
             // A partial batch ends with the error that stopped it, pending on the socket.
             let e = socket
@@ -701,6 +707,7 @@ fn fire(
             break Ending::Done;
         }
     };
+    progress.finish();
     // An ICMP error for the last datagrams, already queued (on loopback it is): report it
     // rather than exit 0. Nothing waits for one that has not come.
     if let Some(e) = socket.take_error()? {
@@ -869,6 +876,7 @@ fn pipelined(
     let mut sending = true;
     let mut last_send = Instant::now();
     let mut pending_error = None;
+    let mut progress = crate::progress::Progress::new(config.count, config.duration, config.rate);
     let ending = loop {
         // Every reply queued now.
         loop {
@@ -939,6 +947,7 @@ fn pipelined(
                     counts.sent += sent as u64;
                     counts.bytes += (0..sent).map(|i| payloads.get(i).len() as u64).sum::<u64>();
                     schedule.sent(sent);
+                    progress.update(counts.sent);
                     last_send = Instant::now();
                     if let Some(sig) = batch.signal {
                         break Ending::Signal(sig);
@@ -967,6 +976,7 @@ fn pipelined(
             break Ending::Signal(sig);
         }
     };
+    progress.finish();
     counts.unanswered = counts.sent.saturating_sub(counts.replies);
     counts.reordered = tracker.reordered;
     counts.duplicates = tracker.duplicates;

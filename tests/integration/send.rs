@@ -476,3 +476,67 @@ fn logs_go_to_stderr_and_never_to_stdout() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("dgram: debug:"));
 }
+
+#[test]
+fn long_sends_show_progress_on_a_terminal_only() {
+    use std::process::{Command, Stdio};
+    let rx = peer("127.0.0.1");
+    let t = target(&rx);
+    let (master, slave) = pty();
+    let mut child = Command::new(crate::harness::bin())
+        .args(["send", &t, "x", "-n", "300", "--rate", "200"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let (tx, rx_lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut master = master;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + crate::harness::LIMIT;
+    while !String::from_utf8_lossy(&seen).contains("/300 datagrams") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress line: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        if let Ok(chunk) = rx_lines.recv_timeout(Duration::from_millis(100)) {
+            seen.extend(chunk);
+        }
+    }
+    let text = String::from_utf8_lossy(&seen).to_string();
+    assert!(text.contains("sent ") && text.contains("left"), "{text}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // The same run with -q draws nothing.
+    let (master, slave) = pty();
+    let status = Command::new(crate::harness::bin())
+        .args(["-q", "send", &t, "x", "-n", "300", "--rate", "200"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::from(slave))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Everything the run wrote is in the pty's buffer now; read it without blocking.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let fd = master.as_raw_fd();
+        libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+        );
+    }
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut &master, &mut buf).unwrap_or(0);
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "", "-q drew something");
+}
