@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 /// Print the error once, as one line, and pick its exit code.
 fn report(err: &anyhow::Error) -> ExitCode {
     if !exit::is_quiet(err) {
-        let line = format!("{err:#}").replace('\n', " ");
+        let line = abbreviate(&format!("{err:#}").replace('\n', " "));
         let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
     }
     ExitCode::from(exit::code_for(err))
@@ -85,7 +85,7 @@ fn clap_error(err: &clap::Error) -> ExitCode {
     } else {
         err.render().to_string()
     };
-    let line = fold_clap_message(&rendered, &subcommand_in_args());
+    let line = abbreviate(&fold_clap_message(&rendered, &subcommand_in_args()));
     let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
     ExitCode::from(exit::USAGE)
 }
@@ -108,6 +108,24 @@ fn fold_clap_message(rendered: &str, subcommand: &str) -> String {
         format!("dgram {subcommand} --help")
     };
     format!("{line} (see '{help}')")
+}
+
+/// Shorten words longer than 80 bytes (a 100 KiB argument quoted back): the error line
+/// stays readable and still says what the word was like and how long.
+fn abbreviate(line: &str) -> String {
+    line.split(' ')
+        .map(|word| {
+            if word.len() <= 80 {
+                return word.to_string();
+            }
+            let cut = (0..=40)
+                .rev()
+                .find(|&i| word.is_char_boundary(i))
+                .unwrap_or(0);
+            format!("{}...({} bytes)", &word[..cut], word.len())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The subcommand named on the command line, if any, for the `--help` pointer.
@@ -172,6 +190,20 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_words_are_abbreviated() {
+        let long = "a".repeat(1000);
+        let line = abbreviate(&format!("invalid address '{long}': missing port"));
+        assert!(line.len() < 120, "{line}");
+        assert!(
+            line.contains("(1003 bytes)") && line.ends_with("missing port"),
+            "{line}"
+        );
+        assert_eq!(abbreviate("short words stay"), "short words stay");
+        let wide = "é".repeat(100);
+        assert!(abbreviate(&wide).contains("bytes)"));
+    }
 
     #[test]
     fn clap_errors_fold_to_one_line() {

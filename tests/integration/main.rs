@@ -1,6 +1,7 @@
 //! One integration-test binary: every test runs the real `dgram` and checks what a user
 //! sees (stdout, stderr, exit code, datagrams on the wire), on 127.0.0.1 / ::1 only.
 
+mod corpus;
 mod echo;
 mod errors;
 mod harness;
