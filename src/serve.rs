@@ -17,14 +17,14 @@ use crate::socket::Bound;
 use crate::stats::Summary;
 use crate::sys::{RecvBatch, RecvMeta};
 
-/// Work on the socket after the announcement and before the first receive (joining
-/// groups); returns lines for stderr (`joined GROUP on IFACE`).
+/// Work on the socket before the announcement (joining groups); returns lines for stderr
+/// to follow it (`joined GROUP on IFACE`).
 pub(crate) type Prepare<'a> = &'a dyn Fn(&UdpSocket) -> anyhow::Result<Vec<String>>;
 
 /// What a caller adds around the common loop.
 #[derive(Default)]
 pub(crate) struct Extras<'a> {
-    /// Called before the first receive, after `listening on`.
+    /// Called before `listening on`; its lines are printed after it.
     pub(crate) before_receive: Option<Prepare<'a>>,
     /// Called when the run ends by its timeout or duration with nothing received.
     pub(crate) on_silence: Option<&'a dyn Fn()>,
@@ -163,12 +163,29 @@ pub(crate) fn serve(
     signals: &Signals,
     extras: Extras<'_>,
 ) -> anyhow::Result<Ending> {
-    recv::announce(bound.socket.local_addr()?, opts.ready_file.as_deref())?;
-    let socket = &bound.warn();
+    // UDP GRO (opt-in) takes a GSO sender's batch in one buffer, split again by RecvBatch.
+    // Off by default: on loopback, segmenting in the sender's send() is what paces a GSO
+    // flood to the receiver; with GRO the sender runs free and the receiver drops more
+    // (the benchmark's GSO case: 15-23% delivered with GRO, 66-75% without).
+    let gro = opts.gro
+        && match crate::sys::enable_gro(bound.socket.as_raw_fd()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "--gro: UDP GRO is not available here ({}); receiving without it",
+                    crate::exit::describe_io(&e)
+                );
+                false
+            }
+        };
+    // Join groups and the like first: whoever reacts to `listening on` (or the ready file)
+    // must not race the socket's set-up. Their lines follow the announcement.
     let after = match extras.before_receive {
-        Some(prepare) => prepare(socket)?,
+        Some(prepare) => prepare(&bound.socket)?,
         None => Vec::new(),
     };
+    recv::announce(bound.socket.local_addr()?, opts.ready_file.as_deref())?;
+    let socket = &bound.warn();
     for line in after {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     }
@@ -206,21 +223,6 @@ pub(crate) fn serve(
         idle: opts.timeout,
         duration: opts.duration,
     };
-    // UDP GRO (opt-in) takes a GSO sender's batch in one buffer, split again by RecvBatch.
-    // Off by default: on loopback, segmenting in the sender's send() is what paces a GSO
-    // flood to the receiver; with GRO the sender runs free and the receiver drops more
-    // (the benchmark's GSO case: 15-23% delivered with GRO, 66-75% without).
-    let gro = opts.gro
-        && match crate::sys::enable_gro(socket.as_raw_fd()) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(
-                    "--gro: UDP GRO is not available here ({}); receiving without it",
-                    crate::exit::describe_io(&e)
-                );
-                false
-            }
-        };
     let ancillary = crate::sys::Ancillary {
         gro,
         ..Default::default()

@@ -4,6 +4,7 @@
 mod corpus;
 mod echo;
 mod errors;
+mod hardening;
 mod harness;
 mod interop;
 mod listen;

@@ -1,0 +1,182 @@
+//! Under pressure: floods from many sources, vanishing clients, signals while busy,
+//! closed pipes, and idleness that must cost nothing.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{peer, recv, Server};
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn echo_survives_a_flood_from_many_sources_and_a_storm_of_vanished_clients() {
+    let s = Server::start(&[
+        "echo",
+        "0",
+        "--rate-limit",
+        "100",
+        "--max-sources",
+        "1000",
+        "--delay",
+        "5ms",
+    ]);
+    let pid = s.guard.child.id();
+    let fds = fd_count(pid);
+    // Warm up, then note the memory.
+    let c = peer("127.0.0.1");
+    c.send_to(b"warm", s.addr).unwrap();
+    recv(&c);
+    let rss_before = proc_status(pid, "VmRSS:");
+    // 5,000 sources across 127/8, each gone before its (delayed) reply: the per-source
+    // table must stay at its cap and the replies meet closed ports (ICMP unreachable).
+    for i in 0..5_000u32 {
+        let ip = format!(
+            "127.{}.{}.{}",
+            1 + i / 65_536 % 250,
+            i / 256 % 256,
+            1 + i % 250
+        );
+        let Ok(sock) = std::net::UdpSocket::bind((ip.as_str(), 0)) else {
+            continue;
+        };
+        for _ in 0..3 {
+            let _ = sock.send_to(b"flood", s.addr);
+        }
+    }
+    for _ in 0..10_000 {
+        let gone = peer("127.0.0.1");
+        let _ = gone.send_to(b"bye", s.addr);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // A new source is answered promptly.
+    let probe = peer("127.0.0.3");
+    let start = Instant::now();
+    probe.send_to(b"probe", s.addr).unwrap();
+    assert_eq!(recv(&probe).0, b"probe");
+    assert!(
+        start.elapsed() < Duration::from_millis(100) + Duration::from_millis(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let rss_after = proc_status(pid, "VmRSS:");
+    assert!(rss_after < 32 * 1024, "RSS {rss_after} KiB");
+    assert!(
+        rss_after < rss_before + 8 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    assert_eq!(fd_count(pid), fds, "file descriptors leaked");
+}
+
+#[test]
+fn a_second_sigint_exits_at_once_even_when_stuck() {
+    // stdout is a pipe nobody reads: once it is full, the graceful stop after the first
+    // SIGINT cannot flush. The second must end the process anyway.
+    let mut g = crate::harness::spawn_own_stdout(&["listen", "0"]);
+    let addr = g.announced();
+    let _stdout = g.child.stdout.take(); // held open, never read
+    let tx = peer("127.0.0.1");
+    for _ in 0..200 {
+        let _ = tx.send_to(&[b'x'; 1400], addr); // ~280 KB: more than a pipe holds
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    g.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        g.child.try_wait().unwrap().is_none(),
+        "blocked in write, it cannot have finished"
+    );
+    let start = Instant::now();
+    g.signal(libc::SIGINT);
+    let r = g.finish();
+    assert_eq!(r.code(), 130);
+    assert!(
+        r.elapsed > Duration::ZERO && start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn sigint_during_a_busy_receive_flushes_every_counted_datagram() {
+    let s = Server::start(&["listen", "0", "--stats", "-f", "json"]);
+    let addr = s.addr;
+    let flood = std::thread::spawn(move || {
+        let tx = peer("127.0.0.1");
+        let until = Instant::now() + Duration::from_millis(400);
+        let mut n = 0u64;
+        while Instant::now() < until {
+            let _ = tx.send_to(format!("{n}").as_bytes(), addr);
+            n += 1;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    s.guard.signal(libc::SIGINT);
+    let r = s.finish();
+    flood.join().unwrap();
+    assert_eq!(r.code(), 130);
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    let v: serde_json::Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
+    let lines = r.stdout_str().lines().count() as u64;
+    assert!(lines > 0);
+    assert_eq!(
+        v["received"].as_u64().unwrap(),
+        lines,
+        "every counted datagram is on stdout"
+    );
+}
+
+#[test]
+fn a_closed_stderr_does_not_panic() {
+    use std::process::{Command, Stdio};
+    let closed = peer("127.0.0.1");
+    let target = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let (r, w) = std::io::pipe().unwrap();
+    drop(r);
+    let status = Command::new(crate::harness::bin())
+        .args(["send", &target, "x", "-v"])
+        .stdin(Stdio::null())
+        .stderr(w)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "the error is still the exit code");
+}
+
+#[test]
+fn idle_servers_use_no_cpu() {
+    let l = Server::start(&["listen", "0"]);
+    let e = Server::start(&["echo", "0", "--delay", "10ms"]);
+    let pids = [l.guard.child.id(), e.guard.child.id()];
+    let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    std::thread::sleep(Duration::from_secs(10));
+    let after: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    for (b, a) in before.iter().zip(&after) {
+        // A tick is 10 ms: an idle server blocked in poll accrues none.
+        assert!(a - b <= 1, "{} ticks while idle", a - b);
+    }
+}
