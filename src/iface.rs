@@ -2,7 +2,7 @@
 //! about memberships (/proc/net/igmp, /proc/net/igmp6) and interface flags, for the
 //! multicast doctor.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::addr::interface_index;
 
@@ -35,38 +35,10 @@ pub(crate) fn name_of(index: u32) -> Option<String> {
 
 /// Every (interface index, address) pair of this host.
 pub(crate) fn addresses() -> Vec<(u32, IpAddr)> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills ifap with a list we walk read-only and free once.
-    unsafe {
-        if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
-        }
-        let mut cur = ifap;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            if !ifa.ifa_addr.is_null() {
-                let index = libc::if_nametoindex(ifa.ifa_name);
-                match i32::from((*ifa.ifa_addr).sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        out.push((
-                            index,
-                            IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))),
-                        ));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                        out.push((index, IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))));
-                    }
-                    _ => {}
-                }
-            }
-            cur = ifa.ifa_next;
-        }
-        libc::freeifaddrs(ifap);
-    }
-    out
+    crate::sys::interface_addrs()
+        .into_iter()
+        .map(|a| (a.index, a.addr))
+        .collect()
 }
 
 /// Resolve `--iface` for a group of the given family. Errors name the culprit.

@@ -53,6 +53,20 @@ impl PcapWriter {
         self.out.write_all(&self.scratch)
     }
 
+    /// Write a datagram that arrived at `local` (its destination from PKTINFO when known).
+    pub(crate) fn write_arrival(
+        &mut self,
+        time: SystemTime,
+        meta: &crate::sys::RecvMeta,
+        local: SocketAddr,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let dst = meta
+            .dst
+            .map_or(local, |ip| SocketAddr::new(ip, local.port()));
+        self.write(time, meta.peer, dst, payload, meta.len)
+    }
+
     /// Push what is buffered to the file.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.out.flush()

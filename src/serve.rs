@@ -94,10 +94,7 @@ impl Handler for Printer {
             seq.record(meta.peer, payload, crate::seq::now_ns());
         }
         if let Some((pcap, local)) = &mut self.pcap {
-            let dst = meta
-                .dst
-                .map_or(*local, |ip| std::net::SocketAddr::new(ip, local.port()));
-            pcap.write(time, meta.peer, dst, payload, meta.len)
+            pcap.write_arrival(time, &meta, *local, payload)
                 .io_context(|| "failed to write --pcap".into())?;
         }
         trace!(peer = %meta.peer, len = meta.len, "datagram");

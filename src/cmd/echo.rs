@@ -174,10 +174,7 @@ impl Handler for Echo {
             return Ok(false);
         }
         if let Some((pcap, local)) = &mut self.pcap {
-            let dst = meta
-                .dst
-                .map_or(*local, |ip| SocketAddr::new(ip, local.port()));
-            pcap.write(time, meta.peer, dst, payload, meta.len)
+            pcap.write_arrival(time, &meta, *local, payload)
                 .map_err(|e| {
                     anyhow::Error::new(crate::exit::IoError(e)).context("failed to write --pcap")
                 })?;

@@ -482,6 +482,14 @@ impl Payloads {
     }
 }
 
+impl Counts {
+    /// Count the first `sent` payloads of the batch as sent.
+    fn add_sent(&mut self, payloads: &Payloads, sent: usize) {
+        self.sent += sent as u64;
+        self.bytes += (0..sent).map(|i| payloads.get(i).len() as u64).sum::<u64>();
+    }
+}
+
 /// Counters for `--stats`.
 #[derive(Default)]
 struct Counts {
@@ -670,24 +678,14 @@ fn fire(
             Grant::Signal(sig) => break Ending::Signal(sig),
         };
         let batch = payloads.fill(max, &config.target, signals)?;
-        if config.seq && payloads.fixed.is_none() {
-            for slot in &mut payloads.slots[..batch.len] {
-                sequencer.stamp(slot);
-            }
-        }
-        let mut stamp = |d: &mut [u8]| sequencer.stamp(d);
-        let stamp: Option<crate::transmit::Stamp<'_>> =
-            if config.seq { Some(&mut stamp) } else { None };
-        let sent = match &payloads.fixed {
-            Some(payload) => tx.send_copies(payload, batch.len, stamp),
-            None => {
-                let refs: Vec<&[u8]> = (0..batch.len).map(|i| payloads.get(i)).collect();
-                tx.send_each(&refs)
-            }
-        }
+        let sent = transmit(
+            &mut payloads,
+            batch.len,
+            &mut tx,
+            config.seq.then_some(&mut sequencer),
+        )
         .map_err(|e| net_error(e, config.target))?;
-        counts.sent += sent as u64;
-        counts.bytes += (0..sent).map(|i| payloads.get(i).len() as u64).sum::<u64>();
+        counts.add_sent(&payloads, sent);
         schedule.sent(sent);
         progress.update(counts.sent);
         if sent < batch.len {
@@ -720,6 +718,34 @@ fn clone_source(source: &Source) -> Source {
     match source {
         Source::Fixed(p) => Source::Fixed(p.clone()),
         Source::Lines => Source::Lines,
+    }
+}
+
+/// Send the `n` payloads of a batch (stamped with `--seq` headers when a sequencer is
+/// given): one GSO call for a repeated payload, `sendmmsg` for lines.
+fn transmit(
+    payloads: &mut Payloads,
+    n: usize,
+    tx: &mut Transmitter,
+    mut sequencer: Option<&mut Sequencer>,
+) -> io::Result<usize> {
+    if let (Some(seq), None) = (sequencer.as_deref_mut(), &payloads.fixed) {
+        for slot in &mut payloads.slots[..n] {
+            seq.stamp(slot);
+        }
+    }
+    match &payloads.fixed {
+        Some(payload) => match sequencer {
+            Some(seq) => {
+                let mut stamp = |d: &mut [u8]| seq.stamp(d);
+                tx.send_copies(payload, n, Some(&mut stamp))
+            }
+            None => tx.send_copies(payload, n, None),
+        },
+        None => {
+            let refs: Vec<&[u8]> = (0..n).map(|i| payloads.get(i)).collect();
+            tx.send_each(&refs)
+        }
     }
 }
 
@@ -929,23 +955,9 @@ fn pipelined(
             match schedule.poll(BATCH, now) {
                 Poll::Go(max) => {
                     let batch = payloads.fill(max, &config.target, signals)?;
-                    if payloads.fixed.is_none() {
-                        for slot in &mut payloads.slots[..batch.len] {
-                            sequencer.stamp(slot);
-                        }
-                    }
-                    let mut stamp = |d: &mut [u8]| sequencer.stamp(d);
-                    let sent = match &payloads.fixed {
-                        Some(payload) => tx.send_copies(payload, batch.len, Some(&mut stamp)),
-                        None => {
-                            let refs: Vec<&[u8]> =
-                                (0..batch.len).map(|i| payloads.get(i)).collect();
-                            tx.send_each(&refs)
-                        }
-                    }
-                    .map_err(|e| net_error(e, config.target))?;
-                    counts.sent += sent as u64;
-                    counts.bytes += (0..sent).map(|i| payloads.get(i).len() as u64).sum::<u64>();
+                    let sent = transmit(&mut payloads, batch.len, &mut tx, Some(&mut sequencer))
+                        .map_err(|e| net_error(e, config.target))?;
+                    counts.add_sent(&payloads, sent);
                     schedule.sent(sent);
                     progress.update(counts.sent);
                     last_send = Instant::now();

@@ -263,21 +263,8 @@ pub(crate) fn send_replies(
             hdr.msg_controllen = unsafe { write_pktinfo(hdr, from, replies[i].to.is_ipv4()) };
         }
     }
-    let mut sent = 0;
-    while sent < n {
-        // SAFETY: msgs[sent..n] point at names, iovecs, payloads and controls alive here.
-        let rc =
-            unsafe { libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return if sent == 0 { Err(err) } else { Ok(sent) };
-        }
-        sent += rc as usize;
-    }
-    Ok(sent)
+    // SAFETY: msgs point at names, iovecs, payloads and controls alive here.
+    unsafe { sendmmsg_all(fd, &mut msgs) }
 }
 
 /// Write a source-address cmsg into `hdr`'s control buffer: `IP_PKTINFO` with
@@ -384,11 +371,20 @@ pub(crate) fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
             m
         })
         .collect();
+    // SAFETY: msgs point at iovecs and payloads alive for the call.
+    unsafe { sendmmsg_all(fd, &mut msgs[..n]) }
+}
+
+/// `sendmmsg` until every message went, an error stopped it, or a signal was retried.
+/// Returns how many were sent, or the error when the first one failed.
+///
+/// # Safety
+/// Every pointer in `msgs` must point at memory that stays valid for the call.
+unsafe fn sendmmsg_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    let n = msgs.len();
     let mut sent = 0;
     while sent < n {
-        // SAFETY: msgs[sent..n] point at iovecs and payloads alive for the call.
-        let rc =
-            unsafe { libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0) };
+        let rc = libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0);
         if rc < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {

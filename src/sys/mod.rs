@@ -124,13 +124,21 @@ pub(crate) fn std_to_sockaddr(
     (storage, len as libc::socklen_t)
 }
 
-/// The broadcast addresses of this host's interfaces: each IPv4 address with its host
-/// bits set (so loopback's 127.255.255.255 counts, though `lo` has no IFF_BROADCAST),
-/// plus 255.255.255.255.
-pub(crate) fn broadcast_addrs() -> Vec<Ipv4Addr> {
-    let mut out = vec![Ipv4Addr::BROADCAST];
+/// One address of one interface, from `getifaddrs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IfAddr {
+    pub(crate) index: u32,
+    pub(crate) addr: IpAddr,
+    /// The IPv4 netmask (None for IPv6).
+    pub(crate) netmask: Option<Ipv4Addr>,
+}
+
+/// Every IPv4 and IPv6 address of this host's interfaces.
+pub(crate) fn interface_addrs() -> Vec<IfAddr> {
+    let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills ifap with a list we walk read-only and free once.
+    // SAFETY: getifaddrs fills ifap with a list we walk read-only and free once; each
+    // sockaddr is read as the type its family says.
     unsafe {
         if libc::getifaddrs(&mut ifap) != 0 {
             return out;
@@ -138,25 +146,59 @@ pub(crate) fn broadcast_addrs() -> Vec<Ipv4Addr> {
         let mut cur = ifap;
         while !cur.is_null() {
             let ifa = &*cur;
-            if !ifa.ifa_addr.is_null()
-                && !ifa.ifa_netmask.is_null()
-                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
-            {
-                let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                let mask = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
-                let a = u32::from_be(addr.sin_addr.s_addr);
-                let m = u32::from_be(mask.sin_addr.s_addr);
-                // /31 and /32 networks have no broadcast address (RFC 3021).
-                if m.count_ones() < 31 {
-                    let b = Ipv4Addr::from(a | !m);
-                    if !out.contains(&b) {
-                        out.push(b);
-                    }
-                }
-            }
             cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() {
+                continue;
+            }
+            let index = libc::if_nametoindex(ifa.ifa_name);
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    let netmask = (!ifa.ifa_netmask.is_null()).then(|| {
+                        let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                        Ipv4Addr::from(u32::from_be(m.sin_addr.s_addr))
+                    });
+                    let addr = IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                    out.push(IfAddr {
+                        index,
+                        addr,
+                        netmask,
+                    });
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    let addr = IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr));
+                    out.push(IfAddr {
+                        index,
+                        addr,
+                        netmask: None,
+                    });
+                }
+                _ => {}
+            }
         }
         libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+/// The broadcast addresses of this host's interfaces: each IPv4 address with its host
+/// bits set (so loopback's 127.255.255.255 counts, though `lo` has no IFF_BROADCAST),
+/// plus 255.255.255.255.
+pub(crate) fn broadcast_addrs() -> Vec<Ipv4Addr> {
+    let mut out = vec![Ipv4Addr::BROADCAST];
+    for ifa in interface_addrs() {
+        let (IpAddr::V4(a), Some(m)) = (ifa.addr, ifa.netmask) else {
+            continue;
+        };
+        let (a, m) = (u32::from(a), u32::from(m));
+        // /31 and /32 networks have no broadcast address (RFC 3021).
+        if m.count_ones() < 31 {
+            let b = Ipv4Addr::from(a | !m);
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
     }
     out
 }
