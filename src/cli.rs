@@ -446,6 +446,57 @@ fn parse_max_size(s: &str) -> Result<usize, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use proptest::prelude::*;
+
+    /// Words a fuzzer should combine: every subcommand and flag, and awkward values.
+    fn word() -> impl Strategy<Value = String> {
+        let known: Vec<String> = {
+            let mut v = vec![
+                "send",
+                "listen",
+                "echo",
+                "multicast",
+                "join",
+                "completions",
+                "manpage",
+                "--",
+                "-",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+            fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+                for a in cmd.get_arguments() {
+                    if let Some(l) = a.get_long() {
+                        out.push(format!("--{l}"));
+                    }
+                    if let Some(c) = a.get_short() {
+                        out.push(format!("-{c}"));
+                    }
+                }
+                for sub in cmd.get_subcommands() {
+                    walk(sub, out);
+                }
+            }
+            walk(&Cli::command(), &mut v);
+            v
+        };
+        prop_oneof![
+            proptest::sample::select(known),
+            Just("127.0.0.1:9".to_string()),
+            Just("[::1]:0".to_string()),
+            Just("239.1.2.3:0".to_string()),
+            "[0-9]{0,6}",
+            "\\PC{0,12}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_command_line_makes_the_parser_panic(words in proptest::collection::vec(word(), 0..8)) {
+            let _ = Cli::try_parse_from(std::iter::once("dgram".to_string()).chain(words));
+        }
+    }
 
     #[test]
     fn the_definition_is_consistent() {
