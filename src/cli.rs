@@ -491,6 +491,24 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn the_fuzz_corpus_replays_without_panics() {
+        // guards: every input cargo-fuzz kept for fuzz/fuzz_targets/cli.rs
+        use std::os::unix::ffi::OsStringExt;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/cli");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("the committed corpus") {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            let args = std::iter::once(OsString::from("dgram")).chain(
+                data.split(|&b| b == 0)
+                    .map(|a| OsString::from_vec(a.to_vec())),
+            );
+            let _ = Cli::try_parse_from(args);
+            n += 1;
+        }
+        assert!(n >= 4, "{n} corpus files");
+    }
+
     proptest! {
         #[test]
         fn no_command_line_makes_the_parser_panic(words in proptest::collection::vec(word(), 0..8)) {

@@ -345,6 +345,27 @@ mod tests {
         assert_eq!(generated(65_507).len(), 65_507);
     }
 
+    #[test]
+    fn the_fuzz_corpus_replays_without_panics() {
+        // guards: every input cargo-fuzz kept for fuzz/fuzz_targets/payload.rs
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/payload");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("the committed corpus") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            for enc in [
+                Encoding::Text,
+                Encoding::Hex,
+                Encoding::Base64,
+                Encoding::Escapes,
+            ] {
+                let _ = decode(&bytes, enc);
+            }
+            assert!(all_lines(&bytes).iter().map(Vec::len).sum::<usize>() <= bytes.len());
+            n += 1;
+        }
+        assert!(n > 50, "{n} corpus files");
+    }
+
     proptest! {
         #[test]
         fn decode_inverts_encode(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {

@@ -1,0 +1,32 @@
+//! Fuzz the payload decoders and the stdin line splitter (src/payload.rs, included as it
+//! is): no input panics, and what encodes decodes back.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../src/payload.rs"]
+#[allow(dead_code)]
+mod payload;
+
+use payload::{decode, Encoding, Lines};
+
+fuzz_target!(|data: &[u8]| {
+    for enc in [
+        Encoding::Text,
+        Encoding::Hex,
+        Encoding::Base64,
+        Encoding::Escapes,
+    ] {
+        let _ = decode(data, enc);
+    }
+    let mut lines = Lines::new(data);
+    let mut line = Vec::new();
+    let mut total = 0;
+    while lines.next_into(&mut line).unwrap() {
+        total += line.len();
+        assert!(!line.contains(&b'\n'));
+    }
+    assert!(total <= data.len());
+    let hex = payload::hex(data);
+    assert_eq!(decode(hex.as_bytes(), Encoding::Hex).unwrap(), data);
+});
