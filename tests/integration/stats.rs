@@ -81,14 +81,14 @@ fn duplicates_and_reordering_from_the_echo_are_counted() {
     r.expect_code(0);
     let v = json_last_line(&r.stderr);
     assert_eq!(
-        (
-            v["received"].as_u64(),
-            v["duplicates"].as_u64(),
-            v["lost"].as_u64()
-        ),
-        (Some(200), Some(200), Some(0)),
+        (v["received"].as_u64(), v["lost"].as_u64()),
+        (Some(200), Some(0)),
         "{v}"
     );
+    // The run ends once every datagram has its answer: the last reply's twin may still be
+    // on its way then, and is not waited for.
+    let dups = v["duplicates"].as_u64().unwrap();
+    assert!((199..=200).contains(&dups), "{v}");
     let echo = Server::start(&["echo", "0", "--reorder", "0.5", "--seed", "2"]);
     let r = run(&[
         "send",
