@@ -180,3 +180,68 @@ fn idle_servers_use_no_cpu() {
         assert!(a - b <= 1, "{} ticks while idle", a - b);
     }
 }
+
+#[test]
+fn thirty_seconds_of_flood_from_many_sources_leave_memory_and_fds_flat() {
+    // ~20,000 datagrams/s from 2,000 sources across 127/8, for 30 s, at an echo with a
+    // per-source limit (its table capped at 1,000) and a listen (to /dev/null).
+    let echo = Server::start(&["echo", "0", "--rate-limit", "50", "--max-sources", "1000"]);
+    let listen = Server::start(&["listen", "0"]);
+    let targets = [echo.addr, listen.addr];
+    let pids = [echo.guard.child.id(), listen.guard.child.id()];
+    let fds: Vec<usize> = pids.iter().map(|&p| fd_count(p)).collect();
+    let sources: Vec<std::net::UdpSocket> = (0..2_000u32)
+        .filter_map(|i| {
+            std::net::UdpSocket::bind((
+                format!("127.{}.{}.{}", 10 + i / 62_500, i / 250 % 250, 1 + i % 250).as_str(),
+                0,
+            ))
+            .ok()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut warm_rss: Option<Vec<u64>> = None;
+    let mut peak = [0u64; 2];
+    let mut sent = 0u64;
+    while start.elapsed() < Duration::from_secs(30) {
+        // One second's worth, paced in 20 slices.
+        for _ in 0..20 {
+            for _ in 0..1_000 {
+                let s = &sources[(sent as usize) % sources.len()];
+                let _ = s.send_to(b"flood", targets[(sent % 2) as usize]);
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let rss: Vec<u64> = pids.iter().map(|&p| proc_status(p, "VmRSS:")).collect();
+        if start.elapsed() >= Duration::from_secs(5) && warm_rss.is_none() {
+            warm_rss = Some(rss.clone());
+        }
+        for i in 0..2 {
+            peak[i] = peak[i].max(rss[i]);
+        }
+    }
+    let warm = warm_rss.expect("ran past warm-up");
+    for (i, name) in ["echo", "listen"].iter().enumerate() {
+        assert!(peak[i] <= 32 * 1024, "{name} peak RSS {} KiB", peak[i]);
+        assert!(
+            peak[i] <= warm[i] + 2 * 1024,
+            "{name} grew after warm-up: {} -> {} KiB",
+            warm[i],
+            peak[i]
+        );
+        assert_eq!(fd_count(pids[i]), fds[i], "{name} leaked file descriptors");
+    }
+    // Once the flood stops, a new source is answered at once.
+    let probe = peer("127.0.0.2");
+    let t = Instant::now();
+    probe.send_to(b"after", echo.addr).unwrap();
+    assert_eq!(recv(&probe).0, b"after");
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(sent > 300_000, "{sent} sent");
+    drop(listen);
+}
