@@ -67,7 +67,7 @@ impl Handler for Printer {
         payload: &[u8],
         time: SystemTime,
     ) -> anyhow::Result<bool> {
-        if !self.filter.is_open() && !self.filter.admits(meta.peer.ip()) {
+        if !self.filter.admits(meta.peer.ip()) {
             self.filtered += 1;
             trace!(peer = %meta.peer, len = meta.len, "filtered");
             return Ok(false);

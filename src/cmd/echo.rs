@@ -169,7 +169,7 @@ impl Handler for Echo {
         payload: &[u8],
         time: SystemTime,
     ) -> anyhow::Result<bool> {
-        if !self.filter.is_open() && !self.filter.admits(meta.peer.ip()) {
+        if !self.filter.admits(meta.peer.ip()) {
             self.counts.filtered += 1;
             return Ok(false);
         }
