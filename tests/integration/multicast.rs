@@ -328,7 +328,7 @@ impl Netns {
         let (a, b) = (&names[0], &names[1]);
         let ok = sh(format!("ip netns add {a} && ip netns add {b}"))
             && sh(format!("ip link add va-{id} netns {a} type veth peer name vb-{id} netns {b}"))
-            && sh(format!("ip -n {a} link set lo up && ip -n {a} link set va-{id} up && ip -n {a} addr add fd99::1/64 dev va-{id} nodad && ip -n {a} addr add 10.99.0.1/24 dev va-{id}"))
+            && sh(format!("ip -n {a} link set lo up && ip -n {a} link set va-{id} up && ip -n {a} addr add fd99::1/64 dev va-{id} nodad && ip -n {a} addr add fd99::3/64 dev va-{id} nodad && ip -n {a} addr add 10.99.0.1/24 dev va-{id}"))
             && sh(format!("ip -n {b} link set lo up && ip -n {b} link set vb-{id} up && ip -n {b} addr add fd99::2/64 dev vb-{id} nodad && ip -n {b} addr add 10.99.0.2/24 dev vb-{id}"));
         let ns = Netns { names };
         ok.then_some(ns)
@@ -356,6 +356,28 @@ fn in_ns(ns: &str, args: &[&str]) -> Guard {
     let mut g = spawn_cmd("ip", &full, None);
     g.close_stdin();
     g
+}
+
+fn ns_joiner_ssm(ns: &str, iface: &str, source: &str) -> (Guard, u16) {
+    let g = in_ns(
+        ns,
+        &[
+            "multicast",
+            "join",
+            "[ff3e::4243]:0",
+            "--iface",
+            iface,
+            "--source",
+            source,
+            "-w",
+            "1s",
+            "-f",
+            "line",
+        ],
+    );
+    let port = g.announced().port();
+    g.wait_stderr("joined ");
+    (g, port)
 }
 
 fn ns_joiner(ns: &str, target: &str, iface: &str, wait: &str) -> (Guard, u16) {
@@ -405,6 +427,28 @@ fn groups_cross_a_veth_pair_with_the_ttl_asked_and_no_loop_skips_local_joiners()
     .finish()
     .expect_code(0);
     g.finish().expect_code(0).expect_stdout(b"six across\n");
+
+    // IPv6 source-specific (SSM range ff3e::/32): only fd99::1 is heard, not fd99::3.
+    let (g, port) = ns_joiner_ssm(b, &if_b, "fd99::1");
+    let to = format!("[ff3e::4243]:{port}");
+    for (from, msg) in [("[fd99::3]:0", "from three"), ("[fd99::1]:0", "from one")] {
+        in_ns(
+            a,
+            &[
+                "multicast",
+                "send",
+                &to,
+                msg,
+                "--iface",
+                &if_a,
+                "--bind",
+                from,
+            ],
+        )
+        .finish()
+        .expect_code(0);
+    }
+    g.finish().expect_code(0).expect_stdout(b"from one\n");
 
     // IPv4: the TTL on the wire is what --ttl says (default 1), read by a receiver with
     // IP_RECVTTL. (Measured here: Linux 6.18 transmits TTL-0 multicast too, so "TTL 0 stays
