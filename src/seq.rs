@@ -22,7 +22,6 @@ const VERSION: u8 = 1;
 
 /// A parsed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // sent_ns is read by the tests and kept for pcap and delay work
 pub(crate) struct Header {
     pub(crate) seq: u64,
     pub(crate) sent_ns: u64,
