@@ -508,3 +508,41 @@ for _ in range(3):
     far.finish().expect_code(0).expect_stdout(b"not home\n");
     near.finish().expect_code(0).expect_stdout(b"");
 }
+
+#[test]
+fn multicast_send_collect_gathers_answers_from_members() {
+    // A member that answers every datagram from its own (unicast) address: discovery.
+    let script = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 0))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton("239.7.8.3") + socket.inet_aton("127.0.0.1"))
+print(s.getsockname()[1], flush=True)
+s.settimeout(10)
+data, addr = s.recvfrom(100)
+s.sendto(b"member here: " + data, addr)
+"#;
+    if !have("python3") {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let g = spawn_cmd("python3", &["-c", script], None);
+    let out = g.wait_stdout("the port", |o| o.contains(&b'\n'));
+    let port = String::from_utf8_lossy(&out).trim().to_string();
+    run(&[
+        "multicast",
+        "send",
+        &format!("239.7.8.3:{port}"),
+        "who is there",
+        "--iface",
+        "127.0.0.1",
+        "--collect",
+        "-w",
+        "500ms",
+        "-f",
+        "line",
+    ])
+    .expect_code(0)
+    .expect_stdout(b"member here: who is there\n");
+}
