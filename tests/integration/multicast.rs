@@ -240,26 +240,38 @@ fn bad_groups_and_interfaces_are_usage_errors() {
     }
 }
 
-#[test]
-fn a_python_joiner_receives_what_multicast_send_sends() {
-    let script = r#"
-import socket, struct, sys
+/// A Python socket that joins `group` on loopback, takes one datagram and runs `then`
+/// (Python, with `data`, `addr` and the socket `s`). Returns it and its port, or `None`
+/// (skipped) without python3.
+fn python_member(group: &str, then: &str) -> Option<(Guard, String)> {
+    if !have("python3") {
+        eprintln!("skipped: python3 is not installed");
+        return None;
+    }
+    let script = format!(
+        r#"
+import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", 0))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton("239.7.8.1") + socket.inet_aton("127.0.0.1"))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton("{group}") + socket.inet_aton("127.0.0.1"))
 print(s.getsockname()[1], flush=True)
 s.settimeout(10)
 data, addr = s.recvfrom(100)
-print(data.decode(), flush=True)
-"#;
-    if !have("python3") {
-        eprintln!("skipped: python3 is not installed");
-        return;
-    }
-    let g = spawn_cmd("python3", &["-c", script], None);
+{then}
+"#
+    );
+    let g = spawn_cmd("python3", &["-c", &script], None);
     let out = g.wait_stdout("the port", |o| o.contains(&b'\n'));
     let port = String::from_utf8_lossy(&out).trim().to_string();
+    Some((g, port))
+}
+
+#[test]
+fn a_python_joiner_receives_what_multicast_send_sends() {
+    let Some((g, port)) = python_member("239.7.8.1", "print(data.decode(), flush=True)") else {
+        return;
+    };
     run(&[
         "multicast",
         "send",
@@ -512,24 +524,11 @@ for _ in range(3):
 #[test]
 fn multicast_send_collect_gathers_answers_from_members() {
     // A member that answers every datagram from its own (unicast) address: discovery.
-    let script = r#"
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 0))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton("239.7.8.3") + socket.inet_aton("127.0.0.1"))
-print(s.getsockname()[1], flush=True)
-s.settimeout(10)
-data, addr = s.recvfrom(100)
-s.sendto(b"member here: " + data, addr)
-"#;
-    if !have("python3") {
-        eprintln!("skipped: python3 is not installed");
+    let Some((_member, port)) =
+        python_member("239.7.8.3", r#"s.sendto(b"member here: " + data, addr)"#)
+    else {
         return;
-    }
-    let g = spawn_cmd("python3", &["-c", script], None);
-    let out = g.wait_stdout("the port", |o| o.contains(&b'\n'));
-    let port = String::from_utf8_lossy(&out).trim().to_string();
+    };
     run(&[
         "multicast",
         "send",

@@ -59,27 +59,21 @@ fn ten_thousand_seq_round_trips_through_a_lossy_echo_are_accounted_exactly() {
     );
 }
 
+/// 200 `--seq` round trips at 5,000/s through `echo`; the JSON summary (exit 0 checked).
+fn seq_round_trips(echo: &Server) -> serde_json::Value {
+    let target = echo.addr.to_string();
+    let r = run(&[
+        "send", &target, "x", "--seq", "-n", "200", "--rate", "5000", "-r", "-w", "300ms",
+        "--stats", "-f", "json",
+    ]);
+    r.expect_code(0);
+    json_last_line(&r.stderr)
+}
+
 #[test]
 fn duplicates_and_reordering_from_the_echo_are_counted() {
     let echo = Server::start(&["echo", "0", "--duplicate", "1"]);
-    let r = run(&[
-        "send",
-        &echo.addr.to_string(),
-        "x",
-        "--seq",
-        "-n",
-        "200",
-        "--rate",
-        "5000",
-        "-r",
-        "-w",
-        "300ms",
-        "--stats",
-        "-f",
-        "json",
-    ]);
-    r.expect_code(0);
-    let v = json_last_line(&r.stderr);
+    let v = seq_round_trips(&echo);
     assert_eq!(
         (v["received"].as_u64(), v["lost"].as_u64()),
         (Some(200), Some(0)),
@@ -90,24 +84,7 @@ fn duplicates_and_reordering_from_the_echo_are_counted() {
     let dups = v["duplicates"].as_u64().unwrap();
     assert!((199..=200).contains(&dups), "{v}");
     let echo = Server::start(&["echo", "0", "--reorder", "0.5", "--seed", "2"]);
-    let r = run(&[
-        "send",
-        &echo.addr.to_string(),
-        "x",
-        "--seq",
-        "-n",
-        "200",
-        "--rate",
-        "5000",
-        "-r",
-        "-w",
-        "300ms",
-        "--stats",
-        "-f",
-        "json",
-    ]);
-    r.expect_code(0);
-    let v = json_last_line(&r.stderr);
+    let v = seq_round_trips(&echo);
     assert!(v["reordered"].as_u64().unwrap() > 10, "{v}");
     assert_eq!(v["lost"], 0);
 }
