@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAdd
 
 /// The address family a command is restricted to by `-4` / `-6`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Family {
+pub enum Family {
     /// Whatever the address or the resolver gives.
     #[default]
     Any,
@@ -36,7 +36,7 @@ impl Family {
 
 /// Why an address was refused. Always exit 2: the input, not the network, is at fault.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct AddrError(pub(crate) String);
+pub struct AddrError(pub String);
 
 impl fmt::Display for AddrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,7 +48,7 @@ impl std::error::Error for AddrError {}
 
 /// What the text before the port names.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Host<'a> {
+pub enum Host<'a> {
     Ip(IpAddr, u32),
     Name(&'a str),
 }
@@ -58,7 +58,7 @@ pub(crate) enum Host<'a> {
 ///
 /// `bare_port` is what a lone `PORT` stands for (servers: loopback), or `None` when a
 /// host is required (`send`).
-pub(crate) fn split(text: &str, bare_port: Option<IpAddr>) -> Result<(Host<'_>, u16), AddrError> {
+pub fn split(text: &str, bare_port: Option<IpAddr>) -> Result<(Host<'_>, u16), AddrError> {
     let err = |why: &str| Err(AddrError(format!("invalid address '{text}': {why}")));
     if text.is_empty() {
         return err("empty");
@@ -145,11 +145,8 @@ fn scope_id(scope: &str) -> Result<u32, String> {
 }
 
 /// The index of the interface called `name`, or `None` if there is none.
-pub(crate) fn interface_index(name: &str) -> Option<u32> {
-    let c_name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: c_name is a valid NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    (index != 0).then_some(index)
+pub fn interface_index(name: &str) -> Option<u32> {
+    crate::sys::if_nametoindex(name)
 }
 
 fn with_scope(addr: SocketAddr, scope: u32) -> SocketAddr {
@@ -193,7 +190,7 @@ fn resolve(text: &str, name: &str, port: u16, family: Family) -> Result<SocketAd
 }
 
 /// Parse and resolve a destination (`send`): a host is required, port 0 is refused.
-pub(crate) fn parse_target(text: &str, family: Family) -> Result<SocketAddr, AddrError> {
+pub fn parse_target(text: &str, family: Family) -> Result<SocketAddr, AddrError> {
     let (host, port) = split(text, None)?;
     if port == 0 {
         return Err(AddrError(format!(
@@ -210,7 +207,7 @@ pub(crate) fn parse_target(text: &str, family: Family) -> Result<SocketAddr, Add
 /// Parse and resolve a local address to bind (servers, `--bind`).
 ///
 /// A bare `PORT` is loopback: `127.0.0.1:PORT`, or `[::1]:PORT` under `-6`.
-pub(crate) fn parse_local(text: &str, family: Family) -> Result<SocketAddr, AddrError> {
+pub fn parse_local(text: &str, family: Family) -> Result<SocketAddr, AddrError> {
     let loopback = match family {
         Family::V6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
         _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -226,7 +223,7 @@ pub(crate) fn parse_local(text: &str, family: Family) -> Result<SocketAddr, Addr
 }
 
 /// Show and filter IPv4-mapped IPv6 peers (`::ffff:1.2.3.4`) as the IPv4 they are.
-pub(crate) fn normalize(addr: SocketAddr) -> SocketAddr {
+pub fn normalize(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
@@ -237,7 +234,7 @@ pub(crate) fn normalize(addr: SocketAddr) -> SocketAddr {
 }
 
 /// The IP of `addr` with IPv4-mapped addresses unwrapped.
-pub(crate) fn normalize_ip(ip: IpAddr) -> IpAddr {
+pub fn normalize_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

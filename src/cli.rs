@@ -22,26 +22,26 @@ use crate::units::{parse_bytes, parse_duration};
     disable_help_subcommand = true,
     max_term_width = 100
 )]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(flatten)]
-    pub(crate) log: LogOpts,
+    pub log: LogOpts,
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub command: Command,
 }
 
 /// `-v` / `-q`, accepted before or after the subcommand.
 #[derive(Debug, Args)]
-pub(crate) struct LogOpts {
+pub struct LogOpts {
     /// More log detail on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub(crate) verbose: u8,
+    pub verbose: u8,
     /// Errors only on stderr (the `listening on` line is still printed)
     #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub(crate) quiet: bool,
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Send datagrams, optionally wait for replies
     #[command(after_help = SEND_EXAMPLES)]
     Send(SendArgs),
@@ -71,7 +71,7 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum MulticastCommand {
+pub enum MulticastCommand {
     /// Join GROUP:PORT (several at once) and print what arrives, as listen does
     #[command(after_help = JOIN_EXAMPLES)]
     Join(JoinArgs),
@@ -93,39 +93,39 @@ Examples:
   dgram multicast send 239.255.255.250:1900 -e 'M-SEARCH * HTTP/1.1\\r\\n...' --collect -w 2s";
 
 #[derive(Debug, Args)]
-pub(crate) struct JoinArgs {
+pub struct JoinArgs {
     /// Groups to join: GROUP:PORT, [GROUP%IFACE]:PORT; all on one port (0: a free one)
     #[arg(value_name = "GROUP:PORT", required = true)]
-    pub(crate) groups: Vec<String>,
+    pub groups: Vec<String>,
     /// Interface to join on: NAME, ADDRESS or INDEX (default: the kernel's choice, the
     /// interface of the route to the group)
     #[arg(long, value_name = "IFACE")]
-    pub(crate) iface: Option<String>,
+    pub iface: Option<String>,
     /// Join source-specific: receive the groups from this sender only (SSM)
     #[arg(long, value_name = "ADDR")]
-    pub(crate) source: Option<std::net::IpAddr>,
+    pub source: Option<std::net::IpAddr>,
     /// Explain at start what could keep datagrams away (also printed when --timeout ends
     /// a run that received nothing)
     #[arg(long)]
-    pub(crate) diagnose: bool,
+    pub diagnose: bool,
     #[command(flatten)]
-    pub(crate) family: FamilyOpts,
+    pub family: FamilyOpts,
     #[command(flatten)]
-    pub(crate) receive: ReceiveOpts,
+    pub receive: ReceiveOpts,
     #[command(flatten)]
-    pub(crate) socket: SocketOpts,
+    pub socket: SocketOpts,
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct MulticastSendArgs {
+pub struct MulticastSendArgs {
     #[command(flatten)]
-    pub(crate) send: SendArgs,
+    pub send: SendArgs,
     /// Interface to send on: NAME, ADDRESS or INDEX (default: the kernel's choice)
     #[arg(long, value_name = "IFACE")]
-    pub(crate) iface: Option<String>,
+    pub iface: Option<String>,
     /// Do not loop our datagrams back to joiners on this host
     #[arg(long)]
-    pub(crate) no_loop: bool,
+    pub no_loop: bool,
 }
 
 const SEND_EXAMPLES: &str = "\
@@ -152,66 +152,66 @@ Examples:
 
 /// `-4` / `-6`.
 #[derive(Debug, Args, Clone, Copy)]
-pub(crate) struct FamilyOpts {
+pub struct FamilyOpts {
     /// IPv4 only
     #[arg(short = '4', conflicts_with = "ipv6")]
-    pub(crate) ipv4: bool,
+    pub ipv4: bool,
     /// IPv6 only (and `[::]` binds v6-only)
     #[arg(short = '6')]
-    pub(crate) ipv6: bool,
+    pub ipv6: bool,
 }
 
 /// Socket options every subcommand takes.
 #[derive(Debug, Args, Clone)]
-pub(crate) struct SocketOpts {
+pub struct SocketOpts {
     /// Receive buffer size, SO_RCVBUF (e.g. 4M); warns when the kernel gives less
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
-    pub(crate) rcvbuf: Option<usize>,
+    pub rcvbuf: Option<usize>,
     /// Send buffer size, SO_SNDBUF (e.g. 1M); warns when the kernel gives less
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
-    pub(crate) sndbuf: Option<usize>,
+    pub sndbuf: Option<usize>,
     /// IP TTL / IPv6 hop limit of datagrams sent
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=255))]
-    pub(crate) ttl: Option<u32>,
+    pub ttl: Option<u32>,
     /// IP TOS / IPv6 traffic class byte of datagrams sent (e.g. 0xb8 or 184)
     #[arg(long, value_name = "N", value_parser = parse_byte)]
-    pub(crate) tos: Option<u32>,
+    pub tos: Option<u32>,
 }
 
 /// How the payload is written (MESSAGE, stdin lines, --file, --expect).
 #[derive(Debug, Args, Clone, Copy)]
 #[group(multiple = false)]
-pub(crate) struct EncodingOpts {
+pub struct EncodingOpts {
     /// Payload is hex; whitespace and 0x ignored. Replies print as hexdump
     #[arg(short = 'x', long)]
-    pub(crate) hex: bool,
+    pub hex: bool,
     /// Payload is base64
     #[arg(long)]
-    pub(crate) base64: bool,
+    pub base64: bool,
     /// Payload has escapes: \n \r \t \0 \\ \xHH
     #[arg(short = 'e', long)]
-    pub(crate) escapes: bool,
+    pub escapes: bool,
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct SendArgs {
+pub struct SendArgs {
     /// Where to send: HOST:PORT, [IPV6]:PORT, [IPV6%SCOPE]:PORT
     #[arg(value_name = "TARGET")]
-    pub(crate) target: String,
+    pub target: String,
     /// The datagram: the words joined by single spaces ('' sends an empty datagram).
     /// Without MESSAGE, stdin is read
     #[arg(value_name = "MESSAGE", value_parser = clap::value_parser!(OsString))]
-    pub(crate) message: Vec<OsString>,
+    pub message: Vec<OsString>,
 
     #[command(flatten)]
-    pub(crate) family: FamilyOpts,
+    pub family: FamilyOpts,
 
     /// Stdin: one datagram per line, line ending removed (the default)
     #[arg(long, conflicts_with_all = ["whole", "file", "size"], help_heading = "Payload")]
-    pub(crate) lines: bool,
+    pub lines: bool,
     /// Stdin: all of it is one datagram
     #[arg(long, conflicts_with_all = ["file", "size"], help_heading = "Payload")]
-    pub(crate) whole: bool,
+    pub whole: bool,
     /// The file's content is one datagram
     #[arg(
         long,
@@ -219,45 +219,45 @@ pub(crate) struct SendArgs {
         conflicts_with = "size",
         help_heading = "Payload"
     )]
-    pub(crate) file: Option<PathBuf>,
+    pub file: Option<PathBuf>,
     /// A generated payload of N bytes
     #[arg(long, value_name = "N", help_heading = "Payload")]
-    pub(crate) size: Option<usize>,
+    pub size: Option<usize>,
     /// Start every datagram with a sequence header (magic, number, send time), for loss,
     /// reordering, duplicates and delay at listen --stats, and RTT matching with --reply
     #[arg(long, help_heading = "Payload")]
-    pub(crate) seq: bool,
+    pub seq: bool,
     #[command(flatten, next_help_heading = "Payload")]
-    pub(crate) encoding: EncodingOpts,
+    pub encoding: EncodingOpts,
 
     /// Send N datagrams (the payload repeated; with stdin lines, at most N lines)
     #[arg(short = 'n', long, value_name = "N", value_parser = parse_count, help_heading = "Pacing")]
-    pub(crate) count: Option<u64>,
+    pub count: Option<u64>,
     /// Wait DUR between datagrams (500ms, 1s, ...)
     #[arg(short = 'i', long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "rate", help_heading = "Pacing")]
-    pub(crate) interval: Option<Duration>,
+    pub interval: Option<Duration>,
     /// Pace to PPS datagrams per second (token bucket)
     #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Pacing")]
-    pub(crate) rate: Option<f64>,
+    pub rate: Option<f64>,
     /// Keep sending for DUR (the payload repeated until then, or until --count)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Pacing")]
-    pub(crate) duration: Option<Duration>,
+    pub duration: Option<Duration>,
 
     /// After each datagram, wait for one reply from the target and print it
     #[arg(short = 'r', long, help_heading = "Replies")]
-    pub(crate) reply: bool,
+    pub reply: bool,
     /// How long to wait for a reply, per try
     #[arg(short = 'w', long, value_name = "DUR", value_parser = parse_duration, default_value = "2s", help_heading = "Replies")]
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
     /// Send the same datagram again up to N times when no reply comes
     #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Replies")]
-    pub(crate) retries: u32,
+    pub retries: u32,
     /// The reply must contain PATTERN (written like the message); implies --reply
     #[arg(long, value_name = "PATTERN", value_parser = clap::value_parser!(OsString), help_heading = "Replies")]
-    pub(crate) expect: Option<OsString>,
+    pub expect: Option<OsString>,
     /// Wait the whole timeout and print every reply from every responder (discovery)
     #[arg(long, conflicts_with_all = ["reply", "expect"], help_heading = "Replies")]
-    pub(crate) collect: bool,
+    pub collect: bool,
     /// How replies are printed (default raw; hexdump with -x)
     #[arg(
         short = 'f',
@@ -266,60 +266,60 @@ pub(crate) struct SendArgs {
         value_name = "FORMAT",
         help_heading = "Replies"
     )]
-    pub(crate) format: Option<Format>,
+    pub format: Option<Format>,
 
     /// Local address to send from, ADDR or PORT
     #[arg(long, value_name = "ADDR", help_heading = "Socket")]
-    pub(crate) bind: Option<String>,
+    pub bind: Option<String>,
     /// Allow sending to a broadcast address (SO_BROADCAST)
     #[arg(long, help_heading = "Socket")]
-    pub(crate) broadcast: bool,
+    pub broadcast: bool,
     /// Set the don't-fragment bit: too large for the path fails instead of fragmenting
     #[arg(long, help_heading = "Socket")]
-    pub(crate) dont_fragment: bool,
+    pub dont_fragment: bool,
     #[command(flatten, next_help_heading = "Socket")]
-    pub(crate) socket: SocketOpts,
+    pub socket: SocketOpts,
 
     /// Print a summary on stderr at the end (JSON with --format json)
     #[arg(long)]
-    pub(crate) stats: bool,
+    pub stats: bool,
     /// With --stats and replies: draw the RTT distribution even when stderr is not a terminal
     #[arg(long)]
-    pub(crate) histogram: bool,
+    pub histogram: bool,
 }
 
 /// What every receiving subcommand takes: limits, filters, readiness, output.
 #[derive(Debug, Args)]
-pub(crate) struct ReceiveOpts {
+pub struct ReceiveOpts {
     /// Exit after N datagrams (exit 1 if something else ends the run first)
     #[arg(short = 'n', long, value_name = "N", value_parser = parse_count)]
-    pub(crate) count: Option<u64>,
+    pub count: Option<u64>,
     /// Exit when nothing has arrived for DUR
     #[arg(short = 'w', long, value_name = "DUR", value_parser = parse_duration)]
-    pub(crate) timeout: Option<Duration>,
+    pub timeout: Option<Duration>,
     /// Exit after DUR
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub(crate) duration: Option<Duration>,
+    pub duration: Option<Duration>,
     /// Accept only sources in CIDR (repeatable)
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    pub(crate) allow: Vec<IpNet>,
+    pub allow: Vec<IpNet>,
     /// Drop sources in CIDR (repeatable; wins over --allow)
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
-    pub(crate) deny: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
     /// Keep at most BYTES of each datagram; longer ones are reported truncated
     #[arg(long, value_name = "BYTES", value_parser = parse_max_size, default_value = "65535")]
-    pub(crate) max_size: usize,
+    pub max_size: usize,
     /// Share the port with other sockets (SO_REUSEPORT)
     #[arg(long)]
-    pub(crate) reuse_port: bool,
+    pub reuse_port: bool,
     /// Take coalesced batches from the kernel (UDP GRO, Linux), split back into datagrams:
     /// less CPU for traffic that arrives coalesced, but a local GSO sender is no longer
     /// slowed to the receiver's pace, so floods lose more. Not with --count
     #[arg(long, conflicts_with = "count")]
-    pub(crate) gro: bool,
+    pub gro: bool,
     /// Once bound, write the address to PATH (atomically), for scripts to wait on
     #[arg(long, value_name = "PATH")]
-    pub(crate) ready_file: Option<PathBuf>,
+    pub ready_file: Option<PathBuf>,
     /// How datagrams are printed
     #[arg(
         short = 'f',
@@ -328,72 +328,72 @@ pub(crate) struct ReceiveOpts {
         value_name = "FORMAT",
         default_value = "raw"
     )]
-    pub(crate) format: Format,
+    pub format: Format,
     /// Print a summary on stderr at the end (JSON with --format json)
     #[arg(long)]
-    pub(crate) stats: bool,
+    pub stats: bool,
     /// A stats line on stderr every DUR while running, as iperf3 -i (JSON with --format json)
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub(crate) stats_interval: Option<Duration>,
+    pub stats_interval: Option<Duration>,
     /// Also write every datagram (echo: and every reply) to a pcap file, with synthesized
     /// Ethernet/IP/UDP headers, for Wireshark or tshark
     #[arg(long, value_name = "FILE")]
-    pub(crate) pcap: Option<PathBuf>,
+    pub pcap: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct ListenArgs {
+pub struct ListenArgs {
     /// Address to listen on: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:0")]
-    pub(crate) addr: String,
+    pub addr: String,
     #[command(flatten)]
-    pub(crate) family: FamilyOpts,
+    pub family: FamilyOpts,
     #[command(flatten)]
-    pub(crate) receive: ReceiveOpts,
+    pub receive: ReceiveOpts,
     #[command(flatten)]
-    pub(crate) socket: SocketOpts,
+    pub socket: SocketOpts,
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct EchoArgs {
+pub struct EchoArgs {
     /// Address to listen on: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:0")]
-    pub(crate) addr: String,
+    pub addr: String,
     #[command(flatten)]
-    pub(crate) family: FamilyOpts,
+    pub family: FamilyOpts,
     #[command(flatten)]
-    pub(crate) receive: ReceiveOpts,
+    pub receive: ReceiveOpts,
     #[command(flatten)]
-    pub(crate) socket: SocketOpts,
+    pub socket: SocketOpts,
 
     /// Replies per second per source (default: off on loopback, 1000 elsewhere); bursts of twice that
     #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Safety")]
-    pub(crate) rate_limit: Option<f64>,
+    pub rate_limit: Option<f64>,
     /// No per-source rate limit, even on a non-loopback address
     #[arg(long, conflicts_with = "rate_limit", help_heading = "Safety")]
-    pub(crate) no_rate_limit: bool,
+    pub no_rate_limit: bool,
     /// At most N sources tracked by the rate limit (memory stays bounded)
     #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(2..=10_000_000), help_heading = "Safety")]
-    pub(crate) max_sources: u64,
+    pub max_sources: u64,
 
     /// Drop each reply with probability P (0.05 or 5%)
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
-    pub(crate) drop: f64,
+    pub drop: f64,
     /// Delay every reply by DUR (a timer queue: other replies are not held up)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Impairment")]
-    pub(crate) delay: Option<Duration>,
+    pub delay: Option<Duration>,
     /// Vary each reply's delay uniformly within ± DUR
     #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Impairment")]
-    pub(crate) jitter: Option<Duration>,
+    pub jitter: Option<Duration>,
     /// Send a reply twice with probability P
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
-    pub(crate) duplicate: f64,
+    pub duplicate: f64,
     /// Hold a reply back until the next one has gone, with probability P (at most 100 ms)
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
-    pub(crate) reorder: f64,
+    pub reorder: f64,
     /// Seed of the impairment decisions: the same seed and input give the same decisions
     #[arg(long, value_name = "N", help_heading = "Impairment")]
-    pub(crate) seed: Option<u64>,
+    pub seed: Option<u64>,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {

@@ -9,25 +9,25 @@ use std::io;
 use std::process::ExitCode;
 
 /// Exit 0: success.
-pub(crate) const SUCCESS: u8 = 0;
+pub const SUCCESS: u8 = 0;
 /// Exit 1: the expected did not happen (no reply, `--expect` mismatch, too few datagrams).
-pub(crate) const UNMET: u8 = 1;
+pub const UNMET: u8 = 1;
 /// Exit 2: usage or invalid input.
-pub(crate) const USAGE: u8 = 2;
+pub const USAGE: u8 = 2;
 /// Exit 3: network or system error.
-pub(crate) const SYSTEM: u8 = 3;
+pub const SYSTEM: u8 = 3;
 
 /// Invalid input or usage: exit 2. Nothing has been sent when this is returned.
 #[derive(Debug)]
-pub(crate) struct Usage(pub(crate) String);
+pub struct Usage(pub String);
 
 /// The expected did not happen: exit 1.
 #[derive(Debug)]
-pub(crate) struct Unmet(pub(crate) String);
+pub struct Unmet(pub String);
 
 /// Stdout was closed by its reader (`| head`): a quiet exit 0.
 #[derive(Debug)]
-pub(crate) struct StdoutClosed;
+pub struct StdoutClosed;
 
 macro_rules! message_error {
     ($t:ty) => {
@@ -59,7 +59,7 @@ pub(crate) use usage;
 
 /// How a run that did not fail ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ending {
+pub enum Ending {
     /// Everything asked for happened.
     Done,
     /// Stopped by a signal (its number), after flushing output and printing stats.
@@ -68,7 +68,7 @@ pub(crate) enum Ending {
 
 impl Ending {
     /// The process exit code: 0, or 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
-    pub(crate) fn code(self) -> ExitCode {
+    pub fn code(self) -> ExitCode {
         match self {
             Ending::Done => ExitCode::from(SUCCESS),
             Ending::Signal(sig) => ExitCode::from(128u8.saturating_add(sig as u8)),
@@ -77,7 +77,7 @@ impl Ending {
 }
 
 /// The exit code for an error: the marker types first, then the I/O error kind.
-pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
+pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if cause.is::<StdoutClosed>() {
             return SUCCESS;
@@ -93,7 +93,7 @@ pub(crate) fn code_for(err: &anyhow::Error) -> u8 {
 }
 
 /// True when the error means stdout's reader went away, which ends the program quietly.
-pub(crate) fn is_quiet(err: &anyhow::Error) -> bool {
+pub fn is_quiet(err: &anyhow::Error) -> bool {
     err.chain().any(|c| c.is::<StdoutClosed>())
 }
 
@@ -101,7 +101,7 @@ pub(crate) fn is_quiet(err: &anyhow::Error) -> bool {
 ///
 /// `failed to bind ...: address already in use` reads better than
 /// `Address already in use (os error 98)`.
-pub(crate) fn describe_io(err: &io::Error) -> String {
+pub fn describe_io(err: &io::Error) -> String {
     let text = match err.raw_os_error() {
         Some(code) => {
             let s = io::Error::from_raw_os_error(code).to_string();
@@ -121,7 +121,7 @@ pub(crate) fn describe_io(err: &io::Error) -> String {
 
 /// An I/O error wrapped so that it prints as [`describe_io`] does.
 #[derive(Debug)]
-pub(crate) struct IoError(pub(crate) io::Error);
+pub struct IoError(pub io::Error);
 
 impl fmt::Display for IoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -137,7 +137,7 @@ impl std::error::Error for IoError {
 
 /// Extension for `io::Result`: attach an action ("failed to bind to 127.0.0.1:53") and
 /// print the OS error briefly.
-pub(crate) trait IoContext<T> {
+pub trait IoContext<T> {
     /// Wrap the error as `{what}: {short os error}`.
     fn io_context<F: FnOnce() -> String>(self, what: F) -> anyhow::Result<T>;
 }

@@ -9,25 +9,25 @@ use crate::addr::normalize_ip;
 /// Source filter: a datagram passes when no `--deny` network holds its source and, if any
 /// `--allow` was given, one of them does. Deny wins over allow.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct SourceFilter {
+pub struct SourceFilter {
     allow: Vec<IpNet>,
     deny: Vec<IpNet>,
 }
 
 impl SourceFilter {
     /// A filter from the `--allow` and `--deny` networks.
-    pub(crate) fn new(allow: Vec<IpNet>, deny: Vec<IpNet>) -> Self {
+    pub fn new(allow: Vec<IpNet>, deny: Vec<IpNet>) -> Self {
         SourceFilter { allow, deny }
     }
 
     /// True when the filter lets everything through (the fast path skips it).
-    pub(crate) fn is_open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         self.allow.is_empty() && self.deny.is_empty()
     }
 
     /// True when a datagram from `ip` may pass. IPv4-mapped sources are matched as IPv4.
     /// Without rules this is one check, so callers need no fast path of their own.
-    pub(crate) fn admits(&self, ip: IpAddr) -> bool {
+    pub fn admits(&self, ip: IpAddr) -> bool {
         if self.is_open() {
             return true;
         }
@@ -40,7 +40,7 @@ impl SourceFilter {
 }
 
 /// Parse `--allow`/`--deny`: a CIDR network, or a lone address (a /32 or /128).
-pub(crate) fn parse_net(text: &str) -> Result<IpNet, String> {
+pub fn parse_net(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net.trunc());
     }

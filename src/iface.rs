@@ -8,7 +8,7 @@ use crate::addr::interface_index;
 
 /// An interface chosen with `--iface`, or the kernel's choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Iface {
+pub enum Iface {
     /// No `--iface`: the kernel picks (the interface of the route to the group).
     Default,
     /// By index (a name or index was given, or an IPv6 address was looked up).
@@ -18,23 +18,12 @@ pub(crate) enum Iface {
 }
 
 /// The interface's name for an index, if one exists.
-pub(crate) fn name_of(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+pub fn name_of(index: u32) -> Option<String> {
+    crate::sys::if_indextoname(index)
 }
 
 /// Every (interface index, address) pair of this host.
-pub(crate) fn addresses() -> Vec<(u32, IpAddr)> {
+pub fn addresses() -> Vec<(u32, IpAddr)> {
     crate::sys::interface_addrs()
         .into_iter()
         .map(|a| (a.index, a.addr))
@@ -42,7 +31,7 @@ pub(crate) fn addresses() -> Vec<(u32, IpAddr)> {
 }
 
 /// Resolve `--iface` for a group of the given family. Errors name the culprit.
-pub(crate) fn resolve(text: &str, ipv6_group: bool) -> Result<Iface, String> {
+pub fn resolve(text: &str, ipv6_group: bool) -> Result<Iface, String> {
     if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
         let index: u32 = text
             .parse()
@@ -81,7 +70,7 @@ pub(crate) fn resolve(text: &str, ipv6_group: bool) -> Result<Iface, String> {
 }
 
 /// The interface index of an `Iface` (0 for the kernel's choice).
-pub(crate) fn index_of(iface: Iface) -> u32 {
+pub fn index_of(iface: Iface) -> u32 {
     match iface {
         Iface::Default => 0,
         Iface::Index(i) => i,
@@ -94,7 +83,7 @@ pub(crate) fn index_of(iface: Iface) -> u32 {
 
 /// The interfaces on which `group` is listed as joined, from the text of /proc/net/igmp
 /// (IPv4) or /proc/net/igmp6 (IPv6).
-pub(crate) fn memberships(proc_text: &str, group: IpAddr) -> Vec<String> {
+pub fn memberships(proc_text: &str, group: IpAddr) -> Vec<String> {
     let mut found = Vec::new();
     match group {
         IpAddr::V4(g) => {
@@ -129,13 +118,13 @@ pub(crate) fn memberships(proc_text: &str, group: IpAddr) -> Vec<String> {
 }
 
 /// An interface's flags from /sys/class/net/NAME/flags.
-pub(crate) fn flags(name: &str) -> Option<u32> {
+pub fn flags(name: &str) -> Option<u32> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).ok()?;
     u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok()
 }
 
 /// A sysctl's value, read from /proc/sys.
-pub(crate) fn sysctl(path: &str) -> Option<String> {
+pub fn sysctl(path: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/sys/{path}"))
         .ok()
         .map(|s| s.trim().to_string())

@@ -10,38 +10,38 @@ use std::time::{Duration, Instant};
 
 /// What `--drop/--delay/--jitter/--duplicate/--reorder` ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct Impairment {
+pub struct Impairment {
     /// Probability of dropping a reply.
-    pub(crate) drop: f64,
+    pub drop: f64,
     /// Fixed delay of every reply.
-    pub(crate) delay: Duration,
+    pub delay: Duration,
     /// Each reply's delay varies uniformly within ± this (never below zero).
-    pub(crate) jitter: Duration,
+    pub jitter: Duration,
     /// Probability of sending a reply twice.
-    pub(crate) duplicate: f64,
+    pub duplicate: f64,
     /// Probability of holding a reply back until the next one has gone.
-    pub(crate) reorder: f64,
+    pub reorder: f64,
 }
 
 /// The fate of one reply.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Decision {
-    pub(crate) drop: bool,
+pub struct Decision {
+    pub drop: bool,
     /// 1, or 2 when duplicated.
-    pub(crate) copies: u8,
-    pub(crate) delay: Duration,
+    pub copies: u8,
+    pub delay: Duration,
     /// Held back until the next reply has been sent.
-    pub(crate) hold: bool,
+    pub hold: bool,
 }
 
 impl Impairment {
     /// True when any impairment is asked for.
-    pub(crate) fn is_active(&self) -> bool {
+    pub fn is_active(&self) -> bool {
         *self != Impairment::default()
     }
 
     /// Decide one reply's fate.
-    pub(crate) fn decide(&self, rng: &mut Rng) -> Decision {
+    pub fn decide(&self, rng: &mut Rng) -> Decision {
         // Always four draws, in this order, so later decisions do not depend on earlier
         // outcomes.
         let (d, u, r, j) = (rng.unit(), rng.unit(), rng.unit(), rng.unit());
@@ -58,11 +58,11 @@ impl Impairment {
 
 /// splitmix64 (Steele, Lea, Flood 2014): small, fast, and good enough for coin flips.
 #[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     /// A generator from a seed.
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
@@ -75,33 +75,33 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 /// A reply waiting for its time.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Delayed {
-    pub(crate) due: Instant,
+pub struct Delayed {
+    pub due: Instant,
     /// Arrival order, so equal due times keep it.
-    pub(crate) seq: u64,
-    pub(crate) to: SocketAddr,
-    pub(crate) from: Option<IpAddr>,
-    pub(crate) payload: Vec<u8>,
+    pub seq: u64,
+    pub to: SocketAddr,
+    pub from: Option<IpAddr>,
+    pub payload: Vec<u8>,
     /// Reorder: when due, hold it back until the next reply has gone.
-    pub(crate) hold: bool,
+    pub hold: bool,
 }
 
 /// Delayed replies, earliest first, at most `capacity` of them.
-pub(crate) struct TimerQueue {
+pub struct TimerQueue {
     heap: BinaryHeap<Reverse<Delayed>>,
     capacity: usize,
 }
 
 impl TimerQueue {
     /// A queue that holds at most `capacity` replies.
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         TimerQueue {
             heap: BinaryHeap::new(),
             capacity,
@@ -109,7 +109,7 @@ impl TimerQueue {
     }
 
     /// Queue a reply; false (and the reply dropped) when the queue is full.
-    pub(crate) fn push(&mut self, d: Delayed) -> bool {
+    pub fn push(&mut self, d: Delayed) -> bool {
         if self.heap.len() >= self.capacity {
             return false;
         }
@@ -118,12 +118,12 @@ impl TimerQueue {
     }
 
     /// When the earliest reply is due.
-    pub(crate) fn next_due(&self) -> Option<Instant> {
+    pub fn next_due(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse(d)| d.due)
     }
 
     /// The earliest reply if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Delayed> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<Delayed> {
         if self.next_due()? <= now {
             self.heap.pop().map(|Reverse(d)| d)
         } else {
@@ -133,7 +133,7 @@ impl TimerQueue {
 
     /// True when nothing waits.
     #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 }

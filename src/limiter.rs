@@ -16,7 +16,7 @@ use crate::pacing::TokenBucket;
 /// bounded by `capacity` entries, and a source that keeps sending keeps its bucket.
 /// A source evicted and seen again starts with a full burst: the bound on state wins
 /// over exactness for sources outside the most recent `capacity / 2`.
-pub(crate) struct SourceLimiter {
+pub struct SourceLimiter {
     rate: f64,
     burst: f64,
     capacity: usize,
@@ -26,7 +26,7 @@ pub(crate) struct SourceLimiter {
 
 impl SourceLimiter {
     /// `rate` replies per second per source, bursts of `burst`, at most `capacity` sources.
-    pub(crate) fn new(rate: f64, burst: f64, capacity: usize) -> Self {
+    pub fn new(rate: f64, burst: f64, capacity: usize) -> Self {
         let capacity = capacity.max(2);
         SourceLimiter {
             rate,
@@ -38,7 +38,7 @@ impl SourceLimiter {
     }
 
     /// True when `source` may get a reply now (and takes its token).
-    pub(crate) fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+    pub fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
         let source = normalize_ip(source);
         if let Some(bucket) = self.young.get_mut(&source) {
             return bucket.take(now, 1) == 1;
@@ -57,7 +57,7 @@ impl SourceLimiter {
 
     /// How many sources are tracked now (never more than the capacity).
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn tracked(&self) -> usize {
         self.young.len() + self.old.len()
     }
 }
@@ -90,7 +90,7 @@ mod tests {
         let mut l = SourceLimiter::new(10.0, 5.0, 1000);
         for i in 0..100_000 {
             l.allow(src(i), t0);
-            assert!(l.len() <= 1000);
+            assert!(l.tracked() <= 1000);
         }
     }
 

@@ -18,7 +18,7 @@ use crate::payload::hex;
 
 /// How a received datagram is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
+pub enum Format {
     /// The payload bytes exactly, nothing added (netcat compatible).
     #[default]
     Raw,
@@ -36,22 +36,22 @@ pub(crate) enum Format {
 
 /// One received datagram, as the output sees it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Datagram<'a> {
+pub struct Datagram<'a> {
     /// Who sent it (IPv4-mapped addresses already shown as IPv4).
-    pub(crate) peer: SocketAddr,
+    pub peer: SocketAddr,
     /// The bytes kept: all of them, or the first `captured` when truncated.
-    pub(crate) payload: &'a [u8],
+    pub payload: &'a [u8],
     /// The datagram's true length on the wire.
-    pub(crate) len: usize,
+    pub len: usize,
     /// When it was received.
-    pub(crate) time: SystemTime,
+    pub time: SystemTime,
     /// For replies to `send`: the time since the request left.
-    pub(crate) rtt: Option<Duration>,
+    pub rtt: Option<Duration>,
 }
 
 impl Datagram<'_> {
     /// True when the kernel cut the datagram to fit the receive buffer.
-    pub(crate) fn is_truncated(&self) -> bool {
+    pub fn is_truncated(&self) -> bool {
         self.payload.len() < self.len
     }
 }
@@ -72,7 +72,7 @@ struct JsonLine<'a> {
 }
 
 /// Append `d` to `out` in `format`.
-pub(crate) fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
+pub fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
     match format {
         Format::Raw => out.extend_from_slice(d.payload),
         Format::Line => {
@@ -148,7 +148,7 @@ fn hexdump(d: &Datagram<'_>, out: &mut Vec<u8>) {
 }
 
 /// Datagrams rendered in one format into a buffered writer (stdout in the program).
-pub(crate) struct Output<W: Write = File> {
+pub struct Output<W: Write = File> {
     writer: BufWriter<W>,
     format: Format,
     scratch: Vec<u8>,
@@ -159,7 +159,7 @@ impl Output<File> {
     ///
     /// Writes go to a duplicate of fd 1 rather than through `io::stdout()`, whose
     /// `LineWriter` would flush at every newline even into a pipe.
-    pub(crate) fn stdout(format: Format) -> anyhow::Result<Self> {
+    pub fn stdout(format: Format) -> anyhow::Result<Self> {
         let fd = stdout_fd()?;
         Ok(Output::new(fd, format))
     }
@@ -177,7 +177,7 @@ fn stdout_fd() -> anyhow::Result<File> {
 
 impl<W: Write> Output<W> {
     /// Output in `format` to `writer`, through a 256 KiB buffer.
-    pub(crate) fn new(writer: W, format: Format) -> Self {
+    pub fn new(writer: W, format: Format) -> Self {
         Output {
             writer: BufWriter::with_capacity(256 * 1024, writer),
             format,
@@ -186,7 +186,7 @@ impl<W: Write> Output<W> {
     }
 
     /// Write one datagram (buffered).
-    pub(crate) fn write(&mut self, d: &Datagram<'_>) -> anyhow::Result<()> {
+    pub fn write(&mut self, d: &Datagram<'_>) -> anyhow::Result<()> {
         let result = if self.format == Format::Raw {
             self.writer.write_all(d.payload)
         } else {
@@ -198,12 +198,12 @@ impl<W: Write> Output<W> {
     }
 
     /// Write bytes as they are (generated documents, not datagrams).
-    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+    pub fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.writer.write_all(bytes).map_err(stdout_error)
     }
 
     /// Push everything buffered to the writer: call when the socket goes idle.
-    pub(crate) fn flush(&mut self) -> anyhow::Result<()> {
+    pub fn flush(&mut self) -> anyhow::Result<()> {
         self.writer.flush().map_err(stdout_error)
     }
 

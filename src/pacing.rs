@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 /// Tokens accrue at `rate` per second up to `burst`; each datagram takes one.
 /// Over any span `t` from a full bucket, at most `rate × t + burst` are granted.
 #[derive(Clone, Debug)]
-pub(crate) struct TokenBucket {
+pub struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -14,7 +14,7 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     /// A bucket that holds `burst` tokens (at least one) and starts with `initial`.
-    pub(crate) fn new(rate: f64, burst: f64, initial: f64, now: Instant) -> Self {
+    pub fn new(rate: f64, burst: f64, initial: f64, now: Instant) -> Self {
         let burst = burst.max(1.0);
         TokenBucket {
             rate,
@@ -26,7 +26,7 @@ impl TokenBucket {
 
     /// Pacing for a sender: the first datagram leaves at once, and the bucket holds about
     /// 2 ms of tokens, so a late wake-up from sleep is caught up without a long burst.
-    pub(crate) fn pacer(rate: f64, now: Instant) -> Self {
+    pub fn pacer(rate: f64, now: Instant) -> Self {
         TokenBucket::new(rate, (rate * 0.002).floor(), 1.0, now)
     }
 
@@ -37,7 +37,7 @@ impl TokenBucket {
     }
 
     /// Take up to `want` whole tokens; returns how many were granted.
-    pub(crate) fn take(&mut self, now: Instant, want: u64) -> u64 {
+    pub fn take(&mut self, now: Instant, want: u64) -> u64 {
         self.refill(now);
         let granted = (self.tokens.floor() as u64).min(want);
         self.tokens -= granted as f64;
@@ -45,7 +45,7 @@ impl TokenBucket {
     }
 
     /// How long until one whole token is available (zero if one is).
-    pub(crate) fn wait_time(&mut self, now: Instant) -> Duration {
+    pub fn wait_time(&mut self, now: Instant) -> Duration {
         self.refill(now);
         if self.tokens >= 1.0 {
             Duration::ZERO

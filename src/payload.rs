@@ -9,14 +9,14 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
 /// Largest UDP payload over IPv4: 65,535 − 20 (IP header) − 8 (UDP header).
-pub(crate) const MAX_PAYLOAD_V4: usize = 65_507;
+pub const MAX_PAYLOAD_V4: usize = 65_507;
 /// Largest UDP payload over IPv6: 65,535 − 8 (UDP header); the IPv6 header is not counted
 /// in its payload length.
-pub(crate) const MAX_PAYLOAD_V6: usize = 65_527;
+pub const MAX_PAYLOAD_V6: usize = 65_527;
 
 /// How MESSAGE words, stdin lines and files are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Encoding {
+pub enum Encoding {
     /// The bytes as given.
     #[default]
     Text,
@@ -35,7 +35,7 @@ const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Decode `input` written in `encoding` into the datagram's bytes.
-pub(crate) fn decode(input: &[u8], encoding: Encoding) -> Result<Vec<u8>, String> {
+pub fn decode(input: &[u8], encoding: Encoding) -> Result<Vec<u8>, String> {
     match encoding {
         Encoding::Text => Ok(input.to_vec()),
         Encoding::Hex => decode_hex(input),
@@ -56,7 +56,7 @@ pub(crate) fn decode(input: &[u8], encoding: Encoding) -> Result<Vec<u8>, String
 /// Encode bytes so that [`decode`] gives them back (the inverse, used by tests and
 /// by anything that shows a payload in the form it was typed).
 #[cfg(test)]
-pub(crate) fn encode(bytes: &[u8], encoding: Encoding) -> Vec<u8> {
+pub fn encode(bytes: &[u8], encoding: Encoding) -> Vec<u8> {
     match encoding {
         Encoding::Text => bytes.to_vec(),
         Encoding::Hex => hex(bytes).into_bytes(),
@@ -82,7 +82,7 @@ pub(crate) fn encode(bytes: &[u8], encoding: Encoding) -> Vec<u8> {
 }
 
 /// Lower-case hex of `bytes`, no separators.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
@@ -168,7 +168,7 @@ fn unescape(input: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The largest payload a datagram to `dest` can carry.
-pub(crate) fn max_payload(dest: &SocketAddr) -> usize {
+pub fn max_payload(dest: &SocketAddr) -> usize {
     if dest.is_ipv4() {
         MAX_PAYLOAD_V4
     } else {
@@ -177,7 +177,7 @@ pub(crate) fn max_payload(dest: &SocketAddr) -> usize {
 }
 
 /// `Err` naming the size and the limit when `len` does not fit one datagram to `dest`.
-pub(crate) fn check_size(len: usize, dest: &SocketAddr) -> Result<(), String> {
+pub fn check_size(len: usize, dest: &SocketAddr) -> Result<(), String> {
     let limit = max_payload(dest);
     if len > limit {
         let family = if dest.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -190,21 +190,21 @@ pub(crate) fn check_size(len: usize, dest: &SocketAddr) -> Result<(), String> {
 
 /// A generated payload of `size` bytes: a printable, repeating pattern, so a payload shown
 /// with `--format line` or `hexdump` is recognisable.
-pub(crate) fn generated(size: usize) -> Vec<u8> {
+pub fn generated(size: usize) -> Vec<u8> {
     const PATTERN: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     PATTERN.iter().copied().cycle().take(size).collect()
 }
 
 /// Stdin split into lines, one datagram each: `\n` or `\r\n` removed, a last line without
 /// a newline still returned.
-pub(crate) struct Lines<R> {
+pub struct Lines<R> {
     reader: BufReader<R>,
     number: u64,
 }
 
 impl<R: Read> Lines<R> {
     /// Lines of `inner`, read through a 256 KiB buffer.
-    pub(crate) fn new(inner: R) -> Self {
+    pub fn new(inner: R) -> Self {
         Lines {
             reader: BufReader::with_capacity(256 * 1024, inner),
             number: 0,
@@ -212,7 +212,7 @@ impl<R: Read> Lines<R> {
     }
 
     /// Read the next line into `line` (cleared first). `Ok(false)` at end of input.
-    pub(crate) fn next_into(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
+    pub fn next_into(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
         line.clear();
         if self.reader.read_until(b'\n', line)? == 0 {
             return Ok(false);
@@ -228,13 +228,13 @@ impl<R: Read> Lines<R> {
     }
 
     /// The 1-based number of the line last returned.
-    pub(crate) fn number(&self) -> u64 {
+    pub fn number(&self) -> u64 {
         self.number
     }
 
     /// True when a whole line is already buffered, so reading it will not block.
     /// Batching stops when this is false: a line is never held back waiting for the next.
-    pub(crate) fn has_buffered_line(&self) -> bool {
+    pub fn has_buffered_line(&self) -> bool {
         self.reader.buffer().contains(&b'\n')
     }
 }

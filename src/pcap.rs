@@ -15,14 +15,14 @@ const ETHERNET: u32 = 1;
 const SNAPLEN: u32 = 262_144;
 
 /// A pcap file being written.
-pub(crate) struct PcapWriter {
+pub struct PcapWriter {
     out: BufWriter<File>,
     scratch: Vec<u8>,
 }
 
 impl PcapWriter {
     /// Create (truncate) `path` and write the file header.
-    pub(crate) fn create(path: &Path) -> io::Result<Self> {
+    pub fn create(path: &Path) -> io::Result<Self> {
         let mut out = BufWriter::with_capacity(256 * 1024, File::create(path)?);
         out.write_all(&file_header())?;
         Ok(PcapWriter {
@@ -33,7 +33,7 @@ impl PcapWriter {
 
     /// Write one datagram from `src` to `dst`: `payload` is what was captured of a datagram
     /// of `len` bytes on the wire.
-    pub(crate) fn write(
+    pub fn write(
         &mut self,
         time: SystemTime,
         src: SocketAddr,
@@ -54,7 +54,7 @@ impl PcapWriter {
     }
 
     /// Write a datagram that arrived at `local` (its destination from PKTINFO when known).
-    pub(crate) fn write_arrival(
+    pub fn write_arrival(
         &mut self,
         time: SystemTime,
         meta: &crate::sys::RecvMeta,
@@ -68,7 +68,7 @@ impl PcapWriter {
     }
 
     /// Push what is buffered to the file.
-    pub(crate) fn flush(&mut self) -> io::Result<()> {
+    pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

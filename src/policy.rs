@@ -10,7 +10,7 @@ use crate::addr::{normalize, normalize_ip};
 /// Why a datagram got no reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// Source port 0: no one can receive a reply there.
     SourcePortZero,
     /// Source ports below 1024: the classic reflection targets (DNS, NTP, chargen...).
@@ -33,7 +33,7 @@ pub(crate) enum Refusal {
 
 impl Refusal {
     /// The reason's name as stats print it.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Refusal::SourcePortZero => "source_port_zero",
             Refusal::PrivilegedPort => "privileged_port",
@@ -50,11 +50,11 @@ impl Refusal {
 
 /// What the policy needs to know about the host.
 #[derive(Clone, Debug)]
-pub(crate) struct Host {
+pub struct Host {
     /// The address the server is bound to (maybe a wildcard).
-    pub(crate) local: SocketAddr,
+    pub local: SocketAddr,
     /// The host's broadcast addresses (255.255.255.255 and each interface's).
-    pub(crate) broadcasts: Vec<Ipv4Addr>,
+    pub broadcasts: Vec<Ipv4Addr>,
 }
 
 impl Host {
@@ -65,7 +65,7 @@ impl Host {
 
 /// Whether to answer a datagram from `src`, sent to `dst` (when known), that was
 /// `truncated` or not. `Ok(())` means answer.
-pub(crate) fn check(
+pub fn check(
     host: &Host,
     src: SocketAddr,
     dst: Option<IpAddr>,

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 const LONG: Duration = Duration::from_secs(1);
 
 /// A progress line that may never be shown.
-pub(crate) struct Progress {
+pub struct Progress {
     bar: Option<ProgressBar>,
     enabled: bool,
     total: Option<u64>,
@@ -22,7 +22,7 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// For a send of `total` datagrams and/or lasting `duration`, at `rate` if paced.
-    pub(crate) fn new(total: Option<u64>, duration: Option<Duration>, rate: Option<f64>) -> Self {
+    pub fn new(total: Option<u64>, duration: Option<Duration>, rate: Option<f64>) -> Self {
         let enabled = std::io::stderr().is_terminal()
             && tracing::enabled!(tracing::Level::WARN)
             && (total.is_some_and(|t| t > 1) || duration.is_some());
@@ -61,7 +61,7 @@ impl Progress {
     }
 
     /// `sent` datagrams have gone so far.
-    pub(crate) fn update(&mut self, sent: u64) {
+    pub fn update(&mut self, sent: u64) {
         if !self.enabled {
             return;
         }
@@ -84,7 +84,7 @@ impl Progress {
     }
 
     /// Clear the line: the summary follows on a clean stderr.
-    pub(crate) fn finish(&mut self) {
+    pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

@@ -11,28 +11,28 @@ use crate::signal::{Signals, Wake};
 use crate::sys::{RecvBatch, RecvMeta};
 
 /// Datagrams taken per `recvmmsg` call.
-pub(crate) const BATCH: usize = 64;
+pub const BATCH: usize = 64;
 
 /// The receive buffer servers ask for when `--rcvbuf` is not given: 4 MiB holds about
 /// 50 ms of a 100,000/s stream of small datagrams (each costs ~768 bytes of buffer),
 /// where the kernel default (208 KiB) holds 2.5 ms, less than one scheduling hiccup on
 /// a busy machine. Capped by `net.core.rmem_max` (4 MiB on many systems) without a word.
-pub(crate) const DEFAULT_RCVBUF: usize = 4 << 20;
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
 
 /// When a receive loop stops.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// After this many datagrams the handler counted.
-    pub(crate) count: Option<u64>,
+    pub count: Option<u64>,
     /// When nothing counted has arrived for this long.
-    pub(crate) idle: Option<Duration>,
+    pub idle: Option<Duration>,
     /// After this long in all.
-    pub(crate) duration: Option<Duration>,
+    pub duration: Option<Duration>,
 }
 
 /// Why a receive loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stop {
+pub enum Stop {
     /// `--count` datagrams were counted.
     Count,
     /// Nothing arrived for the idle timeout.
@@ -44,7 +44,7 @@ pub(crate) enum Stop {
 }
 
 /// What a receive loop does with what it receives.
-pub(crate) trait Handler {
+pub trait Handler {
     /// One datagram. Returns whether it counts (passed the filters) toward `--count`.
     fn datagram(
         &mut self,
@@ -70,7 +70,7 @@ pub(crate) trait Handler {
 
 /// Receive on `socket` until a limit or a signal stops it. Returns why it stopped and how
 /// many datagrams were counted.
-pub(crate) fn run(
+pub fn run(
     socket: &UdpSocket,
     batch: &mut RecvBatch,
     limits: Limits,
@@ -170,7 +170,7 @@ pub(crate) fn run(
 /// Write the `--ready-file` atomically (a temporary file renamed into place), then print
 /// `listening on ADDR` as the first stderr line (even with `-q`). In that order, so that a
 /// reader who sees the line can also read the file.
-pub(crate) fn announce(
+pub fn announce(
     addr: std::net::SocketAddr,
     ready_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {

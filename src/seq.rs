@@ -16,26 +16,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 /// Length of the header.
-pub(crate) const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 24;
 const MAGIC: &[u8; 4] = b"DGSQ";
 const VERSION: u8 = 1;
 
 /// A parsed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub(crate) seq: u64,
-    pub(crate) sent_ns: u64,
+pub struct Header {
+    pub seq: u64,
+    pub sent_ns: u64,
 }
 
 /// Nanoseconds since the Unix epoch, now.
-pub(crate) fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Write a header for `seq`, sent at `sent_ns`, into the first [`HEADER_LEN`] bytes of `buf`.
-pub(crate) fn write(buf: &mut [u8], seq: u64, sent_ns: u64) {
+pub fn write(buf: &mut [u8], seq: u64, sent_ns: u64) {
     buf[..4].copy_from_slice(MAGIC);
     buf[4] = VERSION;
     buf[5..8].fill(0);
@@ -44,7 +44,7 @@ pub(crate) fn write(buf: &mut [u8], seq: u64, sent_ns: u64) {
 }
 
 /// The header at the start of `payload`, if it has one.
-pub(crate) fn parse(payload: &[u8]) -> Option<Header> {
+pub fn parse(payload: &[u8]) -> Option<Header> {
     if payload.len() < HEADER_LEN || &payload[..4] != MAGIC || payload[4] != VERSION {
         return None;
     }
@@ -59,14 +59,14 @@ const WINDOW: u64 = 1 << 13;
 
 /// What one sender's sequence numbers said.
 #[derive(Clone, Debug)]
-pub(crate) struct Tracker {
+pub struct Tracker {
     /// Highest sequence number seen, if any.
     highest: Option<u64>,
     /// Bit `s % WINDOW` is set when `s` (within WINDOW below `highest`) was seen.
     seen: Vec<u64>,
     unique: u64,
-    pub(crate) reordered: u64,
-    pub(crate) duplicates: u64,
+    pub reordered: u64,
+    pub duplicates: u64,
 }
 
 impl Default for Tracker {
@@ -88,7 +88,7 @@ impl Tracker {
     }
 
     /// Count one arrival of `seq`.
-    pub(crate) fn record(&mut self, seq: u64) {
+    pub fn record(&mut self, seq: u64) {
         match self.highest {
             Some(h) if seq <= h => {
                 if h - seq >= WINDOW {
@@ -127,7 +127,7 @@ impl Tracker {
 
     /// Datagrams missing: sequence numbers up to the highest seen that never arrived (the
     /// sender numbers from 0, so missing first datagrams count too).
-    pub(crate) fn lost(&self) -> u64 {
+    pub fn lost(&self) -> u64 {
         self.highest
             .map_or(0, |h| (h + 1).saturating_sub(self.unique))
     }
@@ -136,7 +136,7 @@ impl Tracker {
 /// A histogram of microsecond values with bounded memory: 32 sub-buckets per power of
 /// two, so a percentile read from it is within about 3% of the true value.
 #[derive(Clone, Debug)]
-pub(crate) struct Histogram {
+pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
     min: u64,
@@ -178,7 +178,7 @@ impl Histogram {
     }
 
     /// Count one value.
-    pub(crate) fn record(&mut self, v: u64) {
+    pub fn record(&mut self, v: u64) {
         let i = Self::index(v).min(self.counts.len() - 1);
         self.counts[i] += 1;
         self.total += 1;
@@ -188,7 +188,7 @@ impl Histogram {
 
     /// The nearest-rank percentile `p` (0-100), as its bucket's lower bound, clamped to
     /// the exact min and max.
-    pub(crate) fn percentile(&self, p: f64) -> u64 {
+    pub fn percentile(&self, p: f64) -> u64 {
         if self.total == 0 {
             return 0;
         }
@@ -204,7 +204,7 @@ impl Histogram {
     }
 
     /// min / p50 / p90 / p99 / max, or `None` when empty.
-    pub(crate) fn summary(&self) -> Option<Percentiles> {
+    pub fn summary(&self) -> Option<Percentiles> {
         (self.total > 0).then(|| Percentiles {
             min: self.min,
             p50: self.percentile(50.0),
@@ -217,32 +217,32 @@ impl Histogram {
 
 /// Percentiles in microseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub(crate) struct Percentiles {
-    pub(crate) min: u64,
-    pub(crate) p50: u64,
-    pub(crate) p90: u64,
-    pub(crate) p99: u64,
-    pub(crate) max: u64,
+pub struct Percentiles {
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
 }
 
 /// Sender trackers at most: a flood from forged sources must not grow memory.
-pub(crate) const MAX_SENDERS: usize = 4096;
+pub const MAX_SENDERS: usize = 4096;
 
 /// What `--seq` datagrams told a receiver, over every sender.
 #[derive(Default)]
-pub(crate) struct Accounting {
+pub struct Accounting {
     senders: std::collections::HashMap<std::net::SocketAddr, Tracker>,
     /// One-way delay in microseconds (sender's clock to ours).
-    pub(crate) owd: Histogram,
+    pub owd: Histogram,
     /// Datagrams without a header.
-    pub(crate) non_seq: u64,
+    pub non_seq: u64,
     /// Datagrams with a header from senders beyond [`MAX_SENDERS`].
-    pub(crate) untracked: u64,
+    pub untracked: u64,
 }
 
 impl Accounting {
     /// Count one datagram from `peer`, received at `now_ns`.
-    pub(crate) fn record(&mut self, peer: std::net::SocketAddr, payload: &[u8], now_ns: u64) {
+    pub fn record(&mut self, peer: std::net::SocketAddr, payload: &[u8], now_ns: u64) {
         let Some(h) = parse(payload) else {
             self.non_seq += 1;
             return;
@@ -260,12 +260,12 @@ impl Accounting {
     }
 
     /// True when any header was seen.
-    pub(crate) fn has_seq(&self) -> bool {
+    pub fn has_seq(&self) -> bool {
         !self.senders.is_empty()
     }
 
     /// Lost, reordered and duplicated datagrams, over every sender.
-    pub(crate) fn totals(&self) -> (u64, u64, u64) {
+    pub fn totals(&self) -> (u64, u64, u64) {
         self.senders.values().fold((0, 0, 0), |(l, r, d), t| {
             (l + t.lost(), r + t.reordered, d + t.duplicates)
         })

@@ -19,15 +19,15 @@ use crate::sys::{RecvBatch, RecvMeta};
 
 /// Work on the socket before the announcement (joining groups); returns lines for stderr
 /// to follow it (`joined GROUP on IFACE`).
-pub(crate) type Prepare<'a> = &'a dyn Fn(&UdpSocket) -> anyhow::Result<Vec<String>>;
+pub type Prepare<'a> = &'a dyn Fn(&UdpSocket) -> anyhow::Result<Vec<String>>;
 
 /// What a caller adds around the common loop.
 #[derive(Default)]
-pub(crate) struct Extras<'a> {
+pub struct Extras<'a> {
     /// Called before `listening on`; its lines are printed after it.
-    pub(crate) before_receive: Option<Prepare<'a>>,
+    pub before_receive: Option<Prepare<'a>>,
     /// Called when the run ends by its timeout or duration with nothing received.
-    pub(crate) on_silence: Option<&'a dyn Fn()>,
+    pub on_silence: Option<&'a dyn Fn()>,
 }
 
 /// Truncation warnings printed before further ones are only counted.
@@ -154,7 +154,7 @@ impl Handler for Printer {
 
 /// Announce, receive and print until a limit or a signal; shared by every receiving
 /// subcommand that prints what it gets.
-pub(crate) fn serve(
+pub fn serve(
     bound: Bound,
     opts: &ReceiveOpts,
     signals: &Signals,

@@ -21,7 +21,7 @@ use signal_hook::flag;
 
 /// What ended a wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wake {
+pub enum Wake {
     /// The descriptor waited on is readable.
     Readable,
     /// The deadline passed.
@@ -31,7 +31,7 @@ pub(crate) enum Wake {
 }
 
 /// The installed handlers and the read end of their wake-up pipe.
-pub(crate) struct Signals {
+pub struct Signals {
     wake: UnixStream,
     int: Arc<AtomicBool>,
     term: Arc<AtomicBool>,
@@ -39,7 +39,7 @@ pub(crate) struct Signals {
 
 impl Signals {
     /// Install the handlers. Call once, before any waiting.
-    pub(crate) fn install() -> anyhow::Result<Self> {
+    pub fn install() -> anyhow::Result<Self> {
         let (read, write) = UnixStream::pair()?;
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
@@ -62,7 +62,7 @@ impl Signals {
     }
 
     /// The signal that asked us to stop, if one did.
-    pub(crate) fn pending(&self) -> Option<i32> {
+    pub fn pending(&self) -> Option<i32> {
         if self.int.load(Ordering::Relaxed) {
             Some(SIGINT)
         } else if self.term.load(Ordering::Relaxed) {
@@ -73,7 +73,7 @@ impl Signals {
     }
 
     /// Wait until `fd` is readable, `deadline` passes, or a signal arrives.
-    pub(crate) fn wait(&self, fd: Option<RawFd>, deadline: Option<Instant>) -> io::Result<Wake> {
+    pub fn wait(&self, fd: Option<RawFd>, deadline: Option<Instant>) -> io::Result<Wake> {
         loop {
             if let Some(sig) = self.pending() {
                 return Ok(Wake::Signal(sig));

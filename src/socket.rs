@@ -12,43 +12,43 @@ use crate::iface::Iface;
 
 /// Options for [`bind`], each `None`/`false` leaving the kernel's default.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Options {
+pub struct Options {
     /// For IPv6 sockets: `IPV6_V6ONLY`. Always set explicitly, never left to
     /// `net.ipv6.bindv6only`: `false` makes `[::]` dual-stack.
-    pub(crate) v6_only: bool,
+    pub v6_only: bool,
     /// `SO_REUSEADDR`.
-    pub(crate) reuse_addr: bool,
+    pub reuse_addr: bool,
     /// `SO_REUSEPORT`: several sockets share the port, the kernel spreads datagrams.
-    pub(crate) reuse_port: bool,
+    pub reuse_port: bool,
     /// `SO_RCVBUF` in bytes, asked for by the user: warned about when clamped.
-    pub(crate) recv_buffer: Option<usize>,
+    pub recv_buffer: Option<usize>,
     /// `SO_RCVBUF` when the user asked for none: best effort, capped without a word.
-    pub(crate) recv_buffer_default: Option<usize>,
+    pub recv_buffer_default: Option<usize>,
     /// `SO_SNDBUF` in bytes.
-    pub(crate) send_buffer: Option<usize>,
+    pub send_buffer: Option<usize>,
     /// `SO_BROADCAST`.
-    pub(crate) broadcast: bool,
+    pub broadcast: bool,
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`.
-    pub(crate) ttl: Option<u32>,
+    pub ttl: Option<u32>,
     /// `IP_TOS` / `IPV6_TCLASS`.
-    pub(crate) tos: Option<u32>,
+    pub tos: Option<u32>,
     /// `IP_MTU_DISCOVER = IP_PMTUDISC_DO` / its IPv6 twin: no fragmentation.
-    pub(crate) dont_fragment: bool,
+    pub dont_fragment: bool,
 }
 
 /// A bound socket and what the kernel did not grant. The builder logs nothing itself:
 /// a server's first stderr line must be its `listening on`.
-pub(crate) struct Bound {
+pub struct Bound {
     /// The socket, non-blocking.
-    pub(crate) socket: UdpSocket,
+    pub socket: UdpSocket,
     /// Warnings for the user (a buffer clamped by the kernel), to be logged by the caller
     /// once it has announced its address: `listening on` must be the first stderr line.
-    pub(crate) warnings: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 impl Bound {
     /// Log the warnings and hand over the socket.
-    pub(crate) fn warn(self) -> UdpSocket {
+    pub fn warn(self) -> UdpSocket {
         for w in &self.warnings {
             warn!("{w}");
         }
@@ -58,7 +58,7 @@ impl Bound {
 
 /// Create a UDP socket for `local`'s family, apply `opts`, bind it to `local`.
 /// The socket is non-blocking: every read waits in `poll` with a deadline.
-pub(crate) fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
+pub fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
     let mut warnings = Vec::new();
     let domain = Domain::for_address(local);
     let ipv6 = local.is_ipv6();
@@ -179,7 +179,7 @@ fn check_buffer(
 /// Join `group` on `iface` (any-source), or source-specific when `source` is given, and
 /// turn `IP_MULTICAST_ALL` off so the socket receives only its own joins (Linux defaults
 /// it on: a wildcard-bound socket would get every group any socket on the host joined).
-pub(crate) fn join(
+pub fn join(
     socket: &UdpSocket,
     group: IpAddr,
     iface: Iface,
@@ -230,47 +230,20 @@ fn join_source(
     index: u32,
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let (level, ipv6) = match group {
-        IpAddr::V4(_) => (libc::IPPROTO_IP, false),
-        IpAddr::V6(_) => (libc::IPPROTO_IPV6, true),
-    };
-    // SAFETY: plain old data, filled below.
-    let mut req: libc::group_source_req = unsafe { std::mem::zeroed() };
-    req.gsr_interface = index;
-    req.gsr_group = crate::sys::std_to_sockaddr(SocketAddr::new(group, 0), ipv6).0;
-    req.gsr_source = crate::sys::std_to_sockaddr(SocketAddr::new(source, 0), ipv6).0;
-    // SAFETY: req is a live group_source_req of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            libc::MCAST_JOIN_SOURCE_GROUP,
-            (&req as *const libc::group_source_req).cast(),
-            std::mem::size_of::<libc::group_source_req>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::sys::join_source_group(socket.as_raw_fd(), group, source, index)
 }
 
 /// Sender-side multicast settings: the outgoing interface, TTL / hop limit, and whether
 /// our datagrams loop back to joiners on this host.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct GroupSend {
-    pub(crate) iface: Iface,
-    pub(crate) ttl: u32,
-    pub(crate) loop_: bool,
+pub struct GroupSend {
+    pub iface: Iface,
+    pub ttl: u32,
+    pub loop_: bool,
 }
 
 /// Apply [`GroupSend`] to a sending socket.
-pub(crate) fn set_multicast_send(
-    socket: &UdpSocket,
-    ipv6: bool,
-    group: GroupSend,
-) -> anyhow::Result<()> {
+pub fn set_multicast_send(socket: &UdpSocket, ipv6: bool, group: GroupSend) -> anyhow::Result<()> {
     let GroupSend { iface, ttl, loop_ } = group;
     let sock = SockRef::from(socket);
     if ipv6 {
@@ -313,12 +286,12 @@ pub(crate) fn set_multicast_send(
 }
 
 /// The socket's receive buffer as the kernel reports it (Linux: twice what was set).
-pub(crate) fn recv_buffer_size(socket: &UdpSocket) -> Option<usize> {
+pub fn recv_buffer_size(socket: &UdpSocket) -> Option<usize> {
     SockRef::from(socket).recv_buffer_size().ok()
 }
 
 /// The unspecified address of `peer`'s family, port 0: where a client binds by default.
-pub(crate) fn unspecified_for(peer: &SocketAddr) -> SocketAddr {
+pub fn unspecified_for(peer: &SocketAddr) -> SocketAddr {
     if peer.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {

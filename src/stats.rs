@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub(crate) use crate::seq::Percentiles;
+pub use crate::seq::Percentiles;
 
 /// Exact percentiles of `samples` (microseconds; sorted in place), or `None` if empty.
-pub(crate) fn percentiles(samples: &mut [u64]) -> Option<Percentiles> {
+pub fn percentiles(samples: &mut [u64]) -> Option<Percentiles> {
     if samples.is_empty() {
         return None;
     }
@@ -34,14 +34,14 @@ fn plural(n: u64, word: &str) -> String {
 
 /// Nearest-rank percentile of a sorted, non-empty slice: the smallest value with at least
 /// `p`% of the samples at or below it.
-pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// A small bar chart of `samples` (microseconds): up to `buckets` log-spaced ranges from
 /// the smallest to the largest sample, one line each with its count.
-pub(crate) fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
+pub fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
     let (Some(&lo), Some(&hi)) = (samples.iter().min(), samples.iter().max()) else {
         return String::new();
     };
@@ -81,40 +81,40 @@ pub(crate) fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String
 /// Everything a run counted. Fields that do not apply to a subcommand stay `None` and are
 /// left out of the output.
 #[derive(Clone, Debug, Default, Serialize)]
-pub(crate) struct Summary {
+pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) sent: Option<u64>,
+    pub sent: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) received: Option<u64>,
-    pub(crate) bytes: u64,
-    pub(crate) elapsed_s: f64,
-    pub(crate) rate_pps: f64,
+    pub received: Option<u64>,
+    pub bytes: u64,
+    pub elapsed_s: f64,
+    pub rate_pps: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) truncated: Option<u64>,
+    pub truncated: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) filtered: Option<u64>,
+    pub filtered: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) kernel_drops: Option<u64>,
+    pub kernel_drops: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) lost: Option<u64>,
+    pub lost: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reordered: Option<u64>,
+    pub reordered: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) duplicates: Option<u64>,
+    pub duplicates: Option<u64>,
     /// Datagrams without a `--seq` header, when others had one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) non_seq: Option<u64>,
+    pub non_seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) rtt_us: Option<Percentiles>,
+    pub rtt_us: Option<Percentiles>,
     /// One-way delay of `--seq` datagrams (sender clock to receiver clock).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) owd_us: Option<Percentiles>,
+    pub owd_us: Option<Percentiles>,
 }
 
 impl Summary {
     /// Set `elapsed_s` and `rate_pps` from the run's length and the datagrams counted
     /// (sent for a sender, received for a receiver).
-    pub(crate) fn finish(&mut self, elapsed: Duration, datagrams: u64) {
+    pub fn finish(&mut self, elapsed: Duration, datagrams: u64) {
         self.elapsed_s = elapsed.as_secs_f64();
         self.rate_pps = if self.elapsed_s > 0.0 {
             datagrams as f64 / self.elapsed_s
@@ -124,7 +124,7 @@ impl Summary {
     }
 
     /// The summary as text lines.
-    pub(crate) fn text(&self) -> String {
+    pub fn text(&self) -> String {
         let mut lines = Vec::new();
         let took = format!(
             "in {:.3}s ({:.1} datagrams/s)",
@@ -207,7 +207,7 @@ impl Summary {
 
     /// Print on stderr: one JSON object when `json`, text lines otherwise. Errors writing
     /// to stderr are ignored: there is nowhere left to report them.
-    pub(crate) fn print(&self, json: bool) {
+    pub fn print(&self, json: bool) {
         let out = if json {
             serde_json::to_string(self).expect("a summary serializes") + "\n"
         } else {

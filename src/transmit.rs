@@ -11,13 +11,13 @@ use crate::payload::max_payload;
 use crate::sys::{send_batch, send_segments};
 
 /// Rewrites a datagram just before it is sent (`--seq` writes its header).
-pub(crate) type Stamp<'a> = &'a mut dyn FnMut(&mut [u8]);
+pub type Stamp<'a> = &'a mut dyn FnMut(&mut [u8]);
 
 /// Segments per GSO call: the kernel limit before Linux 6.x raised it to 128.
 const GSO_SEGMENTS: usize = 64;
 
 /// Sends on one connected socket.
-pub(crate) struct Transmitter {
+pub struct Transmitter {
     fd: RawFd,
     /// False once the kernel refused GSO (or it was never possible here).
     gso: bool,
@@ -28,7 +28,7 @@ pub(crate) struct Transmitter {
 
 impl Transmitter {
     /// A transmitter for `socket`, connected to `dest`.
-    pub(crate) fn new(socket: &UdpSocket, dest: &SocketAddr) -> Self {
+    pub fn new(socket: &UdpSocket, dest: &SocketAddr) -> Self {
         Transmitter {
             fd: socket.as_raw_fd(),
             gso: cfg!(target_os = "linux"),
@@ -38,7 +38,7 @@ impl Transmitter {
     }
 
     /// How many copies of a `len`-byte payload one call sends: what a batch should hold.
-    pub(crate) fn batch_for(&self, len: usize) -> usize {
+    pub fn batch_for(&self, len: usize) -> usize {
         match self.segments_per_call(len) {
             k if self.gso && k >= 2 => k,
             _ => GSO_SEGMENTS,
@@ -54,7 +54,7 @@ impl Transmitter {
     /// Send `n` datagrams, each `payload`, each first passed through `stamp` when given
     /// (`--seq` writes its header there). Returns how many went before an error, or the
     /// error when none did.
-    pub(crate) fn send_copies(
+    pub fn send_copies(
         &mut self,
         payload: &[u8],
         n: usize,
@@ -117,7 +117,7 @@ impl Transmitter {
     }
 
     /// Send each of `payloads` as one datagram (`sendmmsg` batches).
-    pub(crate) fn send_each(&mut self, payloads: &[&[u8]]) -> io::Result<usize> {
+    pub fn send_each(&mut self, payloads: &[&[u8]]) -> io::Result<usize> {
         self.send_each_inner(payloads)
     }
 

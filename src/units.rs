@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 /// Parse a duration: a decimal number and an optional unit `ns us ms s m h` (bare = seconds).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -43,7 +43,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parse a byte count: a whole number and an optional binary suffix `K M G` (`KiB` ... too).
-pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let s = text.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
@@ -67,7 +67,7 @@ pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 /// Format a duration for people: `850µs`, `12.3ms`, `1.50s`.
-pub(crate) fn human_duration(d: Duration) -> String {
+pub fn human_duration(d: Duration) -> String {
     let us = d.as_secs_f64() * 1e6;
     if us < 1000.0 {
         format!("{us:.0}µs")

@@ -1,12 +1,10 @@
-//! Fuzz the address parser (src/addr.rs, included as it is): splitting never panics, and
-//! what it accepts as an IP literal prints back to something it accepts again.
+//! Fuzz the address parser (`dgram_cli::addr`): splitting never panics, and what it
+//! accepts as an IP literal prints back to something it accepts again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../src/addr.rs"]
-#[allow(dead_code)]
-mod addr;
+use dgram_cli::addr;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

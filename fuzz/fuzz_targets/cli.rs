@@ -1,33 +1,12 @@
-//! Fuzz the whole command-line parse: the clap definitions of src/cli.rs with the value
-//! parsers they use (addresses, durations, sizes, networks, formats), included as they
-//! are. Input bytes split on NUL into arguments; no argument list may panic.
+//! Fuzz the whole command-line parse: the clap definitions of `dgram_cli::cli` with the
+//! value parsers they use (addresses, durations, sizes, networks, formats). Input bytes
+//! split on NUL into arguments; no argument list may panic.
 #![no_main]
 
+use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../src/addr.rs"]
-#[allow(dead_code)]
-mod addr;
-#[path = "../../src/cli.rs"]
-#[allow(dead_code)]
-mod cli;
-#[path = "../../src/exit.rs"]
-#[allow(dead_code, unused_macros, unused_imports)]
-mod exit;
-#[path = "../../src/filter.rs"]
-#[allow(dead_code)]
-mod filter;
-#[path = "../../src/output.rs"]
-#[allow(dead_code)]
-mod output;
-#[path = "../../src/payload.rs"]
-#[allow(dead_code)]
-mod payload;
-#[path = "../../src/units.rs"]
-#[allow(dead_code)]
-mod units;
-
-use clap::Parser;
+use dgram_cli::cli;
 
 fuzz_target!(|data: &[u8]| {
     use std::os::unix::ffi::OsStringExt;

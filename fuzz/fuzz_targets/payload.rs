@@ -1,14 +1,10 @@
-//! Fuzz the payload decoders and the stdin line splitter (src/payload.rs, included as it
-//! is): no input panics, and what encodes decodes back.
+//! Fuzz the payload decoders and the stdin line splitter (`dgram_cli::payload`): no input
+//! panics, and what encodes decodes back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../src/payload.rs"]
-#[allow(dead_code)]
-mod payload;
-
-use payload::{decode, Encoding, Lines};
+use dgram_cli::payload::{self, decode, Encoding, Lines};
 
 fuzz_target!(|data: &[u8]| {
     for enc in [

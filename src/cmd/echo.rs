@@ -272,7 +272,7 @@ impl Handler for Echo {
 }
 
 /// Run `dgram echo`.
-pub(crate) fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
+pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let family = args.family.family();
     let local = parse_local(&args.addr, family)?;
     let opts = &args.receive;

@@ -8,7 +8,7 @@ use crate::serve::{serve, Extras};
 use crate::signal::Signals;
 
 /// Run `dgram listen`.
-pub(crate) fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
+pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let family = args.family.family();
     let local = parse_local(&args.addr, family)?;
     let mut options = args.socket.options(family);

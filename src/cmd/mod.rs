@@ -1,10 +1,10 @@
 //! The subcommands: each turns its `Args` into a validated config, then runs it.
 //! They never import each other; what they share lives below them.
 
-pub(crate) mod echo;
-pub(crate) mod listen;
-pub(crate) mod multicast;
-pub(crate) mod send;
+pub mod echo;
+pub mod listen;
+pub mod multicast;
+pub mod send;
 
 use crate::addr::Family;
 use clap::CommandFactory;
@@ -14,7 +14,7 @@ use crate::exit::Ending;
 use crate::signal::Signals;
 
 /// Run the chosen subcommand.
-pub(crate) fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
+pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
     match command {
         Command::Send(args) => send::run(args, signals),
         Command::Listen(args) => listen::run(args, signals),
@@ -48,7 +48,7 @@ fn print_doc(bytes: &[u8]) -> anyhow::Result<Ending> {
 
 impl FamilyOpts {
     /// The family `-4` / `-6` restrict addresses to.
-    pub(crate) fn family(self) -> Family {
+    pub fn family(self) -> Family {
         match (self.ipv4, self.ipv6) {
             (true, _) => Family::V4,
             (_, true) => Family::V6,
@@ -59,7 +59,7 @@ impl FamilyOpts {
 
 impl SocketOpts {
     /// The socket options these flags ask for; the caller adds its own.
-    pub(crate) fn options(&self, family: Family) -> crate::socket::Options {
+    pub fn options(&self, family: Family) -> crate::socket::Options {
         crate::socket::Options {
             v6_only: family == Family::V6,
             recv_buffer: self.rcvbuf,

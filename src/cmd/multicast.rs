@@ -24,7 +24,7 @@ fn parse_group(text: &str, family: Family) -> anyhow::Result<SocketAddr> {
 }
 
 /// Check `multicast send`'s target and options; the rest is `send`'s.
-pub(crate) fn sender_options(args: &MulticastSendArgs) -> anyhow::Result<GroupSend> {
+pub fn sender_options(args: &MulticastSendArgs) -> anyhow::Result<GroupSend> {
     let group = parse_group(&args.send.target, args.send.family.family())?;
     if args.send.reply || args.send.expect.is_some() {
         return Err(usage!(
@@ -50,7 +50,7 @@ fn scope_iface(group: SocketAddr) -> Iface {
 }
 
 /// Run `dgram multicast join`.
-pub(crate) fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
+pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let family = args.family.family();
     let groups = args
         .groups
@@ -144,7 +144,7 @@ fn joined_on(group: IpAddr, iface: Iface) -> Option<String> {
 
 /// The multicast doctor: what the kernel says about the join, and what else could keep
 /// datagrams away. Each line starts with `doctor:`.
-pub(crate) fn doctor(groups: &[IpAddr], iface: Iface, source: Option<IpAddr>) -> Vec<String> {
+pub fn doctor(groups: &[IpAddr], iface: Iface, source: Option<IpAddr>) -> Vec<String> {
     let mut out = Vec::new();
     let mut devices = Vec::new();
     for &g in groups {

@@ -506,16 +506,12 @@ struct Counts {
 }
 
 /// Run `dgram send`.
-pub(crate) fn run(args: SendArgs, signals: &Signals) -> anyhow::Result<Ending> {
+pub fn run(args: SendArgs, signals: &Signals) -> anyhow::Result<Ending> {
     run_inner(args, signals, None)
 }
 
 /// Run `dgram multicast send`: `send` to a group, with its interface, TTL and loop.
-pub(crate) fn run_to_group(
-    args: SendArgs,
-    signals: &Signals,
-    group: GroupSend,
-) -> anyhow::Result<Ending> {
+pub fn run_to_group(args: SendArgs, signals: &Signals, group: GroupSend) -> anyhow::Result<Ending> {
     run_inner(args, signals, Some(group))
 }
 

@@ -17,7 +17,7 @@ const CONTROL_LEN: usize = 128;
 /// With UDP GRO on, one message may hold many datagrams the kernel coalesced (a GSO
 /// sender's batch); they are split back here by the segment size the `UDP_GRO` cmsg gives
 /// (the last may be shorter), so callers only ever see single datagrams.
-pub(crate) struct RecvBatch {
+pub struct RecvBatch {
     buf: Vec<u8>,
     slot_size: usize,
     keep: usize,
@@ -34,14 +34,14 @@ pub(crate) struct RecvBatch {
 
 impl RecvBatch {
     /// Room for `slots` datagrams (at least one), keeping up to `keep` bytes of each.
-    pub(crate) fn new(slots: usize, keep: usize) -> Self {
+    pub fn new(slots: usize, keep: usize) -> Self {
         Self::with(slots, keep, Ancillary::default())
     }
 
     /// As [`new`](Self::new), asking for the control messages in `ancillary`. With GRO
     /// every slot holds a whole coalesced buffer (64 KiB) and `keep` applies to each
     /// datagram split from it.
-    pub(crate) fn with(slots: usize, keep: usize, ancillary: Ancillary) -> Self {
+    pub fn with(slots: usize, keep: usize, ancillary: Ancillary) -> Self {
         let slot_size = if ancillary.gro { LARGEST } else { keep };
         let slots = slots.max(1);
         let wants_control = ancillary.gro || ancillary.pktinfo;
@@ -66,12 +66,12 @@ impl RecvBatch {
     }
 
     /// How many messages one call can take.
-    pub(crate) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.msgs.len()
     }
 
     /// How many messages the last [`recv`](Self::recv) took.
-    pub(crate) fn messages(&self) -> usize {
+    pub fn messages(&self) -> usize {
         self.messages
     }
 
@@ -80,7 +80,7 @@ impl RecvBatch {
     ///
     /// `ErrorKind::WouldBlock` when none is queued. `MSG_TRUNC` makes the kernel report
     /// each datagram's real length even when its slot was smaller (udp(7)).
-    pub(crate) fn recv(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
+    pub fn recv(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
         let n = max.clamp(1, self.msgs.len());
         let base = self.buf.as_mut_ptr();
         for i in 0..n {
@@ -188,12 +188,12 @@ impl RecvBatch {
     }
 
     /// What the kernel said about datagram `i` of the last [`recv`](Self::recv).
-    pub(crate) fn meta(&self, i: usize) -> RecvMeta {
+    pub fn meta(&self, i: usize) -> RecvMeta {
         self.spans[i].1
     }
 
     /// The captured bytes of datagram `i` of the last [`recv`](Self::recv).
-    pub(crate) fn payload(&self, i: usize) -> &[u8] {
+    pub fn payload(&self, i: usize) -> &[u8] {
         let (start, meta) = self.spans[i];
         &self.buf[start..start + meta.captured]
     }
@@ -211,13 +211,13 @@ const LARGEST: usize = 65_535;
 
 /// Turn on UDP GRO (Linux 5.0): the kernel may hand over a GSO sender's batch as one
 /// buffer with its segment size in a cmsg, which [`RecvBatch::with_gro`] splits.
-pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
+pub fn enable_gro(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
 /// Ask for each datagram's destination address: `IP_PKTINFO` (IPv4), `IPV6_RECVPKTINFO`
 /// (IPv6, and `IP_PKTINFO` too so IPv4-mapped traffic on a dual-stack socket has it).
-pub(crate) fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
+pub fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
     if ipv6 {
         setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
         // Fails on a v6-only socket, which never sees IPv4 traffic anyway.
@@ -232,11 +232,7 @@ pub(crate) fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
 /// when `from` is set, from that source address (a PKTINFO cmsg: the reply leaves from
 /// the address the request was sent to, even on a wildcard bind). Returns how many were
 /// sent before an error, or the error when the first failed.
-pub(crate) fn send_replies(
-    fd: RawFd,
-    ipv6_socket: bool,
-    replies: &[Reply<'_>],
-) -> io::Result<usize> {
+pub fn send_replies(fd: RawFd, ipv6_socket: bool, replies: &[Reply<'_>]) -> io::Result<usize> {
     const MAX: usize = 64;
     let n = replies.len().min(MAX);
     let mut names = Vec::with_capacity(n);
@@ -312,7 +308,7 @@ unsafe fn write_pktinfo(hdr: &mut libc::msghdr, from: IpAddr, to_ipv4: bool) -> 
 ///
 /// Fails with `EINVAL`/`EIO`/`ENOPROTOOPT` where the kernel or the route cannot do GSO:
 /// the caller falls back to [`send_batch`].
-pub(crate) fn send_segments(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<usize> {
+pub fn send_segments(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
@@ -351,7 +347,7 @@ pub(crate) fn send_segments(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<u
 /// Send `payloads` on a connected socket, one datagram each, in `sendmmsg` calls of up to
 /// 1024 (UIO_MAXIOV). Returns how many were sent before an error, or the error when the
 /// first one failed. A blocking socket blocks for room in its send buffer.
-pub(crate) fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
+pub fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
     const MAX: usize = 1024;
     let n = payloads.len().min(MAX);
     let mut iovs: Vec<libc::iovec> = payloads[..n]
@@ -400,7 +396,7 @@ unsafe fn sendmmsg_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usiz
 /// The socket's count of datagrams the kernel dropped (receive queue full, bad checksum),
 /// read with `SO_MEMINFO` (index `SK_MEMINFO_DROPS`): exact at the time of the call,
 /// unlike the `SO_RXQ_OVFL` cmsg, which lags at the end of a flood.
-pub(crate) fn kernel_drops(fd: RawFd) -> Option<u64> {
+pub fn kernel_drops(fd: RawFd) -> Option<u64> {
     const SK_MEMINFO_VARS: usize = 9;
     const SK_MEMINFO_DROPS: usize = 8;
     let mut info = [0u32; SK_MEMINFO_VARS];
@@ -420,7 +416,7 @@ pub(crate) fn kernel_drops(fd: RawFd) -> Option<u64> {
 
 /// Set the DF bit (IPv4) / forbid local fragmentation (IPv6): `IP_PMTUDISC_DO` (ip(7)).
 /// A datagram larger than the path MTU then fails with `EMSGSIZE` instead of fragmenting.
-pub(crate) fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
+pub fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
     let (level, name, value) = if ipv6 {
         (
             libc::IPPROTO_IPV6,

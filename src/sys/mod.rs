@@ -14,7 +14,7 @@ use std::time::Duration;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{
+pub use linux::{
     enable_gro, enable_pktinfo, kernel_drops, send_batch, send_replies, send_segments,
     set_dont_fragment, RecvBatch,
 };
@@ -22,45 +22,95 @@ pub(crate) use linux::{
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{
+pub use portable::{
     enable_gro, enable_pktinfo, kernel_drops, send_batch, send_replies, send_segments,
     set_dont_fragment, RecvBatch,
 };
 
 /// What the kernel said about one received datagram.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RecvMeta {
+pub struct RecvMeta {
     /// The datagram's true length, even when it was cut to fit the buffer.
-    pub(crate) len: usize,
+    pub len: usize,
     /// How many of its bytes are in the buffer.
-    pub(crate) captured: usize,
+    pub captured: usize,
     /// The sender, IPv4-mapped addresses already unwrapped.
-    pub(crate) peer: SocketAddr,
+    pub peer: SocketAddr,
     /// The address the datagram was sent to (IP_PKTINFO / IPV6_PKTINFO), when asked for.
-    pub(crate) dst: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
 }
 
 /// Which control messages a [`RecvBatch`] asks the kernel for.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Ancillary {
+pub struct Ancillary {
     /// UDP GRO segment sizes (the socket must have `UDP_GRO` on: [`enable_gro`]).
-    pub(crate) gro: bool,
+    pub gro: bool,
     /// Destination addresses (the socket must have PKTINFO on: [`enable_pktinfo`]).
-    pub(crate) pktinfo: bool,
+    pub pktinfo: bool,
 }
 
 /// One reply for [`send_replies`]: the payload, where to, and from which local address.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Reply<'a> {
-    pub(crate) payload: &'a [u8],
-    pub(crate) to: SocketAddr,
+pub struct Reply<'a> {
+    pub payload: &'a [u8],
+    pub to: SocketAddr,
     /// The source address to use (the request's destination), for wildcard binds.
-    pub(crate) from: Option<IpAddr>,
+    pub from: Option<IpAddr>,
+}
+
+/// The index of the interface called `name` (if_nametoindex(3)), or `None` if there is none.
+pub fn if_nametoindex(name: &str) -> Option<u32> {
+    let c_name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c_name is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The interface's name for an index (if_indextoname(3)), if one exists.
+pub fn if_indextoname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// `MCAST_JOIN_SOURCE_GROUP` (RFC 3678), the protocol-independent source-specific join,
+/// which socket2 does not wrap.
+pub fn join_source_group(fd: RawFd, group: IpAddr, source: IpAddr, index: u32) -> io::Result<()> {
+    let (level, ipv6) = match group {
+        IpAddr::V4(_) => (libc::IPPROTO_IP, false),
+        IpAddr::V6(_) => (libc::IPPROTO_IPV6, true),
+    };
+    // SAFETY: group_source_req is plain old data; all-zero is a valid value, filled below.
+    let mut req: libc::group_source_req = unsafe { mem::zeroed() };
+    req.gsr_interface = index;
+    req.gsr_group = std_to_sockaddr(SocketAddr::new(group, 0), ipv6).0;
+    req.gsr_source = std_to_sockaddr(SocketAddr::new(source, 0), ipv6).0;
+    // SAFETY: req is a live group_source_req of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            libc::MCAST_JOIN_SOURCE_GROUP,
+            (&req as *const libc::group_source_req).cast(),
+            mem::size_of::<libc::group_source_req>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The socket address in a `sockaddr_storage` the kernel filled, or `None` for a family
 /// other than IPv4/IPv6.
-pub(crate) fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in, and
@@ -90,7 +140,7 @@ pub(crate) fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<Socket
 
 /// `addr` as a `sockaddr_storage` for a socket of the given family: an IPv4 peer of an
 /// IPv6 socket becomes IPv4-mapped. Returns the storage and its length.
-pub(crate) fn std_to_sockaddr(
+pub fn std_to_sockaddr(
     addr: SocketAddr,
     ipv6_socket: bool,
 ) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -126,15 +176,15 @@ pub(crate) fn std_to_sockaddr(
 
 /// One address of one interface, from `getifaddrs`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct IfAddr {
-    pub(crate) index: u32,
-    pub(crate) addr: IpAddr,
+pub struct IfAddr {
+    pub index: u32,
+    pub addr: IpAddr,
     /// The IPv4 netmask (None for IPv6).
-    pub(crate) netmask: Option<Ipv4Addr>,
+    pub netmask: Option<Ipv4Addr>,
 }
 
 /// Every IPv4 and IPv6 address of this host's interfaces.
-pub(crate) fn interface_addrs() -> Vec<IfAddr> {
+pub fn interface_addrs() -> Vec<IfAddr> {
     let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills ifap with a list we walk read-only and free once; each
@@ -185,7 +235,7 @@ pub(crate) fn interface_addrs() -> Vec<IfAddr> {
 /// The broadcast addresses of this host's interfaces: each IPv4 address with its host
 /// bits set (so loopback's 127.255.255.255 counts, though `lo` has no IFF_BROADCAST),
 /// plus 255.255.255.255.
-pub(crate) fn broadcast_addrs() -> Vec<Ipv4Addr> {
+pub fn broadcast_addrs() -> Vec<Ipv4Addr> {
     let mut out = vec![Ipv4Addr::BROADCAST];
     for ifa in interface_addrs() {
         let (IpAddr::V4(a), Some(m)) = (ifa.addr, ifa.netmask) else {
@@ -204,7 +254,7 @@ pub(crate) fn broadcast_addrs() -> Vec<Ipv4Addr> {
 }
 
 /// A zeroed `sockaddr_storage`.
-pub(crate) fn empty_storage() -> libc::sockaddr_storage {
+pub fn empty_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
     unsafe { mem::zeroed() }
 }
@@ -213,7 +263,7 @@ pub(crate) fn empty_storage() -> libc::sockaddr_storage {
 ///
 /// Returns which descriptors are readable (all false on timeout). An interrupting signal
 /// returns `ErrorKind::Interrupted` for the caller to look at its signal flags.
-pub(crate) fn wait_readable<const N: usize>(
+pub fn wait_readable<const N: usize>(
     fds: [RawFd; N],
     timeout: Option<Duration>,
 ) -> io::Result<[bool; N]> {

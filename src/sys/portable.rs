@@ -12,7 +12,7 @@ use super::{empty_storage, sockaddr_to_std, std_to_sockaddr, Ancillary, RecvMeta
 const LARGEST: usize = 65_535;
 
 /// One receive buffer; the interface matches the Linux batch.
-pub(crate) struct RecvBatch {
+pub struct RecvBatch {
     buf: Vec<u8>,
     max_size: usize,
     meta: Option<RecvMeta>,
@@ -20,7 +20,7 @@ pub(crate) struct RecvBatch {
 
 impl RecvBatch {
     /// A buffer for one datagram; `slot_size` is what is kept of each.
-    pub(crate) fn new(_slots: usize, slot_size: usize) -> Self {
+    pub fn new(_slots: usize, slot_size: usize) -> Self {
         RecvBatch {
             buf: vec![0; LARGEST],
             max_size: slot_size,
@@ -29,7 +29,7 @@ impl RecvBatch {
     }
 
     /// Take one queued datagram without blocking (`WouldBlock` when none).
-    pub(crate) fn recv(&mut self, fd: RawFd, _max: usize) -> io::Result<usize> {
+    pub fn recv(&mut self, fd: RawFd, _max: usize) -> io::Result<usize> {
         let mut addr = empty_storage();
         let mut iov = libc::iovec {
             iov_base: self.buf.as_mut_ptr().cast(),
@@ -59,33 +59,33 @@ impl RecvBatch {
     }
 
     /// No GRO or PKTINFO here: the same as [`RecvBatch::new`] (destinations unknown).
-    pub(crate) fn with(slots: usize, keep: usize, _ancillary: Ancillary) -> Self {
+    pub fn with(slots: usize, keep: usize, _ancillary: Ancillary) -> Self {
         Self::new(slots, keep)
     }
 
     /// One message per call here.
-    pub(crate) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         1
     }
 
     /// How many messages the last [`recv`](Self::recv) took.
-    pub(crate) fn messages(&self) -> usize {
+    pub fn messages(&self) -> usize {
         usize::from(self.meta.is_some())
     }
 
     /// What the kernel said about the datagram.
-    pub(crate) fn meta(&self, _i: usize) -> RecvMeta {
+    pub fn meta(&self, _i: usize) -> RecvMeta {
         self.meta.expect("recv returned a datagram")
     }
 
     /// The captured bytes.
-    pub(crate) fn payload(&self, i: usize) -> &[u8] {
+    pub fn payload(&self, i: usize) -> &[u8] {
         &self.buf[..self.meta(i).captured]
     }
 }
 
 /// Send `payloads` on a connected socket, one `send` each.
-pub(crate) fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
+pub fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
     for (i, p) in payloads.iter().enumerate() {
         // SAFETY: p is a live slice.
         let rc = unsafe { libc::send(fd, p.as_ptr().cast(), p.len(), 0) };
@@ -98,12 +98,12 @@ pub(crate) fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
 }
 
 /// Not available here: stats say "n/a".
-pub(crate) fn kernel_drops(_fd: RawFd) -> Option<u64> {
+pub fn kernel_drops(_fd: RawFd) -> Option<u64> {
     None
 }
 
 /// Not implemented on this platform.
-pub(crate) fn set_dont_fragment(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
+pub fn set_dont_fragment(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "--dont-fragment is supported on Linux only",
@@ -111,26 +111,22 @@ pub(crate) fn set_dont_fragment(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
 }
 
 /// No UDP GRO here.
-pub(crate) fn enable_gro(_fd: RawFd) -> io::Result<()> {
+pub fn enable_gro(_fd: RawFd) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
 /// No UDP GSO here: callers fall back to [`send_batch`].
-pub(crate) fn send_segments(_fd: RawFd, _buf: &[u8], _segment: u16) -> io::Result<usize> {
+pub fn send_segments(_fd: RawFd, _buf: &[u8], _segment: u16) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
 /// No PKTINFO here: destinations stay unknown and replies leave from the bound address.
-pub(crate) fn enable_pktinfo(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
+pub fn enable_pktinfo(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
 /// One `sendto` per reply; the source is whatever the socket is bound to.
-pub(crate) fn send_replies(
-    fd: RawFd,
-    ipv6_socket: bool,
-    replies: &[Reply<'_>],
-) -> io::Result<usize> {
+pub fn send_replies(fd: RawFd, ipv6_socket: bool, replies: &[Reply<'_>]) -> io::Result<usize> {
     for (i, r) in replies.iter().enumerate() {
         let (addr, len) = std_to_sockaddr(r.to, ipv6_socket);
         // SAFETY: the payload and address are live for the call.

@@ -1,0 +1,187 @@
+//! The program around the subcommands: the one-line error report and its exit code,
+//! clap's errors folded onto one line, and logging on stderr (SPEC §6, §7).
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, LogOpts};
+use crate::exit;
+
+/// Print the error once, as one line, and pick its exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    if !exit::is_quiet(err) {
+        let line = abbreviate(&format!("{err:#}").replace('\n', " "));
+        let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
+    }
+    ExitCode::from(exit::code_for(err))
+}
+
+/// `--help` and `--version` print to stdout and exit 0; any other parse error becomes one
+/// line on stderr, exit 2: `dgram: invalid value 'abc' for '--count <N>': ... (see 'dgram send --help')`.
+pub fn clap_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            return ExitCode::from(exit::SUCCESS);
+        }
+        _ => {}
+    }
+    let rendered = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        format!("a subcommand is required: {}", names.join(", "))
+    } else {
+        err.render().to_string()
+    };
+    let line = abbreviate(&fold_clap_message(&rendered, &subcommand_in_args()));
+    let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
+    ExitCode::from(exit::USAGE)
+}
+
+/// clap's message, first paragraph only, folded onto one line, with a pointer to --help.
+fn fold_clap_message(rendered: &str, subcommand: &str) -> String {
+    let first = rendered.split("\n\n").next().unwrap_or(rendered);
+    let mut line = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(rest) = line.strip_prefix("error: ") {
+        line = rest.to_string();
+    }
+    let help = if subcommand.is_empty() {
+        "dgram --help".to_string()
+    } else {
+        format!("dgram {subcommand} --help")
+    };
+    format!("{line} (see '{help}')")
+}
+
+/// Shorten words longer than 80 bytes (a 100 KiB argument quoted back): the error line
+/// stays readable and still says what the word was like and how long.
+fn abbreviate(line: &str) -> String {
+    line.split(' ')
+        .map(|word| {
+            if word.len() <= 80 {
+                return word.to_string();
+            }
+            let cut = (0..=40)
+                .rev()
+                .find(|&i| word.is_char_boundary(i))
+                .unwrap_or(0);
+            format!("{}...({} bytes)", &word[..cut], word.len())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The subcommand named on the command line, if any, for the `--help` pointer.
+fn subcommand_in_args() -> String {
+    let command = Cli::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .find(|a| names.contains(a))
+        .unwrap_or_default()
+}
+
+/// tracing on stderr (never stdout: stdout is data). Default `warn`; `-v` info, `-vv`
+/// debug, `-vvv` trace; `-q` errors only; `RUST_LOG` overrides all of them.
+pub fn init_logging(opts: &LogOpts) {
+    let level = match (opts.quiet, opts.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(Plain)
+        .init();
+}
+
+/// `dgram: warning: message key=value`, the same shape as the error line.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        write!(writer, "dgram: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn long_words_are_abbreviated() {
+        let long = "a".repeat(1000);
+        let line = abbreviate(&format!("invalid address '{long}': missing port"));
+        assert!(line.len() < 120, "{line}");
+        assert!(
+            line.contains("(1003 bytes)") && line.ends_with("missing port"),
+            "{line}"
+        );
+        assert_eq!(abbreviate("short words stay"), "short words stay");
+        let wide = "é".repeat(100);
+        assert!(abbreviate(&wide).contains("bytes)"));
+    }
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let err = Cli::try_parse_from(["dgram", "send", "127.0.0.1:9", "x", "--count", "abc"])
+            .unwrap_err();
+        let line = fold_clap_message(&err.render().to_string(), "send");
+        assert!(
+            line.starts_with("invalid value 'abc' for '--count <N>': invalid digit"),
+            "{line}"
+        );
+        assert!(line.ends_with("(see 'dgram send --help')"), "{line}");
+        assert!(!line.contains('\n'));
+
+        let err = Cli::try_parse_from(["dgram", "send"]).unwrap_err();
+        let line = fold_clap_message(&err.render().to_string(), "send");
+        assert!(
+            line.contains("required") && line.contains("<TARGET>"),
+            "{line}"
+        );
+    }
+}
