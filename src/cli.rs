@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use crate::filter::parse_net;
 use crate::output::Format;
-use crate::units::{parse_bytes, parse_duration};
+use crate::units::{parse_bytes, parse_duration, parse_size};
 
 /// netcat for datagrams, done right.
 #[derive(Debug, Parser)]
@@ -220,9 +220,9 @@ pub struct SendArgs {
         help_heading = "Payload"
     )]
     pub file: Option<PathBuf>,
-    /// A generated payload of N bytes
-    #[arg(long, value_name = "N", help_heading = "Payload")]
-    pub size: Option<usize>,
+    /// A generated payload of N bytes (1400, 64K; at most 65507 over IPv4, 65527 over IPv6)
+    #[arg(long, value_name = "N", value_parser = parse_size, help_heading = "Payload")]
+    pub size: Option<u64>,
     /// Start every datagram with a sequence header (magic, number, send time), for loss,
     /// reordering, duplicates and delay at listen --stats, and RTT matching with --reply
     #[arg(long, help_heading = "Payload")]
@@ -277,6 +277,11 @@ pub struct SendArgs {
     /// Set the don't-fragment bit: too large for the path fails instead of fragmenting
     #[arg(long, help_heading = "Socket")]
     pub dont_fragment: bool,
+    /// Never use UDP GSO. It is used only for bulk sends (1,000 datagrams or more,
+    /// unpaced or above 10,000/s), where a capture on this host shows each send call as
+    /// one merged packet
+    #[arg(long, help_heading = "Socket")]
+    pub no_gso: bool,
     #[command(flatten, next_help_heading = "Socket")]
     pub socket: SocketOpts,
 
@@ -435,11 +440,10 @@ fn parse_byte(s: &str) -> Result<u32, String> {
 }
 
 fn parse_max_size(s: &str) -> Result<usize, String> {
-    let n = parse_bytes(s)?;
-    if n > 65_535 {
-        return Err("at most 65535: no UDP datagram is larger".into());
+    match parse_size(s)? {
+        n @ 0..=65_535 => Ok(n as usize),
+        _ => Err("at most 65535: no UDP datagram is larger".into()),
     }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -195,36 +195,101 @@ pub fn generated(size: usize) -> Vec<u8> {
     PATTERN.iter().copied().cycle().take(size).collect()
 }
 
+/// The most input bytes that can write one datagram of `limit` bytes in `encoding`:
+/// the limit itself for text, and room for separators, `0x` prefixes and `\xHH` escapes
+/// otherwise. Input beyond it is refused unread, so no input makes dgram hold more than
+/// it could ever send.
+pub fn input_cap(limit: usize, encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::Text => limit,
+        _ => limit * 6 + 64 * 1024,
+    }
+}
+
+/// Read all of `reader` if it holds at most `cap` bytes; `Ok(None)` when it holds more,
+/// having read no more than `cap + 1` of them.
+pub fn read_bounded<R: Read>(reader: R, cap: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut all = Vec::new();
+    reader.take(cap as u64 + 1).read_to_end(&mut all)?;
+    Ok((all.len() <= cap).then_some(all))
+}
+
 /// Stdin split into lines, one datagram each: `\n` or `\r\n` removed, a last line without
-/// a newline still returned.
+/// a newline still returned. A line longer than the limit is not read to its end: it is
+/// returned cut, and [`Lines::was_cut`] says so.
 pub struct Lines<R> {
     reader: BufReader<R>,
     number: u64,
+    max: usize,
+    cut: bool,
 }
 
 impl<R: Read> Lines<R> {
-    /// Lines of `inner`, read through a 256 KiB buffer.
+    /// Lines of `inner`, read through a 256 KiB buffer, with no length limit.
     pub fn new(inner: R) -> Self {
+        Self::with_max(inner, usize::MAX / 2)
+    }
+
+    /// Lines of `inner` of at most `max` bytes each (line ending not counted).
+    pub fn with_max(inner: R, max: usize) -> Self {
         Lines {
             reader: BufReader::with_capacity(256 * 1024, inner),
             number: 0,
+            max,
+            cut: false,
         }
     }
 
     /// Read the next line into `line` (cleared first). `Ok(false)` at end of input.
     pub fn next_into(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
         line.clear();
-        if self.reader.read_until(b'\n', line)? == 0 {
+        self.cut = false;
+        // Room for the longest line and its `\r\n`; past that the line is too long.
+        let room = self.max + 2;
+        let mut ended = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            let want = room - line.len();
+            let (take, newline) = match buf.iter().take(want).position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len().min(want), false),
+            };
+            line.extend_from_slice(&buf[..take]);
+            self.reader.consume(take);
+            if newline {
+                ended = true;
+                break;
+            }
+            if line.len() >= room {
+                self.cut = true;
+                break;
+            }
+        }
+        if line.is_empty() && !ended {
             return Ok(false);
         }
-        if line.last() == Some(&b'\n') {
+        if ended {
             line.pop();
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
         }
+        self.cut |= line.len() > self.max;
         self.number += 1;
         Ok(true)
+    }
+
+    /// True when the line last returned was longer than the limit: it holds only the
+    /// first bytes, and the rest of it was not read.
+    pub fn was_cut(&self) -> bool {
+        self.cut
     }
 
     /// The 1-based number of the line last returned.
@@ -277,6 +342,39 @@ mod tests {
         assert!(lines.next_into(&mut line).unwrap());
         assert!(!lines.has_buffered_line());
         assert_eq!(lines.number(), 2);
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_the_limit_and_not_read_further() {
+        let input = [&b"abc\n"[..], &[b'x'; 100], b"\nlast\r\n"].concat();
+        let mut lines = Lines::with_max(&input[..], 5);
+        let mut line = Vec::new();
+        assert!(lines.next_into(&mut line).unwrap());
+        assert_eq!((&line[..], lines.was_cut()), (&b"abc"[..], false));
+        assert!(lines.next_into(&mut line).unwrap());
+        assert!(lines.was_cut());
+        assert!(line.len() <= 7, "{} bytes held", line.len());
+        assert_eq!(lines.number(), 2);
+        // Exactly the limit, with a CRLF ending, is not cut.
+        let mut lines = Lines::with_max(&b"12345\r\n123456\n"[..], 5);
+        assert!(lines.next_into(&mut line).unwrap());
+        assert_eq!((&line[..], lines.was_cut()), (&b"12345"[..], false));
+        assert!(lines.next_into(&mut line).unwrap());
+        assert_eq!((&line[..], lines.was_cut()), (&b"123456"[..], true));
+        assert!(!lines.next_into(&mut line).unwrap());
+    }
+
+    #[test]
+    fn bounded_reads_stop_one_byte_past_the_cap() {
+        assert_eq!(
+            read_bounded(&b"hello"[..], 5).unwrap(),
+            Some(b"hello".to_vec())
+        );
+        assert_eq!(read_bounded(&b"hello!"[..], 5).unwrap(), None);
+        // An endless input is refused after cap + 1 bytes.
+        assert_eq!(read_bounded(io::repeat(b'x'), 1000).unwrap(), None);
+        assert_eq!(input_cap(100, Encoding::Text), 100);
+        assert!(input_cap(100, Encoding::Hex) >= 600);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::payload::max_payload;
 use crate::sys::{send_batch, send_segments};
@@ -27,11 +27,19 @@ pub struct Transmitter {
 }
 
 impl Transmitter {
-    /// A transmitter for `socket`, connected to `dest`.
-    pub fn new(socket: &UdpSocket, dest: &SocketAddr) -> Self {
+    /// A transmitter for `socket`, connected to `dest`; `gso` allows UDP GSO for
+    /// repeated payloads (bulk sends only, SPEC §1).
+    pub fn new(socket: &UdpSocket, dest: &SocketAddr, gso: bool) -> Self {
+        let gso = gso && cfg!(target_os = "linux");
+        if gso {
+            info!(
+                "UDP GSO on: up to {GSO_SEGMENTS} datagrams per send call, which a capture on \
+                 this host shows as one packet (--no-gso: one packet per datagram)"
+            );
+        }
         Transmitter {
             fd: socket.as_raw_fd(),
-            gso: cfg!(target_os = "linux"),
+            gso,
             limit: max_payload(dest),
             copies: Vec::new(),
         }
@@ -154,7 +162,7 @@ mod tests {
         rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         tx.connect(rx.local_addr().unwrap()).unwrap();
-        let mut t = Transmitter::new(&tx, &rx.local_addr().unwrap());
+        let mut t = Transmitter::new(&tx, &rx.local_addr().unwrap(), true);
         // 150 copies: three GSO calls of 64, 64 and 22 segments.
         assert_eq!(t.send_copies(b"0123456789", 150, None).unwrap(), 150);
         let mut buf = [0u8; 100];

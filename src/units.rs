@@ -42,28 +42,43 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(nanos.round() as u64))
 }
 
-/// Parse a byte count: a whole number and an optional binary suffix `K M G` (`KiB` ... too).
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
+/// Parse a byte count: a whole number and an optional binary suffix `K M G` (`KiB`,
+/// `KB` too; case does not matter). The one parser behind every size-valued flag; the
+/// flags add their own bounds ([`parse_bytes`], `--size`, `--max-size`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let s = text.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let shift = match unit.to_ascii_lowercase().as_str() {
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         _ => {
             return Err(format!(
-                "invalid size '{text}': use bytes, or a K, M or G suffix"
+                "invalid size '{text}': expected bytes, like 1400, 64K, 4M or 1G"
             ))
         }
     };
-    let n: usize = number
+    if number.is_empty() {
+        return Err(format!(
+            "invalid size '{text}': expected bytes, like 1400, 64K, 4M or 1G"
+        ));
+    }
+    let n: u64 = number
         .parse()
-        .map_err(|_| format!("invalid size '{text}': expected a whole number of bytes"))?;
+        .map_err(|_| format!("invalid size '{text}': too large"))?;
     n.checked_mul(1 << shift)
-        .filter(|&v| v <= i32::MAX as usize)
         .ok_or_else(|| format!("invalid size '{text}': too large"))
+}
+
+/// A socket buffer size ([`parse_size`]): at most 2 GiB − 1, as the kernel takes an int.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let n = parse_size(text)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|&v| v <= i32::MAX as usize)
+        .ok_or_else(|| format!("invalid size '{text}': at most 2147483647 bytes"))
 }
 
 /// Format a duration for people: `850µs`, `12.3ms`, `1.50s`.
@@ -127,6 +142,29 @@ mod tests {
         assert!(parse_bytes("-1").is_err());
         assert!(parse_bytes("4T").is_err());
         assert!(parse_bytes("99999999999G").is_err());
+        assert!(parse_bytes("2G").unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn sizes_take_the_same_suffixes_without_the_buffer_bound() {
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("1400"), Ok(1400));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("2 MB"), Ok(2 << 20));
+        assert_eq!(parse_size("99999999999"), Ok(99_999_999_999));
+        for bad in [
+            "",
+            "K",
+            "1.5K",
+            "4T",
+            "-3",
+            "99999999999999999999",
+            "99999999999G",
+        ] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains(&format!("'{bad}'")), "{bad}: {err}");
+        }
+        assert!(parse_size("x").unwrap_err().contains("64K"));
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::cli::SendArgs;
 use crate::exit::{usage, Ending, IoError, Unmet};
 use crate::output::{Datagram, Format, Output};
 use crate::pacing::TokenBucket;
-use crate::payload::{check_size, decode, generated, Encoding, Lines};
+use crate::payload::{
+    check_size, decode, generated, input_cap, max_payload, read_bounded, Encoding, Lines,
+};
 use crate::seq;
 use crate::signal::{Signals, Wake};
 use crate::socket::GroupSend;
@@ -76,6 +78,25 @@ struct Config {
     histogram: bool,
     /// `--seq`: each datagram starts with a sequence header.
     seq: bool,
+    /// UDP GSO may be used: a bulk send (SPEC §1), and no `--no-gso`.
+    gso: bool,
+}
+
+/// Datagrams from which a send counts as bulk, and may use UDP GSO (SPEC §1).
+const GSO_MIN_COUNT: u64 = 1_000;
+/// Rates above which a paced send counts as bulk.
+const GSO_MIN_RATE: f64 = 10_000.0;
+
+/// True for a bulk send of one repeated payload: at least [`GSO_MIN_COUNT`] datagrams
+/// (or for a `--duration`), unpaced or faster than [`GSO_MIN_RATE`]. A capture on the
+/// sending host shows a GSO send as one merged packet, so anything smaller goes one
+/// packet per datagram.
+fn is_bulk(count: Option<u64>, duration: Option<Duration>, rate: Option<f64>) -> bool {
+    let many = match count {
+        Some(n) => n >= GSO_MIN_COUNT,
+        None => duration.is_some(),
+    };
+    many && rate.is_none_or(|r| r > GSO_MIN_RATE)
 }
 
 impl Config {
@@ -122,18 +143,15 @@ impl Config {
             let joined = join_words(&args.message);
             Source::Fixed(decode(&joined, encoding).map_err(|e| usage!("invalid MESSAGE: {e}"))?)
         } else if let Some(path) = &args.file {
-            let raw = std::fs::read(path).map_err(|e| {
-                usage!(
-                    "cannot read --file {}: {}",
-                    path.display(),
-                    crate::exit::describe_io(&e)
-                )
-            })?;
+            let raw = read_file(path, &target, encoding)?;
             Source::Fixed(
                 decode(&raw, encoding)
                     .map_err(|e| usage!("invalid --file {}: {e}", path.display()))?,
             )
         } else if let Some(size) = args.size {
+            // Checked before anything is allocated: --size 4G is refused at once.
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            check_size(size, &target).map_err(|e| usage!("--size: {e}"))?;
             if args.seq && size < seq::HEADER_LEN {
                 return Err(usage!(
                     "--size {size} with --seq: at least {} bytes, the sequence header",
@@ -143,7 +161,7 @@ impl Config {
             // With --seq the header is part of the N bytes.
             Source::Fixed(generated(size))
         } else if args.whole {
-            let raw = read_all_stdin(signals)?;
+            let raw = read_all_stdin(signals, &target, encoding)?;
             Source::Fixed(decode(&raw, encoding).map_err(|e| usage!("invalid stdin: {e}"))?)
         } else {
             Source::Lines
@@ -200,7 +218,11 @@ impl Config {
         } else {
             Format::Raw
         });
+        let gso = !args.no_gso
+            && matches!(source, Source::Fixed(_))
+            && is_bulk(count, args.duration, rate);
         Ok(Config {
+            gso,
             target,
             bind,
             options,
@@ -251,11 +273,64 @@ fn wait_stdin(signals: &Signals) -> anyhow::Result<Option<i32>> {
     }
 }
 
-fn read_all_stdin(signals: &Signals) -> anyhow::Result<Vec<u8>> {
+/// `--file PATH`, refused unread when its size is over what one datagram can carry.
+fn read_file(
+    path: &std::path::Path,
+    target: &SocketAddr,
+    encoding: Encoding,
+) -> anyhow::Result<Vec<u8>> {
+    let cant = |e: io::Error| {
+        usage!(
+            "cannot read --file {}: {}",
+            path.display(),
+            crate::exit::describe_io(&e)
+        )
+    };
+    let cap = input_cap(max_payload(target), encoding);
+    let file = std::fs::File::open(path).map_err(cant)?;
+    let too_large = |len: String| {
+        usage!(
+            "--file {} is {len} bytes: {}",
+            path.display(),
+            too_large_for(target)
+        )
+    };
+    // The size from the metadata first; then a bounded read, for files whose size is not
+    // known ahead (pipes, /proc, /dev/stdin).
+    match file.metadata() {
+        Ok(m) if m.is_file() && m.len() > cap as u64 => return Err(too_large(m.len().to_string())),
+        _ => {}
+    }
+    read_bounded(file, cap)
+        .map_err(cant)?
+        .ok_or_else(|| too_large(format!("more than {cap}")))
+}
+
+/// "larger than the IPv4 UDP limit of 65507 bytes", for input refused before it was
+/// read whole.
+fn too_large_for(target: &SocketAddr) -> String {
+    let family = if target.is_ipv4() { "IPv4" } else { "IPv6" };
+    format!(
+        "larger than the {family} UDP limit of {} bytes",
+        max_payload(target)
+    )
+}
+
+/// `--whole`: all of stdin, refused as soon as it holds more than one datagram can carry
+/// (an endless pipe is not read to its end).
+fn read_all_stdin(
+    signals: &Signals,
+    target: &SocketAddr,
+    encoding: Encoding,
+) -> anyhow::Result<Vec<u8>> {
+    let cap = input_cap(max_payload(target), encoding);
     let mut all = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut stdin = io::stdin().lock();
     loop {
+        if all.len() > cap {
+            return Err(usage!("stdin (--whole) is {}", too_large_for(target)));
+        }
         if let Some(sig) = wait_stdin(signals)? {
             return Err(anyhow::anyhow!(
                 "interrupted by signal {sig} while reading stdin"
@@ -397,10 +472,11 @@ struct Payloads {
 }
 
 impl Payloads {
-    fn new(source: Source, encoding: Encoding, seq: bool) -> Self {
+    fn new(source: Source, encoding: Encoding, seq: bool, target: &SocketAddr) -> Self {
+        let max = input_cap(max_payload(target), encoding);
         let (fixed, lines) = match source {
             Source::Fixed(p) => (Some(p), None),
-            Source::Lines => (None, Some(Lines::new(io::stdin()))),
+            Source::Lines => (None, Some(Lines::with_max(io::stdin(), max))),
         };
         Payloads {
             seq,
@@ -453,6 +529,10 @@ impl Payloads {
                 break;
             }
             let number = lines.number();
+            if lines.was_cut() {
+                batch.error = Some(usage!("line {number}: {}", too_large_for(target)));
+                break;
+            }
             if self.encoding != Encoding::Text {
                 match decode(&self.scratch, self.encoding) {
                     Ok(bytes) => *slot = bytes,
@@ -654,9 +734,14 @@ fn fire(
     signals: &Signals,
     counts: &mut Counts,
 ) -> anyhow::Result<Ending> {
-    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
+    let mut payloads = Payloads::new(
+        clone_source(&config.source),
+        config.encoding,
+        config.seq,
+        &config.target,
+    );
     let mut schedule = Schedule::new(config, Instant::now());
-    let mut tx = Transmitter::new(socket, &config.target);
+    let mut tx = Transmitter::new(socket, &config.target, config.gso);
     let mut sequencer = Sequencer::default();
     let mut progress = crate::progress::Progress::new(
         config.count.filter(|_| payloads.fixed.is_some()),
@@ -781,7 +866,12 @@ fn request_reply(
     else {
         unreachable!()
     };
-    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
+    let mut payloads = Payloads::new(
+        clone_source(&config.source),
+        config.encoding,
+        config.seq,
+        &config.target,
+    );
     let mut schedule = Schedule::new(config, Instant::now());
     let mut replies = RecvBatch::new(1, LARGEST);
     let fd = socket.as_raw_fd();
@@ -888,9 +978,14 @@ fn pipelined(
     else {
         unreachable!("pipelined is a reply mode")
     };
-    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
+    let mut payloads = Payloads::new(
+        clone_source(&config.source),
+        config.encoding,
+        config.seq,
+        &config.target,
+    );
     let mut schedule = Schedule::new(config, Instant::now());
-    let mut tx = Transmitter::new(socket, &config.target);
+    let mut tx = Transmitter::new(socket, &config.target, config.gso);
     let mut sequencer = Sequencer::default();
     let mut replies = RecvBatch::new(crate::recv::BATCH, LARGEST);
     let mut tracker = seq::Tracker::default();
@@ -1008,7 +1103,12 @@ fn collect(
     counts: &mut Counts,
     output: &mut Output,
 ) -> anyhow::Result<Ending> {
-    let mut payloads = Payloads::new(clone_source(&config.source), config.encoding, config.seq);
+    let mut payloads = Payloads::new(
+        clone_source(&config.source),
+        config.encoding,
+        config.seq,
+        &config.target,
+    );
     let mut schedule = Schedule::new(config, Instant::now());
     let mut replies = RecvBatch::new(crate::recv::BATCH, LARGEST);
     let fd = socket.as_raw_fd();
@@ -1127,7 +1227,7 @@ fn interactive(
             }
         }
     });
-    let mut payloads = Payloads::new(Source::Lines, config.encoding, config.seq);
+    let mut payloads = Payloads::new(Source::Lines, config.encoding, config.seq, &config.target);
     let mut schedule = Schedule::new(config, Instant::now());
     loop {
         match schedule.next(1, signals)? {
@@ -1162,6 +1262,19 @@ mod tests {
         let words: Vec<OsString> = ["a", "b c", ""].iter().map(OsString::from).collect();
         assert_eq!(join_words(&words), b"a b c ");
         assert_eq!(join_words(&[OsString::new()]), b"");
+    }
+
+    #[test]
+    fn only_bulk_sends_may_use_gso() {
+        let secs = Duration::from_secs;
+        assert!(is_bulk(Some(1_000), None, None));
+        assert!(!is_bulk(Some(999), None, None));
+        assert!(!is_bulk(Some(2), None, None));
+        assert!(is_bulk(None, Some(secs(1)), None));
+        assert!(!is_bulk(None, None, None));
+        assert!(is_bulk(Some(100_000), None, Some(10_001.0)));
+        assert!(!is_bulk(Some(100_000), None, Some(10_000.0)));
+        assert!(!is_bulk(None, Some(secs(5)), Some(100.0)));
     }
 
     #[test]

@@ -113,6 +113,129 @@ fn an_oversize_line_stops_the_run_after_the_lines_before_it() {
     assert!(!arrives_within(&rx, Duration::from_millis(100)));
 }
 
+/// Feed `dgram ARGS` an endless stdin until it exits; returns the run and how many
+/// bytes it took before it did.
+fn with_endless_stdin(args: &[&str], pattern: &'static [u8]) -> (crate::harness::Run, u64) {
+    use std::io::Write;
+    let mut g = crate::harness::spawn(args, None);
+    let mut pipe = g.child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = pattern.repeat((1 << 20) / pattern.len().max(1));
+        let mut written = 0u64;
+        // At most 4 GiB: a dgram that read it all would have failed the test long before.
+        while written < 4 << 30 && pipe.write_all(&chunk).is_ok() {
+            written += chunk.len() as u64;
+        }
+        written
+    });
+    let run = g.finish();
+    (run, writer.join().unwrap())
+}
+
+#[test]
+fn no_input_is_read_past_what_one_datagram_can_carry() {
+    // guards: --whole and --lines on an endless pipe are refused after about 64 KiB, not
+    // read to the end (which grew to 5.8 GB for 3 GB of input)
+    let rx = peer("127.0.0.1");
+    let t = target(&rx);
+    let (run, written) = with_endless_stdin(&["send", &t, "--whole"], b"\0");
+    run.expect_code(2)
+        .expect_stderr("stdin (--whole) is larger than the IPv4 UDP limit of 65507 bytes");
+    assert!(written < 64 << 20, "{written} bytes taken before refusing");
+    let (run, written) = with_endless_stdin(&["send", &t], b"x");
+    run.expect_code(2)
+        .expect_stderr("line 1: larger than the IPv4 UDP limit");
+    assert!(written < 64 << 20, "{written} bytes taken before refusing");
+    let (run, _) = with_endless_stdin(&["send", &t, "-x", "--whole"], b"00");
+    run.expect_code(2).expect_stderr("--whole");
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+}
+
+#[test]
+fn sizes_are_checked_before_anything_is_allocated() {
+    // guards: --size 2000000000 allocated 1.9 GB before refusing; 99999999999 aborted
+    let rx = peer("127.0.0.1");
+    let t = target(&rx);
+    for size in ["2000000000", "99999999999", "4G"] {
+        run(&["send", &t, "--size", size])
+            .expect_code(2)
+            .expect_stderr("is larger than the IPv4 UDP limit of 65507 bytes");
+    }
+    run(&["send", &t, "--size", "4G"]).expect_stderr("4294967296 bytes");
+    // Sizes take the same suffixes as every size-valued flag.
+    run(&["send", &t, "--size", "1K"]).expect_code(0);
+    assert_eq!(recv(&rx).0.len(), 1024);
+    run(&["send", &t, "--size", "4X"])
+        .expect_code(2)
+        .expect_stderr("like 1400, 64K, 4M or 1G");
+    // A file is refused by its size, without being read: a sparse 3 GB file, and
+    // /dev/zero, whose size is not known ahead.
+    let dir = std::env::temp_dir().join(format!("dgram-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sparse = dir.join("sparse");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    run(&["send", &t, "--file", sparse.to_str().unwrap()])
+        .expect_code(2)
+        .expect_stderr("is 3221225472 bytes: larger than the IPv4 UDP limit");
+    run(&["send", &t, "--file", "/dev/zero"])
+        .expect_code(2)
+        .expect_stderr("/dev/zero is more than 65507 bytes");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+}
+
+/// A receiver with UDP GRO on: a GSO send reaches it as one merged buffer, as a capture
+/// on the sending host would show it (SPEC §1), so each `recv` is one packet.
+#[cfg(target_os = "linux")]
+fn gro_peer() -> std::net::UdpSocket {
+    use std::os::fd::AsRawFd;
+    let s = peer("127.0.0.1");
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on our own socket with a live int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_UDP,
+            libc::UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_GRO: {}", std::io::Error::last_os_error());
+    s
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn small_sends_leave_one_packet_per_datagram() {
+    // guards: `send -n 2 x` left as one GSO super-packet `xx`, which tcpdump shows merged
+    let rx = gro_peer();
+    run(&["send", &target(&rx), "only", "-n", "2", "-vv"])
+        .expect_code(0)
+        .expect_stdout(b"");
+    assert_eq!(recv(&rx).0, b"only");
+    assert_eq!(recv(&rx).0, b"only");
+    assert!(!arrives_within(&rx, Duration::from_millis(100)));
+    // A bulk send may merge (that is what makes it fast), says so with -v, and
+    // --no-gso stops it.
+    let r = run(&["send", &target(&rx), "ab", "-n", "1000", "-v"]);
+    r.expect_code(0).expect_stderr("UDP GSO on");
+    let merged = recv(&rx).0;
+    assert!(
+        merged.len() > 2 && merged.len() % 2 == 0,
+        "{} bytes",
+        merged.len()
+    );
+    while arrives_within(&rx, Duration::from_millis(100)) {}
+    let r = run(&["send", &target(&rx), "ab", "-n", "1000", "-v", "--no-gso"]);
+    r.expect_code(0);
+    assert!(!r.stderr.contains("GSO on"), "{}", r.stderr);
+    assert_eq!(recv(&rx).0, b"ab");
+}
+
 #[test]
 fn count_repeats_and_limits_lines() {
     let rx = peer("127.0.0.1");
