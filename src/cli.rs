@@ -325,15 +325,10 @@ pub struct ReceiveOpts {
     /// Once bound, write the address to PATH (atomically), for scripts to wait on
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
-    /// How datagrams are printed
-    #[arg(
-        short = 'f',
-        long,
-        value_enum,
-        value_name = "FORMAT",
-        default_value = "raw"
-    )]
-    pub format: Format,
+    /// How datagrams are printed on stdout (listen: raw by default; echo: nothing unless
+    /// asked)
+    #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
     /// Print a summary on stderr at the end (JSON with --format json)
     #[arg(long)]
     pub stats: bool,
@@ -565,7 +560,7 @@ mod tests {
         let Command::Listen(l) = cli.command else {
             panic!()
         };
-        assert_eq!(l.receive.format, Format::Json);
+        assert_eq!(l.receive.format, Some(Format::Json));
         assert_eq!(l.receive.allow.len(), 1);
     }
 

@@ -20,6 +20,7 @@ pub mod pcap;
 pub mod policy;
 pub mod progress;
 pub mod recv;
+pub mod reply;
 pub mod seq;
 pub mod serve;
 pub mod signal;

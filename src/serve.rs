@@ -1,5 +1,7 @@
-//! Receive and print until a limit or a signal: the body of `listen`, shared with
-//! `multicast join`.
+//! One server for every receiving subcommand (`listen`, `echo`, `multicast join`): set-up
+//! (GRO, PKTINFO, group joins, the announcement, the ready file, pcap), the receive loop
+//! with its filter, counters, output and stats, answers through [`crate::reply`], and the
+//! stop → exit code mapping.
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -12,6 +14,7 @@ use crate::exit::{Ending, IoContext, Unmet};
 use crate::filter::SourceFilter;
 use crate::output::{Datagram, Format, Output};
 use crate::recv::{self, Handler, Limits, Stop};
+use crate::reply::{Admit, Replier};
 use crate::signal::Signals;
 use crate::socket::Bound;
 use crate::stats::Summary;
@@ -24,6 +27,10 @@ pub type Prepare<'a> = &'a dyn Fn(&UdpSocket) -> anyhow::Result<Vec<String>>;
 /// What a caller adds around the common loop.
 #[derive(Default)]
 pub struct Extras<'a> {
+    /// How datagrams are printed on stdout; `None`: not at all (echo without `--format`).
+    pub format: Option<Format>,
+    /// Answer every admitted datagram with itself (echo), under these settings.
+    pub echo: Option<crate::reply::Settings>,
     /// Called before `listening on`; its lines are printed after it.
     pub before_receive: Option<Prepare<'a>>,
     /// Called when the run ends by its timeout or duration with nothing received.
@@ -33,10 +40,11 @@ pub struct Extras<'a> {
 /// Truncation warnings printed before further ones are only counted.
 const TRUNCATION_WARNINGS: u64 = 5;
 
-/// Prints what passes the filter and counts everything.
+/// Prints what passes the filter, answers it when asked, and counts everything.
 struct Printer {
     filter: SourceFilter,
-    output: Output,
+    output: Option<Output>,
+    replier: Option<crate::reply::Replier>,
     received: u64,
     bytes: u64,
     truncated: u64,
@@ -98,21 +106,47 @@ impl Handler for Printer {
                 .io_context(|| "failed to write --pcap".into())?;
         }
         trace!(peer = %meta.peer, len = meta.len, "datagram");
-        self.output.write(&Datagram {
-            peer: meta.peer,
-            payload,
-            len: meta.len,
-            time,
-            rtt: None,
-        })?;
+        if let Some(output) = &mut self.output {
+            output.write(&Datagram {
+                peer: meta.peer,
+                payload,
+                len: meta.len,
+                time,
+                rtt: None,
+            })?;
+        }
+        let Some(replier) = &mut self.replier else {
+            return Ok(true);
+        };
+        let now = Instant::now();
+        match replier.admit(&meta, now) {
+            Admit::Yes => replier.reply(&meta, payload, now),
+            // Not counted toward --count: only what passed the filters and the policy.
+            Admit::Refused(_) => return Ok(false),
+            Admit::Limited => {}
+        }
         Ok(true)
     }
 
+    fn batch_end(&mut self) -> anyhow::Result<()> {
+        if let Some(replier) = &mut self.replier {
+            replier.flush(self.pcap.as_mut());
+        }
+        Ok(())
+    }
+
     fn wake_at(&self) -> Option<Instant> {
-        self.interval.as_ref().map(|i| i.next)
+        let interval = self.interval.as_ref().map(|i| i.next);
+        let replies = self.replier.as_ref().and_then(|r| r.wake_at());
+        interval.into_iter().chain(replies).min()
     }
 
     fn tick(&mut self, now: Instant) -> anyhow::Result<()> {
+        if let Some(replier) = &mut self.replier {
+            if replier.wake_at().is_some_and(|w| w <= now) {
+                replier.tick(now, self.pcap.as_mut());
+            }
+        }
         let Some(iv) = &mut self.interval else {
             return Ok(());
         };
@@ -148,7 +182,10 @@ impl Handler for Printer {
             pcap.flush()
                 .io_context(|| "failed to write --pcap".into())?;
         }
-        self.output.flush()
+        match &mut self.output {
+            Some(output) => output.flush(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -175,20 +212,48 @@ pub fn serve(
                 false
             }
         };
+    // Replies from a wildcard bind need each datagram's destination (PKTINFO). Elsewhere
+    // it would be per-datagram work for nothing: a socket bound to one unicast address
+    // receives no broadcast or multicast, and its replies leave from that address.
+    let local = bound.socket.local_addr()?;
+    let pktinfo = extras.echo.is_some()
+        && Replier::needs_destination(local)
+        && match crate::sys::enable_pktinfo(bound.socket.as_raw_fd(), local.is_ipv6()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "IP_PKTINFO is not available here ({}): replies leave from the kernel's choice of address",
+                    crate::exit::describe_io(&e)
+                );
+                false
+            }
+        };
     // Join groups and the like first: whoever reacts to `listening on` (or the ready file)
     // must not race the socket's set-up. Their lines follow the announcement.
     let after = match extras.before_receive {
         Some(prepare) => prepare(&bound.socket)?,
         None => Vec::new(),
     };
-    recv::announce(bound.socket.local_addr()?, opts.ready_file.as_deref())?;
+    recv::announce(local, opts.ready_file.as_deref())?;
+    if let Some(warning) = extras
+        .echo
+        .as_ref()
+        .and_then(|s| s.open_warning("echo", local))
+    {
+        tracing::warn!("{warning}");
+    }
     let socket = &bound.warn();
     for line in after {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     }
+    let json = opts.format == Some(Format::Json);
     let mut printer = Printer {
         filter: SourceFilter::new(opts.allow.clone(), opts.deny.clone()),
-        output: Output::stdout(opts.format)?,
+        output: extras.format.map(Output::stdout).transpose()?,
+        replier: extras
+            .echo
+            .as_ref()
+            .map(|settings| Replier::new(socket.as_raw_fd(), local, settings)),
         received: 0,
         bytes: 0,
         truncated: 0,
@@ -198,7 +263,7 @@ pub fn serve(
             Some(path) => Some((
                 crate::pcap::PcapWriter::create(path)
                     .io_context(|| format!("failed to create --pcap {}", path.display()))?,
-                socket.local_addr()?,
+                local,
             )),
             None => None,
         },
@@ -211,7 +276,7 @@ pub fn serve(
                 next: Instant::now() + every,
                 last_received: 0,
                 last_bytes: 0,
-                json: opts.format == Format::Json,
+                json,
                 fd: socket.as_raw_fd(),
             }),
     };
@@ -220,10 +285,7 @@ pub fn serve(
         idle: opts.timeout,
         duration: opts.duration,
     };
-    let ancillary = crate::sys::Ancillary {
-        gro,
-        ..Default::default()
-    };
+    let ancillary = crate::sys::Ancillary { gro, pktinfo };
     let mut batch = RecvBatch::with(recv::BATCH, opts.max_size, ancillary);
     tracing::debug!(
         local = %socket.local_addr()?,
@@ -233,11 +295,19 @@ pub fn serve(
     );
     let start = Instant::now();
     let result = recv::run(socket, &mut batch, limits, signals, &mut printer);
+    // Delayed and held replies still go, unless a signal ended the run.
+    if let (Ok((stop, _)), Some(replier)) = (&result, &mut printer.replier) {
+        if !matches!(stop, Stop::Signal(_)) {
+            replier.drain(signals, printer.pcap.as_mut());
+        }
+    }
     // Whatever happened, what was received is written before anything else is said.
     let flushed = printer.idle();
-    let (stop, _) = result?;
+    let (stop, counted) = result?;
     flushed?;
-    if opts.stats {
+    if let Some(replier) = &printer.replier {
+        report_replies(&printer, replier, opts.stats, json, start.elapsed(), socket);
+    } else if opts.stats {
         let mut summary = Summary {
             received: Some(printer.received),
             bytes: printer.bytes,
@@ -255,7 +325,7 @@ pub fn serve(
             summary.owd_us = seq.owd.summary();
         }
         summary.finish(start.elapsed(), printer.received);
-        summary.print(opts.format == Format::Json);
+        summary.print(json);
     }
     if printer.received == 0 && matches!(stop, Stop::Idle | Stop::Duration) {
         if let Some(on_silence) = extras.on_silence {
@@ -277,12 +347,64 @@ pub fn serve(
                     crate::units::human_duration(opts.duration.unwrap_or_default())
                 )
             };
-            Err(Unmet(format!(
-                "received {} of {want} datagrams ({why})",
-                printer.received
-            ))
-            .into())
+            let what = if printer.replier.is_some() {
+                "answered"
+            } else {
+                "received"
+            };
+            Err(Unmet(format!("{what} {counted} of {want} datagrams ({why})")).into())
         }
         (_, None) => Ok(Ending::Done),
     }
+}
+
+/// The summary of a server that answers: with `--stats --format json` one object (the
+/// summary's keys, `sent` = replies, and the reply counters); otherwise the one line
+/// `echoed N of M datagrams, ...` (unless `-q`), with rate and kernel drops under `--stats`.
+fn report_replies(
+    printer: &Printer,
+    replier: &Replier,
+    stats: bool,
+    json: bool,
+    elapsed: std::time::Duration,
+    socket: &std::net::UdpSocket,
+) {
+    use std::io::Write;
+    let drops = crate::sys::kernel_drops(socket.as_raw_fd());
+    let c = &replier.counts;
+    if json && stats {
+        let mut summary = Summary {
+            sent: Some(c.echoed),
+            received: Some(printer.received),
+            bytes: printer.bytes,
+            truncated: Some(printer.truncated),
+            filtered: Some(printer.filtered),
+            kernel_drops: drops,
+            ..Summary::default()
+        };
+        summary.finish(elapsed, printer.received);
+        let mut v = serde_json::to_value(&summary).expect("a summary serializes");
+        if let (Some(obj), Ok(serde_json::Value::Object(extra))) =
+            (v.as_object_mut(), serde_json::to_value(c))
+        {
+            obj.extend(extra);
+        }
+        let _ = std::io::stderr().write_all(format!("{v}\n").as_bytes());
+        return;
+    }
+    if !tracing::enabled!(tracing::Level::WARN) && !stats {
+        return; // -q
+    }
+    let mut line = replier.summary_line(printer.received, printer.filtered);
+    if stats {
+        let rate = printer.received as f64 / elapsed.as_secs_f64().max(1e-9);
+        line.push_str(&format!(
+            " in {:.3}s ({rate:.1} datagrams/s)",
+            elapsed.as_secs_f64()
+        ));
+        if let Some(d) = drops {
+            line.push_str(&format!(", kernel drops {d}"));
+        }
+    }
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }

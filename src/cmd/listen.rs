@@ -15,5 +15,9 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     options.reuse_port = args.receive.reuse_port;
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
     let bound = crate::socket::bind(local, &options)?;
-    serve(bound, &args.receive, signals, Extras::default())
+    let extras = Extras {
+        format: Some(args.receive.format.unwrap_or_default()),
+        ..Extras::default()
+    };
+    serve(bound, &args.receive, signals, extras)
 }

@@ -119,8 +119,10 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     };
     let extras = Extras {
+        format: Some(args.receive.format.unwrap_or_default()),
         on_silence: Some(&silence),
         before_receive: Some(&joins),
+        echo: None,
     };
     // Leaving happens when the socket closes (IP_DROP_MEMBERSHIP is implied by close).
     serve(bound, &args.receive, signals, extras)

@@ -238,3 +238,25 @@ fn count_counts_what_passed_the_filters_and_the_policy() {
     );
     assert!(r.stdout.is_empty());
 }
+
+#[test]
+fn format_and_stats_interval_do_what_they_say_on_echo() {
+    // guards: echo accepted -f hexdump and --stats-interval and silently ignored both
+    let s = Server::start(&["echo", "0", "-f", "hexdump", "--stats-interval", "50ms"]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"hello echo", s.addr).unwrap();
+    assert_eq!(recv(&c).0, b"hello echo");
+    let out = s.guard.wait_stdout("a hexdump of the request", |o| {
+        String::from_utf8_lossy(o).contains("|hello echo|")
+    });
+    assert!(
+        String::from_utf8_lossy(&out)
+            .starts_with(&format!("{} 10 bytes\n", c.local_addr().unwrap())),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // A stats line counts the datagram once it is in an interval.
+    s.guard.wait_stderr("received 1 datagrams");
+    s.guard.signal(libc::SIGINT);
+    s.finish().expect_code(130);
+}
