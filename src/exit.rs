@@ -148,6 +148,27 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
+/// The one place that turns a failed send or receive on a socket talking to `target`
+/// into what the user reads, and its exit code (3, or 2 for a refused broadcast):
+/// `connection refused: nothing is listening on 127.0.0.1:9`.
+pub fn send_error(e: io::Error, target: std::net::SocketAddr) -> anyhow::Error {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => {
+            anyhow::anyhow!("connection refused: nothing is listening on {target}")
+        }
+        Some(libc::EACCES) if target.is_ipv4() => broadcast_refused(target.ip()),
+        Some(libc::EMSGSIZE) => anyhow::anyhow!(
+            "failed to send to {target}: message too long for the path (the MTU, with --dont-fragment)"
+        ),
+        _ => anyhow::Error::new(IoError(e)).context(format!("failed to send to {target}")),
+    }
+}
+
+/// Sending to a broadcast address without `--broadcast`: exit 2, with the fix.
+pub fn broadcast_refused(ip: std::net::IpAddr) -> anyhow::Error {
+    usage!("{ip} is a broadcast address: add --broadcast to send to it")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +198,28 @@ mod tests {
             format!("{e:#}"),
             "failed to bind to 127.0.0.1:53: address already in use"
         );
+    }
+
+    #[test]
+    fn send_errors_say_what_happened_and_pick_the_code() {
+        let t: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let e = send_error(io::Error::from_raw_os_error(libc::ECONNREFUSED), t);
+        assert_eq!(
+            format!("{e:#}"),
+            "connection refused: nothing is listening on 127.0.0.1:9"
+        );
+        assert_eq!(code_for(&e), SYSTEM);
+        let e = send_error(io::Error::from_raw_os_error(libc::EACCES), t);
+        assert!(format!("{e:#}").contains("add --broadcast"));
+        assert_eq!(code_for(&e), USAGE);
+        let e = send_error(io::Error::from_raw_os_error(libc::EMSGSIZE), t);
+        assert!(format!("{e:#}").contains("message too long"));
+        let e = send_error(io::Error::from_raw_os_error(libc::ENETUNREACH), t);
+        assert_eq!(
+            format!("{e:#}"),
+            "failed to send to 127.0.0.1:9: network is unreachable"
+        );
+        assert_eq!(code_for(&e), SYSTEM);
     }
 
     #[test]

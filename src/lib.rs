@@ -8,6 +8,7 @@ pub mod addr;
 pub mod app;
 pub mod cli;
 pub mod cmd;
+pub mod engine;
 pub mod exit;
 pub mod filter;
 pub mod iface;
@@ -25,8 +26,8 @@ pub mod seq;
 pub mod serve;
 pub mod signal;
 pub mod socket;
+pub mod source;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;
-pub mod transmit;
 pub mod units;

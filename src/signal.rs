@@ -30,6 +30,17 @@ pub enum Wake {
     Signal(i32),
 }
 
+/// What ended a wait on several descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeAny<const N: usize> {
+    /// Which of the descriptors waited on are readable (at least one is).
+    Ready([bool; N]),
+    /// The deadline passed.
+    Timeout,
+    /// SIGINT or SIGTERM arrived (its number).
+    Signal(i32),
+}
+
 /// The installed handlers and the read end of their wake-up pipe.
 pub struct Signals {
     wake: UnixStream,
@@ -69,6 +80,47 @@ impl Signals {
             Some(SIGTERM)
         } else {
             None
+        }
+    }
+
+    /// Wait until one of `fds` (the `Some` ones) is readable, `deadline` passes, or a
+    /// signal arrives. With no descriptor it is a sleep that a signal cuts short.
+    pub fn wait_any<const N: usize>(
+        &self,
+        fds: [Option<RawFd>; N],
+        deadline: Option<Instant>,
+    ) -> io::Result<WakeAny<N>> {
+        loop {
+            if let Some(sig) = self.pending() {
+                return Ok(WakeAny::Signal(sig));
+            }
+            let timeout = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(WakeAny::Timeout),
+                },
+                None => None,
+            };
+            let mut polled = [self.wake.as_raw_fd(); 8];
+            let mut slots = [None; N];
+            let mut n = 1;
+            for (i, fd) in fds.iter().enumerate() {
+                if let Some(fd) = fd {
+                    polled[n] = *fd;
+                    slots[i] = Some(n);
+                    n += 1;
+                }
+            }
+            match crate::sys::wait_readable_any(&polled[..n], timeout) {
+                Ok(mask) => {
+                    let ready = slots.map(|s| s.is_some_and(|bit| mask & (1 << bit) != 0));
+                    if ready.iter().any(|&r| r) {
+                        return Ok(WakeAny::Ready(ready));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -277,6 +277,29 @@ pub fn wait_readable<const N: usize>(
     Ok(polls.map(|p| p.revents != 0))
 }
 
+/// Wait until one of `fds` (at most 8) is readable, or `timeout`; bit `i` of the answer
+/// is set when `fds[i]` is.
+pub fn wait_readable_any(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<u32> {
+    const MAX: usize = 8;
+    assert!(fds.len() <= MAX, "at most {MAX} descriptors");
+    let mut polls = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; MAX];
+    for (p, &fd) in polls.iter_mut().zip(fds) {
+        p.fd = fd;
+    }
+    let polls = &mut polls[..fds.len()];
+    poll(polls, timeout)?;
+    // POLLERR/POLLHUP count as readable: the read that follows reports what happened.
+    Ok(polls
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents != 0)
+        .fold(0, |mask, (i, _)| mask | 1 << i))
+}
+
 #[cfg(target_os = "linux")]
 fn poll(polls: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
     // ppoll takes nanoseconds, so pacing at high rates sleeps as long as it means to.

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use tracing::{debug, info};
 
 use crate::payload::max_payload;
-use crate::sys::{send_batch, send_segments};
+use crate::sys::{send_batch, send_replies, send_segments, Reply};
 
 /// Rewrites a datagram just before it is sent (`--seq` writes its header).
 pub type Stamp<'a> = &'a mut dyn FnMut(&mut [u8]);
@@ -16,9 +16,13 @@ pub type Stamp<'a> = &'a mut dyn FnMut(&mut [u8]);
 /// Segments per GSO call: the kernel limit before Linux 6.x raised it to 128.
 const GSO_SEGMENTS: usize = 64;
 
-/// Sends on one connected socket.
+/// Sends on one socket: connected (every send path of `send`), or unconnected with one
+/// destination (`--collect`, which must hear replies from anyone).
 pub struct Transmitter {
     fd: RawFd,
+    /// The destination of an unconnected socket; `None` when connected.
+    to: Option<SocketAddr>,
+    ipv6_socket: bool,
     /// False once the kernel refused GSO (or it was never possible here).
     gso: bool,
     limit: usize,
@@ -39,10 +43,20 @@ impl Transmitter {
         }
         Transmitter {
             fd: socket.as_raw_fd(),
+            to: None,
+            ipv6_socket: dest.is_ipv6(),
             gso,
             limit: max_payload(dest),
             copies: Vec::new(),
         }
+    }
+
+    /// A transmitter for an unconnected `socket`, sending to `dest` (no GSO).
+    pub fn unconnected(socket: &UdpSocket, dest: SocketAddr) -> Self {
+        let mut tx = Transmitter::new(socket, &dest, false);
+        tx.to = Some(dest);
+        tx.ipv6_socket = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        tx
     }
 
     /// How many copies of a `len`-byte payload one call sends: what a batch should hold.
@@ -132,7 +146,22 @@ impl Transmitter {
     fn send_each_inner(&self, payloads: &[&[u8]]) -> io::Result<usize> {
         let mut sent = 0;
         while sent < payloads.len() {
-            match send_batch(self.fd, &payloads[sent..]) {
+            let result = match self.to {
+                None => send_batch(self.fd, &payloads[sent..]),
+                Some(to) => {
+                    let replies: Vec<Reply<'_>> = payloads[sent..]
+                        .iter()
+                        .take(64)
+                        .map(|&payload| Reply {
+                            payload,
+                            to,
+                            from: None,
+                        })
+                        .collect();
+                    send_replies(self.fd, self.ipv6_socket, &replies)
+                }
+            };
+            match result {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return if sent == 0 { Err(e) } else { Ok(sent) },
