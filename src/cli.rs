@@ -341,8 +341,9 @@ pub struct ReceiveOpts {
     pub pcap: Option<PathBuf>,
 }
 
+/// What every server that binds one address takes (`listen`, `echo`).
 #[derive(Debug, Args)]
-pub struct ListenArgs {
+pub struct ServerOpts {
     /// Address to listen on: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub addr: String,
@@ -355,16 +356,15 @@ pub struct ListenArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    pub server: ServerOpts,
+}
+
+#[derive(Debug, Args)]
 pub struct EchoArgs {
-    /// Address to listen on: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT
-    #[arg(value_name = "ADDR", default_value = "127.0.0.1:0")]
-    pub addr: String,
     #[command(flatten)]
-    pub family: FamilyOpts,
-    #[command(flatten)]
-    pub receive: ReceiveOpts,
-    #[command(flatten)]
-    pub socket: SocketOpts,
+    pub server: ServerOpts,
 
     /// Replies per second per source (default: off on loopback, 1000 elsewhere); bursts of twice that
     #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Safety")]
@@ -560,8 +560,8 @@ mod tests {
         let Command::Listen(l) = cli.command else {
             panic!()
         };
-        assert_eq!(l.receive.format, Some(Format::Json));
-        assert_eq!(l.receive.allow.len(), 1);
+        assert_eq!(l.server.receive.format, Some(Format::Json));
+        assert_eq!(l.server.receive.allow.len(), 1);
     }
 
     #[test]

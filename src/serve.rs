@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{trace, warn};
 
-use crate::cli::ReceiveOpts;
+use crate::cli::{ReceiveOpts, ServerOpts};
 use crate::exit::{Ending, IoContext, Unmet};
 use crate::filter::SourceFilter;
 use crate::output::{Datagram, Format, Output};
@@ -187,6 +187,17 @@ impl Handler for Printer {
             None => Ok(()),
         }
     }
+}
+
+/// Bind a server's socket to its ADDR (bare PORT: loopback), with the receive buffer
+/// servers ask for by default.
+pub fn bind(opts: &ServerOpts) -> anyhow::Result<Bound> {
+    let family = opts.family.family();
+    let local = crate::addr::parse_local(&opts.addr, family)?;
+    let mut options = opts.socket.options(family);
+    options.reuse_port = opts.receive.reuse_port;
+    options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
+    crate::socket::bind(local, &options)
 }
 
 /// Announce, receive and print until a limit or a signal; shared by every receiving

@@ -126,28 +126,10 @@ impl Signals {
 
     /// Wait until `fd` is readable, `deadline` passes, or a signal arrives.
     pub fn wait(&self, fd: Option<RawFd>, deadline: Option<Instant>) -> io::Result<Wake> {
-        loop {
-            if let Some(sig) = self.pending() {
-                return Ok(Wake::Signal(sig));
-            }
-            let timeout = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(Wake::Timeout),
-                },
-                None => None,
-            };
-            // Without a descriptor, wait on the pipe twice: it is only a sleep.
-            let target = fd.unwrap_or(self.wake.as_raw_fd());
-            match crate::sys::wait_readable([target, self.wake.as_raw_fd()], timeout) {
-                Ok([readable, _woken]) => {
-                    if readable && fd.is_some() {
-                        return Ok(Wake::Readable);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(match self.wait_any([fd], deadline)? {
+            WakeAny::Ready(_) => Wake::Readable,
+            WakeAny::Timeout => Wake::Timeout,
+            WakeAny::Signal(sig) => Wake::Signal(sig),
+        })
     }
 }

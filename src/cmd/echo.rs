@@ -5,23 +5,17 @@
 
 use std::time::SystemTime;
 
-use crate::addr::parse_local;
 use crate::cli::EchoArgs;
 use crate::exit::Ending;
 use crate::impair::Impairment;
-use crate::recv;
 use crate::reply::Settings;
-use crate::serve::{serve, Extras};
+use crate::serve::{self, Extras};
 use crate::signal::Signals;
 
 /// Run `dgram echo`.
 pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
-    let family = args.family.family();
-    let local = parse_local(&args.addr, family)?;
-    let mut options = args.socket.options(family);
-    options.reuse_port = args.receive.reuse_port;
-    options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
-    let bound = crate::socket::bind(local, &options)?;
+    let opts = &args.server;
+    let bound = serve::bind(opts)?;
     let local = bound.socket.local_addr()?;
     let settings = Settings {
         rate_limit: Settings::rate_limit_for(local, args.rate_limit, args.no_rate_limit),
@@ -40,9 +34,9 @@ pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
         }),
     };
     let extras = Extras {
-        format: args.receive.format,
+        format: opts.receive.format,
         echo: Some(settings),
         ..Extras::default()
     };
-    serve(bound, &args.receive, signals, extras)
+    serve::serve(bound, &opts.receive, signals, extras)
 }
