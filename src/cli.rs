@@ -258,7 +258,8 @@ pub struct SendArgs {
     /// Wait the whole timeout and print every reply from every responder (discovery)
     #[arg(long, conflicts_with_all = ["reply", "expect"], help_heading = "Replies")]
     pub collect: bool,
-    /// How replies are printed (default raw; hexdump with -x)
+    /// How replies are printed (default: text on a terminal, raw into a pipe or file;
+    /// hexdump with -x)
     #[arg(
         short = 'f',
         long,
@@ -325,8 +326,8 @@ pub struct ReceiveOpts {
     /// Once bound, write the address to PATH (atomically), for scripts to wait on
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
-    /// How datagrams are printed on stdout (listen: raw by default; echo: nothing unless
-    /// asked)
+    /// How datagrams are printed on stdout (listen: text on a terminal, raw into a pipe
+    /// or file; echo: nothing unless asked)
     #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
     /// Print a summary on stderr at the end (JSON with --format json)

@@ -19,9 +19,13 @@ use crate::payload::hex;
 /// How a received datagram is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// The payload bytes exactly, nothing added (netcat compatible).
+    /// The payload bytes exactly, nothing added (netcat compatible; the default into a
+    /// pipe or a file).
     #[default]
     Raw,
+    /// One line per datagram, control characters and invalid UTF-8 escaped (the default
+    /// on a terminal: datagrams never run together or drive the terminal).
+    Text,
     /// The payload and a newline.
     Line,
     /// One line of lower-case hex per datagram.
@@ -32,6 +36,63 @@ pub enum Format {
     Base64,
     /// One JSON object per line: time, peer, len, truncated, base64, text...
     Json,
+}
+
+impl Format {
+    /// The format when none is asked for: `text` on a terminal, `raw` elsewhere, so a
+    /// terminal never receives raw bytes from the network and pipes stay netcat-exact.
+    pub fn default_for(stdout_is_terminal: bool) -> Format {
+        if stdout_is_terminal {
+            Format::Text
+        } else {
+            Format::Raw
+        }
+    }
+}
+
+impl Format {
+    /// [`Format::default_for`] this process's stdout.
+    pub fn for_stdout() -> Format {
+        use std::io::IsTerminal;
+        Format::default_for(io::stdout().is_terminal())
+    }
+}
+
+/// Append `payload` to `out` as one safe line: valid UTF-8 as it is, except control
+/// characters (C0, DEL and C1), which become `\n`, `\r`, `\t` or `\xHH` of their bytes;
+/// invalid UTF-8 becomes `\xHH` per byte. No escape sequence can reach the terminal.
+pub fn escape_text(payload: &[u8], out: &mut Vec<u8>) {
+    fn hex_byte(b: u8, out: &mut Vec<u8>) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(&[
+            b'\\',
+            b'x',
+            DIGITS[usize::from(b >> 4)],
+            DIGITS[usize::from(b & 0xf)],
+        ]);
+    }
+    for chunk in payload.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for &b in c.encode_utf8(&mut buf).as_bytes() {
+                        hex_byte(b, out);
+                    }
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        for &b in chunk.invalid() {
+            hex_byte(b, out);
+        }
+    }
 }
 
 /// One received datagram, as the output sees it.
@@ -77,6 +138,10 @@ pub fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
         Format::Raw => out.extend_from_slice(d.payload),
         Format::Line => {
             out.extend_from_slice(d.payload);
+            out.push(b'\n');
+        }
+        Format::Text => {
+            escape_text(d.payload, out);
             out.push(b'\n');
         }
         Format::Hex => {
@@ -256,6 +321,33 @@ mod tests {
     }
 
     #[test]
+    fn text_is_one_safe_line_per_datagram() {
+        // guards: on a terminal a datagram could retitle it, clear it, or run into the next
+        assert_eq!(shown(&dgram(b"hello"), Format::Text), "hello\n");
+        assert_eq!(shown(&dgram(b""), Format::Text), "\n");
+        assert_eq!(
+            shown(&dgram(b"a\nb\r\tc\0"), Format::Text),
+            "a\\nb\\r\\tc\\x00\n"
+        );
+        let hostile = shown(&dgram(b"\x1b]0;owned\x07\x1b[2J"), Format::Text);
+        assert_eq!(hostile, "\\x1b]0;owned\\x07\\x1b[2J\n");
+        assert!(!hostile.contains('\x1b'));
+        assert_eq!(shown(&dgram(b"\xff\xfeok"), Format::Text), "\\xff\\xfeok\n");
+        // UTF-8 stays as it is; DEL and the C1 controls (CSI is U+009B) do not.
+        assert_eq!(
+            shown(&dgram("héllo ✓".as_bytes()), Format::Text),
+            "héllo ✓\n"
+        );
+        assert_eq!(shown(&dgram(b"\x7f"), Format::Text), "\\x7f\n");
+        assert_eq!(
+            shown(&dgram("\u{9b}2J".as_bytes()), Format::Text),
+            "\\xc2\\x9b2J\n"
+        );
+        assert_eq!(Format::default_for(true), Format::Text);
+        assert_eq!(Format::default_for(false), Format::Raw);
+    }
+
+    #[test]
     fn json_carries_the_spec_fields() {
         let mut d = dgram(b"hello");
         d.rtt = Some(Duration::from_micros(250));
@@ -337,6 +429,18 @@ mod tests {
             let dump = shown(&d, Format::Hexdump);
             let hexed: String = dump.lines().skip(1).map(|l| &l[10..58]).collect();
             prop_assert_eq!(decode(hexed.as_bytes(), Encoding::Hex), Ok(bytes.clone()));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn text_is_one_line_with_no_control_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let line = shown_bytes(&dgram(&bytes), Format::Text);
+            prop_assert_eq!(line.last(), Some(&b'\n'));
+            let body = &line[..line.len() - 1];
+            prop_assert!(body.iter().all(|&b| b >= 0x20 && b != 0x7f), "{:?}", body);
+            prop_assert!(std::str::from_utf8(body).is_ok());
+            prop_assert!(!std::str::from_utf8(body).unwrap().chars().any(char::is_control));
         }
     }
 

@@ -10,7 +10,11 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
     let bound = serve::bind(opts)?;
     let extras = Extras {
-        format: Some(opts.receive.format.unwrap_or_default()),
+        format: Some(
+            opts.receive
+                .format
+                .unwrap_or_else(crate::output::Format::for_stdout),
+        ),
         ..Extras::default()
     };
     serve::serve(bound, &opts.receive, signals, extras)

@@ -119,7 +119,11 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     };
     let extras = Extras {
-        format: Some(args.receive.format.unwrap_or_default()),
+        format: Some(
+            args.receive
+                .format
+                .unwrap_or_else(crate::output::Format::for_stdout),
+        ),
         on_silence: Some(&silence),
         before_receive: Some(&joins),
         echo: None,

@@ -183,7 +183,7 @@ impl Config {
         let format = args.format.unwrap_or(if encoding == Encoding::Hex {
             Format::Hexdump
         } else {
-            Format::Raw
+            Format::default_for(terminals.stdout)
         });
         let gso = !args.no_gso && !lines && is_bulk(count, args.duration, rate);
         Ok(Config {
@@ -515,6 +515,15 @@ mod tests {
             Some(4.0)
         );
         assert_eq!(ok(&["127.0.0.1:9", "-x", "00"]).format, Format::Hexdump);
+        assert_eq!(ok(&["127.0.0.1:9", "x", "-r"]).format, Format::Raw);
+        let tty = Terminals {
+            stdout: true,
+            ..Terminals::default()
+        };
+        let text = config(&["127.0.0.1:9", "x", "-r"], tty).unwrap().format;
+        assert_eq!(text, Format::Text);
+        let raw = config(&["127.0.0.1:9", "x", "-r", "-f", "raw"], tty).unwrap();
+        assert_eq!(raw.format, Format::Raw);
     }
 
     #[test]

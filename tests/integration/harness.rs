@@ -176,6 +176,26 @@ fn spawn_opts_env(
 }
 
 impl Guard {
+    /// Guard a child the test started itself (its stdout, if piped, left to the test);
+    /// its stderr, if piped, is collected.
+    pub fn adopt(mut child: Child, cmd: String) -> Guard {
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = child
+            .stderr
+            .take()
+            .map(|e| drain(e, Arc::clone(&stderr)))
+            .into_iter()
+            .collect();
+        Guard {
+            child,
+            cmd,
+            stdout: Arc::new(Mutex::new(Vec::new())),
+            stderr,
+            readers,
+            started: Instant::now(),
+        }
+    }
+
     /// What the child wrote to stdout so far.
     pub fn stdout(&self) -> Vec<u8> {
         self.stdout.lock().unwrap().clone()
@@ -371,4 +391,56 @@ pub fn have(program: &str) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// A pseudo-terminal: (master, slave) as files. The slave is what dgram gets as stdin.
+pub fn pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc calls on a descriptor we own; ptsname's buffer is copied at once.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().unwrap())
+            .unwrap();
+        (std::fs::File::from_raw_fd(master), slave)
+    }
+}
+
+/// Everything readable on a pty master until `done` holds on it (bounded), with the
+/// terminal's `\r\n` turned back into `\n`.
+pub fn read_pty_until(master: &std::fs::File, done: impl Fn(&str) -> bool) -> String {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + LIMIT;
+    let mut seen = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&seen).replace("\r\n", "\n");
+        if done(&text) {
+            return text;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out reading the terminal; saw {text:?}"
+        );
+        let mut p = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd; the timeout is bounded.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().min(1000) as i32) };
+        if p.revents & libc::POLLIN != 0 {
+            let mut buf = [0u8; 4096];
+            match (&*master).read(&mut buf) {
+                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => {}
+            }
+        }
+    }
 }

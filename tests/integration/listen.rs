@@ -450,3 +450,50 @@ fn the_announcement_is_first_even_with_debug_logs() {
         .expect_stderr("rmem_max");
     assert!(r.stderr.starts_with("listening on "), "{}", r.stderr);
 }
+
+/// `dgram listen ARGS` with a terminal as stdout: the pty's master and the guard.
+fn listen_on_a_terminal(
+    args: &[&str],
+) -> (std::fs::File, crate::harness::Guard, std::net::SocketAddr) {
+    use std::process::{Command, Stdio};
+    let (master, slave) = crate::harness::pty();
+    let child = Command::new(crate::harness::bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = crate::harness::Guard::adopt(child, format!("dgram {args:?}"));
+    let addr = guard.announced();
+    (master, guard, addr)
+}
+
+#[test]
+fn on_a_terminal_each_datagram_is_one_safe_line() {
+    // guards: on a terminal `hello` `world` `a` `b` printed as `helloworldab`, and any
+    // sender could retitle or clear the terminal
+    let (master, guard, addr) = listen_on_a_terminal(&["listen", "0"]);
+    let t = addr.to_string();
+    run(&["send", &t, "hello"]).expect_code(0);
+    run(&["send", &t, "world"]).expect_code(0);
+    crate::harness::run_with_stdin(&["send", &t], b"a\nb\n").expect_code(0);
+    let c = peer("127.0.0.1");
+    for d in [&b"\x1b]0;owned\x07\x1b[2J"[..], b"\xff\xfe", b"", b"end"] {
+        c.send_to(d, addr).unwrap();
+    }
+    let screen = crate::harness::read_pty_until(&master, |s| s.contains("end\n"));
+    assert_eq!(
+        screen,
+        "hello\nworld\na\nb\n\\x1b]0;owned\\x07\\x1b[2J\n\\xff\\xfe\n\nend\n"
+    );
+    assert!(!screen.contains('\x1b'));
+    drop(guard);
+    // -f raw on a terminal is still raw: the bytes unchanged.
+    let (master, guard, addr) = listen_on_a_terminal(&["listen", "0", "-f", "raw"]);
+    c.send_to(b"ab", addr).unwrap();
+    c.send_to(b"cd\x1b[0m", addr).unwrap();
+    let screen = crate::harness::read_pty_until(&master, |s| s.contains("\x1b[0m"));
+    assert_eq!(screen, "abcd\x1b[0m");
+    drop(guard);
+}

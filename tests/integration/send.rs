@@ -482,25 +482,6 @@ fn ipv6_targets_work() {
         .expect_stderr("family mismatch");
 }
 
-/// A pseudo-terminal: (master, slave) as files. The slave is what dgram gets as stdin.
-fn pty() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain libc calls on a descriptor we own; ptsname's buffer is copied at once.
-    unsafe {
-        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(master >= 0, "posix_openpt");
-        assert_eq!(libc::grantpt(master), 0);
-        assert_eq!(libc::unlockpt(master), 0);
-        let name = std::ffi::CStr::from_ptr(libc::ptsname(master)).to_owned();
-        let slave = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(name.to_str().unwrap())
-            .unwrap();
-        (std::fs::File::from_raw_fd(master), slave)
-    }
-}
-
 #[test]
 fn a_terminal_on_stdin_is_interactive() {
     use std::io::Write;
@@ -508,7 +489,7 @@ fn a_terminal_on_stdin_is_interactive() {
     let server = peer("127.0.0.1");
     let t = target(&server);
     let echo = responder(server, 2, |req| Some([b"re:", req, b"\n"].concat()));
-    let (mut master, slave) = pty();
+    let (mut master, slave) = crate::harness::pty();
     let mut child = Command::new(crate::harness::bin())
         .args(["send", &t])
         .stdin(Stdio::from(slave))
@@ -605,7 +586,7 @@ fn long_sends_show_progress_on_a_terminal_only() {
     use std::process::{Command, Stdio};
     let rx = peer("127.0.0.1");
     let t = target(&rx);
-    let (master, slave) = pty();
+    let (master, slave) = crate::harness::pty();
     let mut child = Command::new(crate::harness::bin())
         .args(["send", &t, "x", "-n", "300", "--rate", "200"])
         .stdin(Stdio::null())
@@ -640,7 +621,7 @@ fn long_sends_show_progress_on_a_terminal_only() {
     let _ = child.kill();
     let _ = child.wait();
     // The same run with -q draws nothing.
-    let (master, slave) = pty();
+    let (master, slave) = crate::harness::pty();
     let status = Command::new(crate::harness::bin())
         .args(["-q", "send", &t, "x", "-n", "300", "--rate", "200"])
         .stdin(Stdio::null())
@@ -662,4 +643,37 @@ fn long_sends_show_progress_on_a_terminal_only() {
     let mut buf = [0u8; 4096];
     let n = std::io::Read::read(&mut &master, &mut buf).unwrap_or(0);
     assert_eq!(String::from_utf8_lossy(&buf[..n]), "", "-q drew something");
+}
+
+#[test]
+fn an_interactive_session_on_a_terminal_prints_each_reply_as_a_line() {
+    // guards: each reply ran into the next prompt line (`hello therehello there`)
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let echo = responder(server, 2, |req| Some(req.to_vec()));
+    let (mut master, slave) = crate::harness::pty();
+    let child = Command::new(crate::harness::bin())
+        .args(["send", &t])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = crate::harness::Guard::adopt(child, format!("dgram send {t}"));
+    master.write_all(b"hello there\n").unwrap();
+    // The terminal echoes the typed line; the reply follows on a line of its own.
+    let screen =
+        crate::harness::read_pty_until(&master, |s| s.matches("hello there\n").count() == 2);
+    assert!(!screen.contains("therehello"), "{screen:?}");
+    master.write_all(b"\x1b[2J\n").unwrap();
+    let screen = crate::harness::read_pty_until(&master, |s| s.contains("\\x1b[2J\n"));
+    assert!(
+        screen.contains("\\x1b[2J\n"),
+        "the reply escaped: {screen:?}"
+    );
+    master.write_all(&[4]).unwrap(); // Ctrl-D: end of input
+    guard.finish().expect_code(0);
+    assert_eq!(echo.join().unwrap().len(), 2);
 }
