@@ -311,6 +311,7 @@ class Bench:
         rx, port = self.sink()
         with rx:
             cands = [("C sender", [self.r("oneshot"), "127.0.0.1", str(port), "hi"]),
+                     ("Rust sender", [self.r("oneshot-rust"), "127.0.0.1", str(port), "hi"]),
                      ("dgram", [self.dgram, "send", f"127.0.0.1:{port}", "hi"])]
             if self.dgram_static:
                 cands.append(("dgram (static build)", [self.dgram_static, "send", f"127.0.0.1:{port}", "hi"]))
@@ -323,6 +324,9 @@ class Bench:
                 med[name] = float(re.search(r"median_us=([\d.]+)", out).group(1)) / 1000
                 first = name == "C sender"
                 self.row("start-up", name, med[name], "ms", None if first else med["C sender"], "C sender")
+                if name.startswith("dgram"):
+                    # The target: the least a Rust program does to send one datagram.
+                    self.row("start-up vs Rust", name, med[name], "ms", med["Rust sender"], "Rust sender")
             rx.stop()
 
     def echo_server(self, who):

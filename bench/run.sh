@@ -42,6 +42,9 @@ mkdir -p "$ref" bench/results
 for p in flood sink count oneshot startup echo rtt; do
   cc -O2 -Wall -o "$ref/$p" "bench/ref/$p.c"
 done
+# The start-up reference in Rust, with dgram's release profile.
+rustc --edition 2021 -C opt-level=3 -C lto -C codegen-units=1 -C panic=abort -C strip=symbols \
+  -o "$ref/oneshot-rust" bench/ref/oneshot.rs
 
 out="bench/results/$(date +%Y-%m-%d).txt"
 python3 bench/bench.py --ref "$ref" --dgram "$dgram" "${static[@]}" "${args[@]}" | tee "$out.tmp"

@@ -7,10 +7,13 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 use crate::cli::{Cli, LogOpts};
 use crate::exit;
@@ -105,17 +108,23 @@ fn subcommand_in_args() -> String {
 /// debug, `-vvv` trace; `-q` errors only; `RUST_LOG` overrides all of them.
 pub fn init_logging(opts: &LogOpts) {
     let level = match (opts.quiet, opts.verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
-        (_, 1) => "info",
-        (_, 2) => "debug",
-        _ => "trace",
+        (true, _) => LevelFilter::ERROR,
+        (_, 0) => LevelFilter::WARN,
+        (_, 1) => LevelFilter::INFO,
+        (_, 2) => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // RUST_LOG takes `LEVEL` or `TARGET=LEVEL,...` (tracing-subscriber's `Targets`, which
+    // needs no regex engine: EnvFilter's made the binary larger and its start-up slower).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .event_format(Plain)
+        .event_format(Plain);
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
         .init();
 }
 

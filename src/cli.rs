@@ -29,6 +29,89 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parse this process's arguments: [`Cli::parse_from_args`] of `std::env::args_os`.
+    pub fn from_env() -> Result<Cli, clap::Error> {
+        Cli::parse_from_args(std::env::args_os().collect())
+    }
+
+    /// Parse a command line (program name first). The one-shot send that scripts run
+    /// thousands of times, `dgram send TARGET [WORD]...` with no option, is read
+    /// directly; everything else, and anything that could be an option, goes to clap.
+    /// Both give the same `Cli`: a test compares them.
+    pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        match one_shot_send(&args) {
+            Some(cli) => Ok(cli),
+            None => <Cli as clap::Parser>::try_parse_from(args),
+        }
+    }
+}
+
+/// `dgram send TARGET [WORD]...` where no word starts with `-`: what clap would give,
+/// without building the command tree (start-up is a benchmark figure, and clap is most
+/// of dgram's own share of it).
+fn one_shot_send(args: &[OsString]) -> Option<Cli> {
+    let [_, send, target, words @ ..] = args else {
+        return None;
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let is_option = |w: &OsString| w.as_bytes().first() == Some(&b'-');
+    if send != "send" || is_option(target) || words.iter().any(is_option) {
+        return None;
+    }
+    let target = target.to_str()?.to_string();
+    let none = SocketOpts {
+        rcvbuf: None,
+        sndbuf: None,
+        ttl: None,
+        tos: None,
+    };
+    Some(Cli {
+        log: LogOpts {
+            verbose: 0,
+            quiet: false,
+        },
+        command: Command::Send(SendArgs {
+            target,
+            message: words.to_vec(),
+            family: FamilyOpts {
+                ipv4: false,
+                ipv6: false,
+            },
+            lines: false,
+            whole: false,
+            file: None,
+            size: None,
+            seq: false,
+            encoding: EncodingOpts {
+                hex: false,
+                base64: false,
+                escapes: false,
+            },
+            count: None,
+            interval: None,
+            rate: None,
+            duration: None,
+            reply: false,
+            timeout: DEFAULT_REPLY_TIMEOUT,
+            retries: 0,
+            expect: None,
+            collect: false,
+            format: None,
+            bind: None,
+            broadcast: false,
+            dont_fragment: false,
+            no_gso: false,
+            socket: none,
+            stats: false,
+            histogram: false,
+        }),
+    })
+}
+
+/// `send -w`'s default.
+const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// `-v` / `-q`, accepted before or after the subcommand.
 #[derive(Debug, Args)]
 pub struct LogOpts {
@@ -40,7 +123,11 @@ pub struct LogOpts {
     pub quiet: bool,
 }
 
+/// The subcommands. `defer`: each one's arguments are built only when it is the one
+/// named on the command line (clap's `Command::defer`), so a one-shot `send` does not
+/// build `listen`'s, `echo`'s and `multicast`'s — start-up is a benchmark figure.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Send datagrams, optionally wait for replies
     #[command(after_help = SEND_EXAMPLES)]
@@ -71,6 +158,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum MulticastCommand {
     /// Join GROUP:PORT (several at once) and print what arrives, as listen does
     #[command(after_help = JOIN_EXAMPLES)]
@@ -514,6 +602,39 @@ mod tests {
         fn no_command_line_makes_the_parser_panic(words in proptest::collection::vec(word(), 0..8)) {
             let _ = Cli::try_parse_from(std::iter::once("dgram".to_string()).chain(words));
         }
+    }
+
+    #[test]
+    fn the_one_shot_send_parses_as_clap_would() {
+        // guards: the fast path must never drift from the clap definitions
+        let clap = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            format!("{:?}", <Cli as Parser>::try_parse_from(args).unwrap())
+        };
+        let fast = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            one_shot_send(&args).map(|c| format!("{c:?}"))
+        };
+        for args in [
+            &["dgram", "send", "127.0.0.1:9"][..],
+            &["dgram", "send", "127.0.0.1:9", "hello"],
+            &["dgram", "send", "[::1]:53", "a", "b  c", ""],
+            &["dgram", "send", "localhost:9", "x=1"],
+        ] {
+            assert_eq!(fast(args), Some(clap(args)), "{args:?}");
+        }
+        for args in [
+            &["dgram", "send"][..],
+            &["dgram", "send", "127.0.0.1:9", "-x", "00"],
+            &["dgram", "send", "127.0.0.1:9", "--", "-x"],
+            &["dgram", "send", "-4", "127.0.0.1:9"],
+            &["dgram", "-v", "send", "127.0.0.1:9"],
+            &["dgram", "listen", "9000"],
+            &["dgram", "send", "127.0.0.1:9", "x", "-"],
+        ] {
+            assert_eq!(fast(args), None, "{args:?}");
+        }
+        assert!(clap(&["dgram", "send", "x:1"]).contains("timeout: 2s"));
     }
 
     #[test]

@@ -5,14 +5,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use dgram_cli::app::{clap_error, init_logging, report};
 use dgram_cli::cli::Cli;
 use dgram_cli::{cmd, signal};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::from_env() {
         Ok(cli) => cli,
         Err(err) => return clap_error(&err),
     };

@@ -212,11 +212,24 @@ fn hexdump(d: &Datagram<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The output buffer's size.
+const BUFFER: usize = 256 * 1024;
+
 /// Datagrams rendered in one format into a buffered writer (stdout in the program).
+/// The buffer is allocated at the first write: a run that prints nothing (a one-shot
+/// send) never pays for it.
 pub struct Output<W: Write = File> {
-    writer: BufWriter<W>,
+    writer: Writer<W>,
     format: Format,
     scratch: Vec<u8>,
+}
+
+/// The writer, before and after the first write.
+enum Writer<W: Write> {
+    Unused(W),
+    Buffered(BufWriter<W>),
+    /// Only while switching from one to the other.
+    Moving,
 }
 
 impl Output<File> {
@@ -244,37 +257,59 @@ impl<W: Write> Output<W> {
     /// Output in `format` to `writer`, through a 256 KiB buffer.
     pub fn new(writer: W, format: Format) -> Self {
         Output {
-            writer: BufWriter::with_capacity(256 * 1024, writer),
+            writer: Writer::Unused(writer),
             format,
             scratch: Vec::new(),
+        }
+    }
+
+    fn buffered(&mut self) -> &mut BufWriter<W> {
+        if let Writer::Unused(_) = self.writer {
+            if let Writer::Unused(w) = std::mem::replace(&mut self.writer, Writer::Moving) {
+                self.writer = Writer::Buffered(BufWriter::with_capacity(BUFFER, w));
+            }
+        }
+        match &mut self.writer {
+            Writer::Buffered(b) => b,
+            Writer::Unused(_) | Writer::Moving => unreachable!("buffered above"),
         }
     }
 
     /// Write one datagram (buffered).
     pub fn write(&mut self, d: &Datagram<'_>) -> anyhow::Result<()> {
         let result = if self.format == Format::Raw {
-            self.writer.write_all(d.payload)
+            self.buffered().write_all(d.payload)
         } else {
-            self.scratch.clear();
-            render(d, self.format, &mut self.scratch);
-            self.writer.write_all(&self.scratch)
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            render(d, self.format, &mut scratch);
+            let result = self.buffered().write_all(&scratch);
+            self.scratch = scratch;
+            result
         };
         result.map_err(stdout_error)
     }
 
     /// Write bytes as they are (generated documents, not datagrams).
     pub fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.writer.write_all(bytes).map_err(stdout_error)
+        self.buffered().write_all(bytes).map_err(stdout_error)
     }
 
     /// Push everything buffered to the writer: call when the socket goes idle.
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.writer.flush().map_err(stdout_error)
+        match &mut self.writer {
+            Writer::Buffered(b) => b.flush().map_err(stdout_error),
+            Writer::Unused(_) | Writer::Moving => Ok(()),
+        }
     }
 
     #[cfg(test)]
     fn into_inner(self) -> W {
-        self.writer.into_inner().ok().expect("flush")
+        match self.writer {
+            Writer::Buffered(b) => b.into_inner().ok().expect("flush"),
+            Writer::Unused(w) => w,
+            Writer::Moving => unreachable!(),
+        }
     }
 }
 

@@ -107,6 +107,7 @@ pub fn run<R: Read>(
     output: &mut Output,
     counts: &mut Counts,
 ) -> anyhow::Result<Ending> {
+    let awaited = plan.replies.are_awaited();
     let mut tx = match plan.replies {
         Replies::Collect { .. } => Transmitter::unconnected(socket, plan.target),
         _ => Transmitter::new(socket, &plan.target, plan.gso),
@@ -123,14 +124,18 @@ pub fn run<R: Read>(
     let mut state = State {
         plan,
         fd: socket.as_raw_fd(),
-        replies: RecvBatch::new(BATCH, LARGEST),
+        // 4 MiB of receive buffers, only for a send that reads replies.
+        replies: if awaited {
+            RecvBatch::new(BATCH, LARGEST)
+        } else {
+            RecvBatch::new(0, 0)
+        },
         tracker: seq::Tracker::default(),
         next_seq: 0,
         outstanding: None,
         counts,
     };
     let fd = state.fd;
-    let awaited = plan.replies.are_awaited();
     let mut sending = true;
     let mut stopped_sending = Instant::now();
     let mut input_ready = false;
