@@ -1,0 +1,394 @@
+//! The command line: clap types only, a file per subcommand and one for the options they
+//! share. Each subcommand's `Args` is turned into a checked config by its module in
+//! `cmd/`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+mod common;
+mod multicast;
+mod send;
+mod server;
+
+pub use common::{EncodingOpts, FamilyOpts, ReceiveOpts, ServerOpts, SocketOpts};
+pub use multicast::{JoinArgs, MulticastSendArgs};
+pub use send::SendArgs;
+pub use server::{EchoArgs, ListenArgs};
+
+/// netcat for datagrams, done right.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dgram",
+    version,
+    about = "netcat for datagrams, done right: send, listen, echo and multicast UDP",
+    propagate_version = true,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Parse this process's arguments: [`Cli::parse_from_args`] of `std::env::args_os`.
+    pub fn from_env() -> Result<Cli, clap::Error> {
+        Cli::parse_from_args(std::env::args_os().collect())
+    }
+
+    /// Parse a command line (program name first). The one-shot send that scripts run
+    /// thousands of times, `dgram send TARGET [WORD]...` with no option, is read
+    /// directly; everything else, and anything that could be an option, goes to clap.
+    /// Both give the same `Cli`: a test compares them.
+    pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        match one_shot_send(&args) {
+            Some(cli) => Ok(cli),
+            None => <Cli as clap::Parser>::try_parse_from(args),
+        }
+    }
+}
+
+/// `dgram send TARGET [WORD]...` where no word starts with `-`: what clap would give,
+/// without building the command tree (start-up is a benchmark figure, and clap is most
+/// of dgram's own share of it).
+fn one_shot_send(args: &[OsString]) -> Option<Cli> {
+    let [_, send, target, words @ ..] = args else {
+        return None;
+    };
+    use std::os::unix::ffi::OsStrExt;
+    let is_option = |w: &OsString| w.as_bytes().first() == Some(&b'-');
+    if send != "send" || is_option(target) || words.iter().any(is_option) {
+        return None;
+    }
+    let target = target.to_str()?.to_string();
+    let none = SocketOpts {
+        rcvbuf: None,
+        sndbuf: None,
+        ttl: None,
+        tos: None,
+    };
+    Some(Cli {
+        log: LogOpts {
+            verbose: 0,
+            quiet: false,
+        },
+        command: Command::Send(SendArgs {
+            target,
+            message: words.to_vec(),
+            family: FamilyOpts {
+                ipv4: false,
+                ipv6: false,
+            },
+            lines: false,
+            whole: false,
+            file: None,
+            size: None,
+            seq: false,
+            encoding: EncodingOpts {
+                hex: false,
+                base64: false,
+                escapes: false,
+            },
+            count: None,
+            interval: None,
+            rate: None,
+            duration: None,
+            reply: false,
+            timeout: DEFAULT_REPLY_TIMEOUT,
+            retries: 0,
+            expect: None,
+            collect: false,
+            format: None,
+            bind: None,
+            broadcast: false,
+            dont_fragment: false,
+            no_gso: false,
+            socket: none,
+            stats: false,
+            histogram: false,
+        }),
+    })
+}
+
+/// `send -w`'s default.
+const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `-v` / `-q`, accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct LogOpts {
+    /// More log detail on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Errors only on stderr (the `listening on` line is still printed)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// The subcommands. `defer`: each one's arguments are built only when it is the one
+/// named on the command line (clap's `Command::defer`), so a one-shot `send` does not
+/// build `listen`'s, `echo`'s and `multicast`'s — start-up is a benchmark figure.
+#[derive(Debug, Subcommand)]
+#[command(defer = true)]
+pub enum Command {
+    /// Send datagrams, optionally wait for replies
+    #[command(after_help = SEND_EXAMPLES)]
+    Send(SendArgs),
+    /// Receive datagrams from every peer and print them
+    #[command(after_help = LISTEN_EXAMPLES)]
+    Listen(ListenArgs),
+    /// Reflect every datagram to its sender: safe by default, impairable on demand
+    #[command(after_help = ECHO_EXAMPLES)]
+    Echo(EchoArgs),
+    /// Join multicast groups and receive, or send to a group
+    #[command(subcommand)]
+    Multicast(MulticastCommand),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  dgram completions bash > /etc/bash_completion.d/dgram\n  dgram completions zsh > \"${fpath[1]}/_dgram\"\n  dgram completions fish > ~/.config/fish/completions/dgram.fish"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    #[command(
+        after_help = "Examples:\n  dgram manpage > /usr/local/share/man/man1/dgram.1\n  dgram manpage | man -l -"
+    )]
+    Manpage,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(defer = true)]
+pub enum MulticastCommand {
+    /// Join GROUP:PORT (several at once) and print what arrives, as listen does
+    #[command(after_help = JOIN_EXAMPLES)]
+    Join(JoinArgs),
+    /// Send to GROUP:PORT, with all of send's payload and pacing options
+    #[command(after_help = MSEND_EXAMPLES)]
+    Send(MulticastSendArgs),
+}
+
+const JOIN_EXAMPLES: &str = "\
+Examples:
+  dgram multicast join 239.1.2.3:5000 --iface eth0     receive a group on eth0
+  dgram multicast join 239.1.2.3:0 --iface 127.0.0.1 -w 5s   on loopback; says why if silent
+  dgram multicast join 232.1.1.1:5000 --source 10.0.0.7     source-specific (SSM)";
+
+const MSEND_EXAMPLES: &str = "\
+Examples:
+  dgram multicast send 239.1.2.3:5000 hello --iface eth0  one datagram, TTL 1
+  dgram multicast send 239.1.2.3:5000 --iface 127.0.0.1 --size 100 -n 1000 --rate 500
+  dgram multicast send 239.255.255.250:1900 -e 'M-SEARCH * HTTP/1.1\\r\\n...' --collect -w 2s";
+
+const SEND_EXAMPLES: &str = "\
+Examples:
+  dgram send 127.0.0.1:9000 hello                    one datagram, 'hello'
+  printf 'a\\nb\\n' | dgram send 127.0.0.1:9000          one datagram per line
+  dgram send 127.0.0.1:53 -x '1234 0100 0001 0000 0000 0000 0000 0100 01' -r -f hexdump
+                                                     a DNS query for the root, reply as hexdump
+  dgram send 127.0.0.1:9000 ping --reply --expect ping -w 500ms --retries 2
+                                                     CI smoke test: exit 0 only on a good reply";
+
+const LISTEN_EXAMPLES: &str = "\
+Examples:
+  dgram listen 9000                                  print what arrives on 127.0.0.1:9000
+  dgram listen 0 --ready-file /tmp/addr -n 1 -w 5s   one datagram on a free port, 5 s at most
+  dgram listen '[::]:9000' -f json --allow 10.0.0.0/8  every interface, JSON lines";
+
+const ECHO_EXAMPLES: &str = "\
+Examples:
+  dgram echo 7000                                    an echo on 127.0.0.1:7000
+  dgram echo 0 --ready-file /tmp/addr --drop 0.05 --delay 20ms --jitter 5ms --seed 1
+                                                     a lossy, slow echo for testing retries
+  dgram echo 0.0.0.0:7000 --rate-limit 100           every interface, 100 replies/s per source";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Format;
+    use clap::CommandFactory;
+    use proptest::prelude::*;
+
+    /// Words a fuzzer should combine: every subcommand and flag, and awkward values.
+    fn word() -> impl Strategy<Value = String> {
+        let known: Vec<String> = {
+            let mut v = vec![
+                "send",
+                "listen",
+                "echo",
+                "multicast",
+                "join",
+                "completions",
+                "manpage",
+                "--",
+                "-",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+            fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+                for a in cmd.get_arguments() {
+                    if let Some(l) = a.get_long() {
+                        out.push(format!("--{l}"));
+                    }
+                    if let Some(c) = a.get_short() {
+                        out.push(format!("-{c}"));
+                    }
+                }
+                for sub in cmd.get_subcommands() {
+                    walk(sub, out);
+                }
+            }
+            walk(&Cli::command(), &mut v);
+            v
+        };
+        prop_oneof![
+            proptest::sample::select(known),
+            Just("127.0.0.1:9".to_string()),
+            Just("[::1]:0".to_string()),
+            Just("239.1.2.3:0".to_string()),
+            "[0-9]{0,6}",
+            "\\PC{0,12}",
+        ]
+    }
+
+    #[test]
+    fn the_fuzz_corpus_replays_without_panics() {
+        // guards: every input cargo-fuzz kept for fuzz/fuzz_targets/cli.rs
+        use std::os::unix::ffi::OsStringExt;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/cli");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("the committed corpus") {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            let args = std::iter::once(OsString::from("dgram")).chain(
+                data.split(|&b| b == 0)
+                    .map(|a| OsString::from_vec(a.to_vec())),
+            );
+            let _ = Cli::try_parse_from(args);
+            n += 1;
+        }
+        assert!(n >= 4, "{n} corpus files");
+    }
+
+    proptest! {
+        #[test]
+        fn no_command_line_makes_the_parser_panic(words in proptest::collection::vec(word(), 0..8)) {
+            let _ = Cli::try_parse_from(std::iter::once("dgram".to_string()).chain(words));
+        }
+    }
+
+    #[test]
+    fn the_one_shot_send_parses_as_clap_would() {
+        // guards: the fast path must never drift from the clap definitions
+        let clap = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            format!("{:?}", <Cli as Parser>::try_parse_from(args).unwrap())
+        };
+        let fast = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            one_shot_send(&args).map(|c| format!("{c:?}"))
+        };
+        for args in [
+            &["dgram", "send", "127.0.0.1:9"][..],
+            &["dgram", "send", "127.0.0.1:9", "hello"],
+            &["dgram", "send", "[::1]:53", "a", "b  c", ""],
+            &["dgram", "send", "localhost:9", "x=1"],
+        ] {
+            assert_eq!(fast(args), Some(clap(args)), "{args:?}");
+        }
+        for args in [
+            &["dgram", "send"][..],
+            &["dgram", "send", "127.0.0.1:9", "-x", "00"],
+            &["dgram", "send", "127.0.0.1:9", "--", "-x"],
+            &["dgram", "send", "-4", "127.0.0.1:9"],
+            &["dgram", "-v", "send", "127.0.0.1:9"],
+            &["dgram", "listen", "9000"],
+            &["dgram", "send", "127.0.0.1:9", "x", "-"],
+        ] {
+            assert_eq!(fast(args), None, "{args:?}");
+        }
+        assert!(clap(&["dgram", "send", "x:1"]).contains("timeout: 2s"));
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dgram").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn good_command_lines_parse() {
+        let Command::Send(s) = parse(&[
+            "send",
+            "127.0.0.1:9",
+            "a",
+            "b",
+            "-n",
+            "3",
+            "-i",
+            "1.5s",
+            "-v",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(s.message, ["a", "b"]);
+        assert_eq!(s.count, Some(3));
+        assert_eq!(s.interval, Some(Duration::from_millis(1500)));
+        assert_eq!(s.timeout, Duration::from_secs(2));
+        let cli = parse(&[
+            "-q",
+            "listen",
+            "9000",
+            "--allow",
+            "127.0.0.0/8",
+            "-f",
+            "json",
+        ])
+        .unwrap();
+        assert!(cli.log.quiet);
+        let Command::Listen(l) = cli.command else {
+            panic!()
+        };
+        assert_eq!(l.server.receive.format, Some(Format::Json));
+        assert_eq!(l.server.receive.allow.len(), 1);
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        for bad in [
+            &["send", "127.0.0.1:9", "x", "-n", "0"][..],
+            &["send", "127.0.0.1:9", "x", "-n", "abc"],
+            &["send", "127.0.0.1:9", "x", "--rate", "0"],
+            &["send", "127.0.0.1:9", "x", "--rate", "5", "-i", "1s"],
+            &["send", "127.0.0.1:9", "-x", "--base64", "00"],
+            &["send", "127.0.0.1:9", "--whole", "--file", "f"],
+            &["send", "127.0.0.1:9", "x", "--collect", "--reply"],
+            &["send", "127.0.0.1:9", "x", "--ttl", "256"],
+            &["send", "127.0.0.1:9", "x", "--tos", "0x100"],
+            &["send", "127.0.0.1:9", "x", "-w", "5x"],
+            &["send", "-4", "-6", "127.0.0.1:9", "x"],
+            &["send"],
+            &["listen", "--max-size", "70000"],
+            &["listen", "--allow", "10.0.0.0/33"],
+            &["listen", "-v", "-q"],
+            &["echo", "--drop", "1.5"],
+            &["echo", "--drop", "-0.1"],
+            &["echo", "--reorder", "x"],
+            &["echo", "--rate-limit", "5", "--no-rate-limit"],
+            &["frobnicate"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}
