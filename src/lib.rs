@@ -8,6 +8,7 @@ pub mod addr;
 pub mod app;
 pub mod cli;
 pub mod cmd;
+pub mod dns;
 pub mod engine;
 pub mod exit;
 pub mod filter;

@@ -36,6 +36,9 @@ pub enum Format {
     Base64,
     /// One JSON object per line: time, peer, len, truncated, base64, text...
     Json,
+    /// Decoded as a DNS message, as dig shows one (a datagram that does not decode is
+    /// shown as `;; not a DNS message: REASON` and a hexdump)
+    Dns,
 }
 
 impl Format {
@@ -130,10 +133,18 @@ struct JsonLine<'a> {
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<serde_json::Value>,
 }
 
 /// Append `d` to `out` in `format`.
 pub fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
+    render_with(d, format, false, out)
+}
+
+/// Append `d` to `out` in `format`; with `dns`, JSON lines carry the `dns` object of the
+/// datagram decoded as a DNS message (or `{"error": REASON}`).
+pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8>) {
     match format {
         Format::Raw => out.extend_from_slice(d.payload),
         Format::Line => {
@@ -158,6 +169,18 @@ pub fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
             out.push(b'\n');
         }
         Format::Hexdump => hexdump(d, out),
+        Format::Dns => match crate::dns::decode(d.payload) {
+            Ok(msg) => {
+                let mut text = String::new();
+                crate::dns::write_dig(&msg, d.peer, d.len, d.rtt, &mut text);
+                out.extend_from_slice(text.as_bytes());
+            }
+            Err(reason) => {
+                out.extend_from_slice(format!(";; not a DNS message: {reason}\n").as_bytes());
+                hexdump(d, out);
+                out.push(b'\n');
+            }
+        },
         Format::Json => {
             let line = JsonLine {
                 time: humantime::format_rfc3339_micros(d.time).to_string(),
@@ -168,6 +191,10 @@ pub fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
                 base64: base64::engine::general_purpose::STANDARD.encode(d.payload),
                 text: std::str::from_utf8(d.payload).ok(),
                 rtt_us: d.rtt.map(|r| r.as_micros() as u64),
+                dns: dns.then(|| match crate::dns::decode(d.payload) {
+                    Ok(msg) => crate::dns::to_json(&msg),
+                    Err(reason) => serde_json::json!({ "error": reason }),
+                }),
             };
             serde_json::to_writer(&mut *out, &line).expect("writing JSON to a Vec cannot fail");
             out.push(b'\n');
@@ -221,6 +248,8 @@ const BUFFER: usize = 256 * 1024;
 pub struct Output<W: Write = File> {
     writer: Writer<W>,
     format: Format,
+    /// JSON lines carry the `dns` object (`--dns`).
+    dns: bool,
     scratch: Vec<u8>,
 }
 
@@ -259,8 +288,15 @@ impl<W: Write> Output<W> {
         Output {
             writer: Writer::Unused(writer),
             format,
+            dns: false,
             scratch: Vec::new(),
         }
+    }
+
+    /// With `dns`, JSON lines carry each datagram decoded as DNS (`--dns`).
+    pub fn with_dns(mut self, dns: bool) -> Self {
+        self.dns = dns;
+        self
     }
 
     fn buffered(&mut self) -> &mut BufWriter<W> {
@@ -282,7 +318,7 @@ impl<W: Write> Output<W> {
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
-            render(d, self.format, &mut scratch);
+            render_with(d, self.format, self.dns, &mut scratch);
             let result = self.buffered().write_all(&scratch);
             self.scratch = scratch;
             result
@@ -380,6 +416,42 @@ mod tests {
         );
         assert_eq!(Format::default_for(true), Format::Text);
         assert_eq!(Format::default_for(false), Format::Raw);
+    }
+
+    #[test]
+    fn dns_shows_messages_and_says_why_others_are_not() {
+        let spec = crate::dns::parse_query("example.com MX").unwrap();
+        let query = spec.encode(99).unwrap();
+        let shown_dns = shown(&dgram(&query), Format::Dns);
+        assert!(
+            shown_dns.starts_with(&format!(";; 127.0.0.1:5353, {} bytes\n", query.len())),
+            "{shown_dns}"
+        );
+        assert!(
+            shown_dns.contains("id: 99") && shown_dns.contains(";example.com.\t\tIN\tMX"),
+            "{shown_dns}"
+        );
+        let junk = shown(&dgram(b"hello"), Format::Dns);
+        assert!(
+            junk.starts_with(";; not a DNS message: 5 bytes, shorter than a DNS header"),
+            "{junk}"
+        );
+        assert!(junk.contains("|hello|"), "{junk}");
+        let mut v = Vec::new();
+        render_with(&dgram(&query), Format::Json, true, &mut v);
+        let line: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        assert_eq!(line["dns"]["question"][0]["name"], "example.com.");
+        assert_eq!(line["dns"]["id"], 99);
+        let mut v = Vec::new();
+        render_with(&dgram(b"hello"), Format::Json, true, &mut v);
+        let line: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        assert!(line["dns"]["error"].as_str().unwrap().contains("shorter"));
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&shown(&dgram(&query), Format::Json))
+                .unwrap()
+                .get("dns")
+                .is_none()
+        );
     }
 
     #[test]

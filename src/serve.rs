@@ -260,7 +260,10 @@ pub fn serve(
     let json = opts.format == Some(Format::Json);
     let mut printer = Printer {
         filter: SourceFilter::new(opts.allow.clone(), opts.deny.clone()),
-        output: extras.format.map(Output::stdout).transpose()?,
+        output: extras
+            .format
+            .map(|f| Output::stdout(f).map(|o| o.with_dns(opts.dns)))
+            .transpose()?,
         replier: extras
             .echo
             .as_ref()

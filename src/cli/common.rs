@@ -96,10 +96,26 @@ pub struct ReceiveOpts {
     /// A stats line on stderr every DUR while running, as iperf3 -i (JSON with --format json)
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,
+    /// The traffic is DNS: print each datagram decoded, as dig shows it (the default
+    /// format then), and JSON lines gain a `dns` object
+    #[arg(long)]
+    pub dns: bool,
     /// Also write every datagram (echo: and every reply) to a pcap file, with synthesized
     /// Ethernet/IP/UDP headers, for Wireshark or tshark
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+}
+
+impl ReceiveOpts {
+    /// The format datagrams print in: `--format`, else `dns` with `--dns`, else `text` on
+    /// a terminal and `raw` into a pipe or a file.
+    pub fn printed_format(&self) -> Format {
+        match (self.format, self.dns) {
+            (Some(f), _) => f,
+            (None, true) => Format::Dns,
+            (None, false) => Format::for_stdout(),
+        }
+    }
 }
 
 /// What every server that binds one address takes (`listen`, `echo`).

@@ -101,6 +101,8 @@ fn one_shot_send(args: &[OsString]) -> Option<Cli> {
             timeout: DEFAULT_REPLY_TIMEOUT,
             retries: 0,
             expect: None,
+            expect_rcode: None,
+            dns: None,
             collect: false,
             format: None,
             bind: None,
@@ -189,8 +191,9 @@ const SEND_EXAMPLES: &str = "\
 Examples:
   dgram send 127.0.0.1:9000 hello                    one datagram, 'hello'
   printf 'a\\nb\\n' | dgram send 127.0.0.1:9000          one datagram per line
-  dgram send 127.0.0.1:53 -x '1234 0100 0001 0000 0000 0000 0000 0100 01' -r -f hexdump
-                                                     a DNS query for the root, reply as hexdump
+  dgram send 127.0.0.1:53 --dns 'example.com AAAA'   a DNS query, the answer as dig shows it
+  dgram send 127.0.0.1:53 --dns 'example.com' --expect 'A 127.0.0.1' --expect-rcode NOERROR
+                                                     CI smoke test of a resolver
   dgram send 127.0.0.1:9000 ping --reply --expect ping -w 500ms --retries 2
                                                      CI smoke test: exit 0 only on a good reply";
 
@@ -198,7 +201,8 @@ const LISTEN_EXAMPLES: &str = "\
 Examples:
   dgram listen 9000                                  print what arrives on 127.0.0.1:9000
   dgram listen 0 --ready-file /tmp/addr -n 1 -w 5s   one datagram on a free port, 5 s at most
-  dgram listen '[::]:9000' -f json --allow 10.0.0.0/8  every interface, JSON lines";
+  dgram listen '[::]:9000' -f json --allow 10.0.0.0/8  every interface, JSON lines
+  dgram listen 5353 --dns                            see what an application asks its resolver";
 
 const ECHO_EXAMPLES: &str = "\
 Examples:

@@ -37,6 +37,15 @@ pub struct SendArgs {
         help_heading = "Payload"
     )]
     pub file: Option<PathBuf>,
+    /// A DNS query from dig-like words: 'NAME [TYPE] [CLASS] [+FLAG]...' (TYPE A, CLASS IN;
+    /// +norecurse, +dnssec, +bufsize=N, +noedns). Implies --reply; replies print as dns
+    #[arg(
+        long,
+        value_name = "QUERY",
+        conflicts_with_all = ["message", "lines", "whole", "file", "size", "seq", "hex", "base64", "escapes"],
+        help_heading = "Payload"
+    )]
+    pub dns: Option<String>,
     /// A generated payload of N bytes (1400, 64K; at most 65507 over IPv4, 65527 over IPv6)
     #[arg(long, value_name = "N", value_parser = parse_size, help_heading = "Payload")]
     pub size: Option<u64>,
@@ -69,9 +78,14 @@ pub struct SendArgs {
     /// Send the same datagram again up to N times when no reply comes
     #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Replies")]
     pub retries: u32,
-    /// The reply must contain PATTERN (written like the message); implies --reply
+    /// The reply must contain PATTERN (written like the message; with --dns, text of the
+    /// answer section: 'A 127.0.0.1'); implies --reply
     #[arg(long, value_name = "PATTERN", value_parser = clap::value_parser!(OsString), help_heading = "Replies")]
     pub expect: Option<OsString>,
+    /// With --dns: exit 1 unless the reply's RCODE is this (NOERROR, NXDOMAIN, SERVFAIL,
+    /// REFUSED, ... or a number)
+    #[arg(long, value_name = "RCODE", requires = "dns", help_heading = "Replies")]
+    pub expect_rcode: Option<String>,
     /// Wait the whole timeout and print every reply from every responder (discovery)
     #[arg(long, conflicts_with_all = ["reply", "expect"], help_heading = "Replies")]
     pub collect: bool,

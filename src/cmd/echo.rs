@@ -34,7 +34,9 @@ pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
         }),
     };
     let extras = Extras {
-        format: opts.receive.format,
+        // Silent on stdout unless --format or --dns asks.
+        format: (opts.receive.format.is_some() || opts.receive.dns)
+            .then(|| opts.receive.printed_format()),
         echo: Some(settings),
         ..Extras::default()
     };

@@ -10,11 +10,7 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
     let bound = serve::bind(opts)?;
     let extras = Extras {
-        format: Some(
-            opts.receive
-                .format
-                .unwrap_or_else(crate::output::Format::for_stdout),
-        ),
+        format: Some(opts.receive.printed_format()),
         ..Extras::default()
     };
     serve::serve(bound, &opts.receive, signals, extras)

@@ -26,9 +26,12 @@ fn parse_group(text: &str, family: Family) -> anyhow::Result<SocketAddr> {
 /// Check `multicast send`'s target and options; the rest is `send`'s.
 pub fn sender_options(args: &MulticastSendArgs) -> anyhow::Result<GroupSend> {
     let group = parse_group(&args.send.target, args.send.family.family())?;
-    if args.send.reply || args.send.expect.is_some() {
+    if args.send.reply
+        || args.send.expect.is_some()
+        || (args.send.dns.is_some() && !args.send.collect)
+    {
         return Err(usage!(
-            "replies to a group come from each member's own address: use --collect, not --reply or --expect"
+            "replies to a group come from each member's own address: use --collect, not --reply, --expect or a lone --dns"
         ));
     }
     let iface = match &args.iface {
@@ -119,11 +122,7 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     };
     let extras = Extras {
-        format: Some(
-            args.receive
-                .format
-                .unwrap_or_else(crate::output::Format::for_stdout),
-        ),
+        format: Some(args.receive.printed_format()),
         on_silence: Some(&silence),
         before_receive: Some(&joins),
         echo: None,

@@ -35,6 +35,8 @@ pub enum Replies {
         timeout: Duration,
         retries: u32,
         expect: Option<Vec<u8>>,
+        /// `--dns`: only the reply with the query's ID and question counts.
+        dns: Option<DnsReply>,
     },
     /// `--reply --seq`: sent at the schedule's pace, matched by sequence number as they
     /// come, then up to `timeout` after the last datagram for the rest.
@@ -53,6 +55,15 @@ impl Replies {
     fn are_awaited(&self) -> bool {
         !matches!(self, Replies::None)
     }
+}
+
+/// What a `--dns` reply must be: the answer to this query.
+#[derive(Debug)]
+pub struct DnsReply {
+    pub id: u16,
+    pub question: hickory_proto::op::Query,
+    /// `--expect-rcode`.
+    pub rcode: Option<u16>,
 }
 
 /// A send, fully decided.
@@ -80,8 +91,11 @@ pub struct Counts {
     pub unanswered: u64,
     /// Replies without the `--expect` pattern (or, with `--seq`, without a header).
     pub mismatched: u64,
-    /// Replies that answered nothing outstanding (late, or a second answer).
+    /// Replies that answered nothing outstanding (late, or a second answer), or, with
+    /// `--dns`, not the query asked (another ID or question, or not DNS at all).
     pub stray: u64,
+    /// `--dns --expect-rcode`: the last reply's RCODE, when it was another.
+    pub wrong_rcode: Option<u16>,
     /// `--reply --seq`: replies that came back out of order, and twice.
     pub reordered: u64,
     pub duplicates: u64,
@@ -365,14 +379,22 @@ impl State<'_> {
                 let meta = self.replies.meta(i);
                 let payload = self.replies.payload(i);
                 let rtt = match &self.plan.replies {
-                    Replies::Each { expect, .. } => {
-                        let Some(o) = self.outstanding.take() else {
+                    Replies::Each { expect, dns, .. } => {
+                        if self.outstanding.is_none() {
                             self.counts.stray += 1;
                             debug!("reply from {} answers nothing outstanding", meta.peer);
                             continue;
-                        };
-                        check_expect(expect, payload, &meta.peer, self.counts);
-                        Some(now - o.sent_at)
+                        }
+                        match dns {
+                            Some(want) => {
+                                if !check_dns(want, expect, payload, &meta.peer, self.counts) {
+                                    continue;
+                                }
+                            }
+                            None => check_expect(expect, payload, &meta.peer, self.counts),
+                        }
+                        let sent_at = self.outstanding.take().map(|o| o.sent_at);
+                        sent_at.map(|at| now - at)
                     }
                     Replies::BySeq { expect, .. } => {
                         let Some(header) = seq::parse(payload) else {
@@ -418,6 +440,51 @@ fn check_expect(expect: &Option<Vec<u8>>, reply: &[u8], peer: &SocketAddr, count
             warn!("reply from {peer} does not contain the --expect pattern");
         }
     }
+}
+
+/// `--dns`: whether `reply` answers the query (another ID or question, or garbage, is
+/// counted stray and ignored: a late answer to an earlier try, a spoof), then its RCODE
+/// and `--expect` against the answer section in presentation form.
+fn check_dns(
+    want: &DnsReply,
+    expect: &Option<Vec<u8>>,
+    reply: &[u8],
+    peer: &SocketAddr,
+    counts: &mut Counts,
+) -> bool {
+    let msg = match crate::dns::decode(reply) {
+        Ok(msg) if crate::dns::is_reply_to(&msg, want.id, &want.question) => msg,
+        Ok(msg) => {
+            counts.stray += 1;
+            debug!(
+                "reply from {peer} (id {}) is not the answer to query {}",
+                msg.metadata.id, want.id
+            );
+            return false;
+        }
+        Err(reason) => {
+            counts.stray += 1;
+            debug!("reply from {peer} is not a DNS message: {reason}");
+            return false;
+        }
+    };
+    let rcode = crate::dns::rcode(&msg);
+    counts.wrong_rcode = want.rcode.filter(|&w| w != rcode).map(|_| rcode);
+    if counts.wrong_rcode.is_some() {
+        warn!(
+            "reply from {peer} has RCODE {}, not {}",
+            crate::dns::rcode_name(rcode),
+            crate::dns::rcode_name(want.rcode.unwrap_or_default())
+        );
+    }
+    if let Some(pattern) = expect {
+        let answers = crate::dns::answer_text(&msg);
+        if !contains(answers.as_bytes(), pattern) {
+            counts.mismatched += 1;
+            warn!("the answer from {peer} does not contain the --expect text");
+        }
+    }
+    true
 }
 
 /// True when `needle` occurs in `haystack` (an empty needle always does).

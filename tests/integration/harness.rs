@@ -444,3 +444,26 @@ pub fn read_pty_until(master: &std::fs::File, done: impl Fn(&str) -> bool) -> St
         }
     }
 }
+
+/// Whether `program` is here for `test`; when it is not, one visible line says so, and
+/// under `CI=true` (where `.ci/run` installs every tool) the test fails instead.
+pub fn tool(test: &str, program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {program} is missing, and under CI=true nothing may skip (.ci/run installs it)"
+    );
+    eprintln!("skipped {test}: {program} is not installed");
+    false
+}
+
+/// A free UDP port on 127.0.0.1 for a program that cannot bind port 0 and say which it
+/// got (dnsmasq): bound, then released. The caller retries if another process took it.
+pub fn released_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -2,6 +2,7 @@
 //! sees (stdout, stderr, exit code, datagrams on the wire), on 127.0.0.1 / ::1 only.
 
 mod corpus;
+mod dns;
 mod echo;
 mod errors;
 mod hardening;

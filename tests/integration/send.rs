@@ -225,7 +225,7 @@ fn small_sends_leave_one_packet_per_datagram() {
     r.expect_code(0).expect_stderr("UDP GSO on");
     let merged = recv(&rx).0;
     assert!(
-        merged.len() > 2 && merged.len() % 2 == 0,
+        merged.len() > 2 && merged.len().is_multiple_of(2),
         "{} bytes",
         merged.len()
     );

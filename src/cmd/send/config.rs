@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::addr::{parse_local, parse_target};
 use crate::cli::SendArgs;
-use crate::engine::send::{Plan, Replies};
+use crate::engine::send::{DnsReply, Plan, Replies};
 use crate::exit::{broadcast_refused, usage};
 use crate::output::Format;
 use crate::payload::{check_size, decode, Encoding};
@@ -59,6 +59,8 @@ pub struct Config {
     pub encoding: Encoding,
     pub plan: Plan,
     pub format: Format,
+    /// `--dns`: replies are DNS (JSON lines carry the `dns` object).
+    pub dns: bool,
     pub stats: bool,
     /// Draw the RTT chart: `--histogram`, or stderr is a terminal.
     pub histogram: bool,
@@ -101,11 +103,40 @@ impl Config {
             (_, _, true) => Encoding::Escapes,
             _ => Encoding::Text,
         };
+        let dns = match &args.dns {
+            Some(words) => {
+                let spec = crate::dns::parse_query(words).map_err(|e| usage!("--dns: {e}"))?;
+                let id = crate::dns::random_id();
+                let bytes = spec.encode(id).map_err(|e| usage!("--dns: {e}"))?;
+                let rcode = args
+                    .expect_rcode
+                    .as_deref()
+                    .map(crate::dns::parse_rcode)
+                    .transpose()
+                    .map_err(|e| usage!("--expect-rcode: {e}"))?;
+                let question = spec.message(id).queries.remove(0);
+                Some((
+                    bytes,
+                    DnsReply {
+                        id,
+                        question,
+                        rcode,
+                    },
+                ))
+            }
+            None => None,
+        };
         let has_message = !args.message.is_empty();
         if has_message && (args.file.is_some() || args.whole || args.lines || args.size.is_some()) {
             return Err(usage!("MESSAGE cannot be combined with --file, --whole, --lines or --size: they name another payload"));
         }
-        let payload = if has_message {
+        let (payload, dns) = match dns {
+            Some((bytes, reply)) => (Some(Payload::Message(bytes)), Some(reply)),
+            None => (None, None),
+        };
+        let payload = if let Some(p) = payload {
+            p
+        } else if has_message {
             let joined = join_words(&args.message);
             let bytes = decode(&joined, encoding).map_err(|e| usage!("invalid MESSAGE: {e}"))?;
             Payload::Message(with_seq_room(bytes, args.seq))
@@ -135,11 +166,20 @@ impl Config {
                 "--retries with --seq: replies are matched by sequence number and a missing one is counted lost, not resent"
             ));
         }
+        // With --dns, --expect is text matched against the answer section as it is.
+        let expect_encoding = if dns.is_some() {
+            Encoding::Text
+        } else {
+            encoding
+        };
         let expect = args
             .expect
             .as_ref()
-            .map(|p| decode(&os_bytes(p), encoding).map_err(|e| usage!("invalid --expect: {e}")))
+            .map(|p| {
+                decode(&os_bytes(p), expect_encoding).map_err(|e| usage!("invalid --expect: {e}"))
+            })
             .transpose()?;
+        let is_dns = dns.is_some();
         let lines = payload == Payload::Lines;
         let replies = if args.collect {
             Replies::Collect {
@@ -150,11 +190,12 @@ impl Config {
                 timeout: args.timeout,
                 expect,
             }
-        } else if args.reply || expect.is_some() {
+        } else if args.reply || expect.is_some() || dns.is_some() {
             Replies::Each {
                 timeout: args.timeout,
                 retries: args.retries,
                 expect,
+                dns,
             }
         } else if lines && terminals.stdin {
             Replies::Interactive
@@ -172,7 +213,9 @@ impl Config {
         let mut options = args.socket.options(family);
         options.broadcast = args.broadcast;
         options.dont_fragment = args.dont_fragment;
-        let format = args.format.unwrap_or(if encoding == Encoding::Hex {
+        let format = args.format.unwrap_or(if is_dns {
+            Format::Dns
+        } else if encoding == Encoding::Hex {
             Format::Hexdump
         } else {
             Format::default_for(terminals.stdout)
@@ -193,6 +236,7 @@ impl Config {
                 rate,
             },
             format,
+            dns: is_dns,
             stats: args.stats,
             histogram: args.histogram || terminals.stderr,
         })
@@ -371,6 +415,49 @@ mod tests {
         };
         assert!(config(&["127.0.0.1:9", "x"], stderr_tty).unwrap().histogram);
         assert!(!ok(&["127.0.0.1:9", "x"]).histogram);
+    }
+
+    #[test]
+    fn a_dns_query_is_the_payload_and_its_answer_the_reply() {
+        let c = ok(&[
+            "127.0.0.1:53",
+            "--dns",
+            "example.com AAAA",
+            "--expect-rcode",
+            "nxdomain",
+        ]);
+        let Payload::Message(bytes) = &c.payload else {
+            panic!("{:?}", c.payload)
+        };
+        let query = crate::dns::decode(bytes).unwrap();
+        let Replies::Each {
+            dns: Some(want),
+            retries: 0,
+            ..
+        } = &c.plan.replies
+        else {
+            panic!("{:?}", c.plan.replies)
+        };
+        assert_eq!(want.id, query.metadata.id);
+        assert_eq!(want.question, query.queries[0]);
+        assert_eq!(want.rcode, Some(3));
+        assert_eq!(c.format, Format::Dns);
+        assert!(c.dns);
+        let c = ok(&["127.0.0.1:53", "--dns", "x", "-f", "json"]);
+        assert_eq!(c.format, Format::Json);
+        assert!(refused(&["127.0.0.1:53", "--dns", "a..b"]).contains("--dns: invalid name 'a..b'"));
+        assert!(refused(&["127.0.0.1:53", "--dns", "x BOGUS"]).contains("'BOGUS'"));
+        assert!(
+            refused(&["127.0.0.1:53", "--dns", "x", "--expect-rcode", "NOPE"])
+                .contains("--expect-rcode")
+        );
+        let collect = ok(&[
+            "224.0.0.251:5353",
+            "--dns",
+            "_http._tcp.local PTR",
+            "--collect",
+        ]);
+        assert!(matches!(collect.plan.replies, Replies::Collect { .. }));
     }
 
     #[test]

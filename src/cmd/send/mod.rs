@@ -75,7 +75,7 @@ fn run_inner(
     }
     let start = Instant::now();
     let mut counts = Counts::default();
-    let mut output = Output::stdout(config.format)?;
+    let mut output = Output::stdout(config.format)?.with_dns(config.dns);
     let input = (config.payload == Payload::Lines).then_some(libc::STDIN_FILENO);
     let result = crate::engine::send::run(
         &config.plan,
@@ -159,7 +159,13 @@ fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
                 1 => format!("within {per_try}"),
                 tries => format!("after {tries} tries of {per_try}"),
             };
-            Err(Unmet(format!("{what} from {target} {tries}")).into())
+            // Say what came that did not count: a DNS reply to another query, a late one.
+            let ignored = match counts.stray {
+                0 => String::new(),
+                1 => " (1 datagram from it was not the answer and was ignored)".to_string(),
+                n => format!(" ({n} datagrams from it were not the answer and were ignored)"),
+            };
+            Err(Unmet(format!("{what} from {target} {tries}{ignored}")).into())
         }
         Replies::Each { .. } | Replies::BySeq { .. } if counts.mismatched > 0 => {
             Err(Unmet(format!(
@@ -168,6 +174,14 @@ fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
             ))
             .into())
         }
+        Replies::Each {
+            dns: Some(want), ..
+        } if counts.wrong_rcode.is_some() => Err(Unmet(format!(
+            "the reply from {target} has RCODE {}, not {} (--expect-rcode)",
+            crate::dns::rcode_name(counts.wrong_rcode.unwrap_or_default()),
+            crate::dns::rcode_name(want.rcode.unwrap_or_default())
+        ))
+        .into()),
         Replies::Collect { timeout } if counts.replies == 0 => Err(Unmet(format!(
             "no reply to --collect within {}",
             crate::units::human_duration(*timeout)

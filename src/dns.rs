@@ -1,0 +1,626 @@
+//! DNS on the wire (SPEC §3 `--dns`, §5 `dns`): a query built from dig-like words, any
+//! datagram decoded into a message or a reason, and a message shown as dig shows one or
+//! as the `dns` object of JSON lines. The wire format is hickory-proto's: no parser here.
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use serde_json::{json, Value};
+
+/// The EDNS(0) buffer size a query advertises unless `+bufsize=N` (the DNS flag day 2020
+/// value, which fits a 1280-byte IPv6 path).
+pub const DEFAULT_BUFSIZE: u16 = 1232;
+
+/// A query as the dig-like words describe it: `NAME [TYPE] [CLASS] [+FLAG]...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuerySpec {
+    pub name: Name,
+    pub record_type: RecordType,
+    pub class: DNSClass,
+    /// RD, unless `+norecurse`.
+    pub recursion_desired: bool,
+    /// The EDNS(0) buffer size; `None` with `+noedns`.
+    pub edns: Option<u16>,
+    /// DO, with `+dnssec`.
+    pub dnssec: bool,
+    /// CD, with `+cdflag`.
+    pub checking_disabled: bool,
+}
+
+/// Parse `NAME [TYPE] [CLASS] [+FLAG]...` (`example.com AAAA`, `_sip._udp.example.com SRV`,
+/// `example.com TYPE65 +norecurse +dnssec +bufsize=4096 +noedns`). TYPE defaults to A and
+/// CLASS to IN; types and classes are case-insensitive; `TYPEn` and `CLASSn` take numbers.
+pub fn parse_query(text: &str) -> Result<QuerySpec, String> {
+    let mut words = text.split_whitespace();
+    let name = words
+        .next()
+        .ok_or("empty query: expected NAME [TYPE] [CLASS] [+FLAG]...")?;
+    let mut spec = QuerySpec {
+        name: parse_name(name)?,
+        record_type: RecordType::A,
+        class: DNSClass::IN,
+        recursion_desired: true,
+        edns: Some(DEFAULT_BUFSIZE),
+        dnssec: false,
+        checking_disabled: false,
+    };
+    let (mut have_type, mut have_class) = (false, false);
+    for word in words {
+        if let Some(flag) = word.strip_prefix('+') {
+            apply_flag(&mut spec, flag)?;
+        } else if let (false, Ok(t)) = (have_type, parse_type(word)) {
+            spec.record_type = t;
+            have_type = true;
+        } else if let (false, Ok(c)) = (have_class, parse_class(word)) {
+            spec.class = c;
+            have_class = true;
+        } else {
+            return Err(format!(
+                "'{word}' is not a DNS type, class or +flag (e.g. A, AAAA, MX, TXT, TYPE65, IN, CH, +norecurse)"
+            ));
+        }
+    }
+    if spec.dnssec && spec.edns.is_none() {
+        return Err("+dnssec needs EDNS: it cannot go with +noedns".into());
+    }
+    Ok(spec)
+}
+
+fn apply_flag(spec: &mut QuerySpec, flag: &str) -> Result<(), String> {
+    match flag.to_ascii_lowercase().as_str() {
+        "norecurse" | "norec" => spec.recursion_desired = false,
+        "recurse" | "rec" => spec.recursion_desired = true,
+        "dnssec" => spec.dnssec = true,
+        "nodnssec" => spec.dnssec = false,
+        "noedns" => spec.edns = None,
+        "edns" => spec.edns = Some(spec.edns.unwrap_or(DEFAULT_BUFSIZE)),
+        "cdflag" | "cd" => spec.checking_disabled = true,
+        "nocdflag" | "nocd" => spec.checking_disabled = false,
+        other => match other.strip_prefix("bufsize=") {
+            Some(n) => {
+                let size: u16 = n
+                    .parse()
+                    .map_err(|_| format!("+bufsize={n}: expected 0 to 65535"))?;
+                spec.edns = Some(size);
+            }
+            None => {
+                return Err(format!(
+                "unknown flag '+{flag}' (known: +norecurse, +dnssec, +bufsize=N, +noedns, +cdflag)"
+            ))
+            }
+        },
+    }
+    Ok(())
+}
+
+/// A domain name from the command line or a zone line, checked: no empty label, labels of
+/// at most 63 bytes, at most 255 bytes in all. Relative names are taken as absolute.
+pub fn parse_name(text: &str) -> Result<Name, String> {
+    if text != "." && (text.starts_with('.') || text.contains("..")) {
+        return Err(format!("invalid name '{text}': empty label"));
+    }
+    let mut name = Name::from_ascii(text).map_err(|e| format!("invalid name '{text}': {e}"))?;
+    name.set_fqdn(true);
+    if name.iter().any(|label| label.len() > 63) {
+        return Err(format!("invalid name '{text}': a label is over 63 bytes"));
+    }
+    if name.len() > 255 {
+        return Err(format!("invalid name '{text}': over 255 bytes"));
+    }
+    Ok(name)
+}
+
+/// A record type by name (`aaaa`, `MX`) or number (`TYPE65`).
+pub fn parse_type(text: &str) -> Result<RecordType, String> {
+    let upper = text.to_ascii_uppercase();
+    if let Some(n) = upper.strip_prefix("TYPE") {
+        return n
+            .parse::<u16>()
+            .map(RecordType::from)
+            .map_err(|_| format!("invalid type '{text}'"));
+    }
+    upper
+        .parse::<RecordType>()
+        .map_err(|_| format!("unknown type '{text}'"))
+}
+
+fn parse_class(text: &str) -> Result<DNSClass, String> {
+    let upper = text.to_ascii_uppercase();
+    if let Some(n) = upper.strip_prefix("CLASS") {
+        return n
+            .parse::<u16>()
+            .map(DNSClass::from)
+            .map_err(|_| format!("invalid class '{text}'"));
+    }
+    upper
+        .parse::<DNSClass>()
+        .map_err(|_| format!("unknown class '{text}'"))
+}
+
+impl QuerySpec {
+    /// The query message with this ID.
+    pub fn message(&self, id: u16) -> Message {
+        let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+        msg.metadata.recursion_desired = self.recursion_desired;
+        msg.metadata.checking_disabled = self.checking_disabled;
+        let mut query = Query::query(self.name.clone(), self.record_type);
+        query.set_query_class(self.class);
+        msg.add_query(query);
+        if let Some(size) = self.edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(size.max(512));
+            edns.set_dnssec_ok(self.dnssec);
+            msg.set_edns(edns);
+        }
+        msg
+    }
+
+    /// The query's bytes with this ID.
+    pub fn encode(&self, id: u16) -> Result<Vec<u8>, String> {
+        self.message(id)
+            .to_vec()
+            .map_err(|e| format!("cannot encode the query: {e}"))
+    }
+}
+
+/// A random 16-bit message ID (from the standard library's per-process random keys).
+pub fn random_id() -> u16 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(crate::seq::now_ns());
+    h.finish() as u16
+}
+
+/// Decode one datagram as a DNS message, or say why it is not one.
+pub fn decode(bytes: &[u8]) -> Result<Message, String> {
+    if bytes.len() < 12 {
+        return Err(format!(
+            "{} bytes, shorter than a DNS header (12)",
+            bytes.len()
+        ));
+    }
+    Message::from_vec(bytes).map_err(|e| e.to_string())
+}
+
+/// True when `reply` answers the query `id` asked with `question`: a response with the same
+/// ID and the same question (names compared case-insensitively, as RFC 1035 says).
+pub fn is_reply_to(reply: &Message, id: u16, question: &Query) -> bool {
+    reply.metadata.message_type == MessageType::Response
+        && reply.metadata.id == id
+        && reply
+            .queries
+            .first()
+            .is_some_and(|q| q.name().eq_case(question.name()) || q.name() == question.name())
+        && reply.queries.first().is_some_and(|q| {
+            q.query_type() == question.query_type() && q.query_class() == question.query_class()
+        })
+}
+
+/// The RCODE as dig names it (`NOERROR`, `NXDOMAIN`, ...; `RCODE12` for others), with the
+/// EDNS extended bits.
+pub fn rcode_name(code: u16) -> String {
+    let name = match code {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        16 => "BADVERS",
+        23 => "BADCOOKIE",
+        n => return format!("RCODE{n}"),
+    };
+    name.to_string()
+}
+
+/// `--expect-rcode`: a name (`NXDOMAIN`, case-insensitive) or a number.
+pub fn parse_rcode(text: &str) -> Result<u16, String> {
+    if let Ok(n) = text.parse::<u16>() {
+        return if n < 4096 {
+            Ok(n)
+        } else {
+            Err(format!("RCODE {n} is out of range (0 to 4095)"))
+        };
+    }
+    let upper = text.to_ascii_uppercase();
+    (0..4096)
+        .find(|&n| rcode_name(n) == upper)
+        .ok_or_else(|| {
+            format!("unknown RCODE '{text}' (NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, ... or a number)")
+        })
+}
+
+/// The message's full RCODE (the header's four bits and EDNS's eight more).
+pub fn rcode(msg: &Message) -> u16 {
+    u16::from(msg.metadata.response_code)
+}
+
+/// A record type as dig writes it: its mnemonic, or `TYPEn`.
+fn type_name(t: RecordType) -> String {
+    match t {
+        RecordType::Unknown(n) => format!("TYPE{n}"),
+        t => t.to_string(),
+    }
+}
+
+fn class_name(c: DNSClass) -> String {
+    match c {
+        DNSClass::Unknown(n) => format!("CLASS{n}"),
+        DNSClass::OPT(_) => "OPT".to_string(),
+        c => c.to_string(),
+    }
+}
+
+/// The header flags set, in dig's order.
+fn flags(msg: &Message) -> Vec<&'static str> {
+    let m = &msg.metadata;
+    [
+        (m.message_type == MessageType::Response, "qr"),
+        (m.authoritative, "aa"),
+        (m.truncation, "tc"),
+        (m.recursion_desired, "rd"),
+        (m.recursion_available, "ra"),
+        (m.authentic_data, "ad"),
+        (m.checking_disabled, "cd"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect()
+}
+
+/// A record in presentation form, one line: `example.com. 60 IN A 127.0.0.1`.
+pub fn record_line(r: &Record) -> String {
+    let mut line = format!(
+        "{}\t{}\t{}\t{}\t{}",
+        r.name,
+        r.ttl,
+        class_name(r.dns_class),
+        type_name(r.record_type()),
+        r.data
+    );
+    if r.mdns_cache_flush {
+        line.push_str("\t; cache-flush");
+    }
+    line
+}
+
+/// The answer section in presentation form, one record per line, with single spaces:
+/// what `--expect TEXT` is matched against (`A 127.0.0.1` matches
+/// `example.com. 60 IN A 127.0.0.1`).
+pub fn answer_text(msg: &Message) -> String {
+    msg.answers
+        .iter()
+        .map(|r| record_line(r).replace('\t', " "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Append `msg` as dig shows a message, after a `;; PEER, LEN bytes` line (with the RTT
+/// for replies).
+pub fn write_dig(
+    msg: &Message,
+    peer: SocketAddr,
+    len: usize,
+    rtt: Option<Duration>,
+    out: &mut String,
+) {
+    let _ = write!(out, ";; {peer}, {len} bytes");
+    if let Some(rtt) = rtt {
+        let _ = write!(out, ", rtt {}", crate::units::human_duration(rtt));
+    }
+    out.push('\n');
+    let m = &msg.metadata;
+    let _ = writeln!(
+        out,
+        ";; ->>HEADER<<- opcode: {}, status: {}, id: {}",
+        m.op_code,
+        rcode_name(rcode(msg)),
+        m.id
+    );
+    let _ = writeln!(
+        out,
+        ";; flags: {}; QUERY: {}, ANSWER: {}, AUTHORITY: {}, ADDITIONAL: {}",
+        flags(msg).join(" "),
+        msg.queries.len(),
+        msg.answers.len(),
+        msg.authorities.len(),
+        // The OPT record is decoded into `edns`; on the wire it is an additional.
+        msg.additionals.len() + usize::from(msg.edns.is_some()),
+    );
+    if m.truncation {
+        out.push_str(";; Truncated: the answer did not fit; retry over TCP.\n");
+    }
+    if let Some(edns) = &msg.edns {
+        out.push_str("\n;; OPT PSEUDOSECTION:\n");
+        let _ = writeln!(
+            out,
+            "; EDNS: version: {}, flags:{}; udp: {}",
+            edns.version(),
+            if edns.flags().dnssec_ok { " do" } else { "" },
+            edns.max_payload()
+        );
+    }
+    if !msg.queries.is_empty() {
+        out.push_str("\n;; QUESTION SECTION:\n");
+        for q in &msg.queries {
+            let _ = write!(
+                out,
+                ";{}\t\t{}\t{}",
+                q.name(),
+                class_name(q.query_class()),
+                type_name(q.query_type())
+            );
+            if q.mdns_unicast_response() {
+                out.push_str("\t; unicast-response");
+            }
+            out.push('\n');
+        }
+    }
+    for (title, records) in [
+        ("ANSWER", &msg.answers),
+        ("AUTHORITY", &msg.authorities),
+        ("ADDITIONAL", &msg.additionals),
+    ] {
+        if records.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n;; {title} SECTION:");
+        for r in records {
+            out.push_str(&record_line(r));
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+}
+
+fn record_json(r: &Record) -> Value {
+    let mut v = json!({
+        "name": r.name.to_string(),
+        "ttl": r.ttl,
+        "class": class_name(r.dns_class),
+        "type": type_name(r.record_type()),
+        "data": r.data.to_string(),
+    });
+    if r.mdns_cache_flush {
+        v["cache_flush"] = json!(true);
+    }
+    v
+}
+
+/// The `dns` object of JSON lines (SPEC §5).
+pub fn to_json(msg: &Message) -> Value {
+    let m = &msg.metadata;
+    let question: Vec<Value> = msg
+        .queries
+        .iter()
+        .map(|q| {
+            let mut v = json!({
+                "name": q.name().to_string(),
+                "type": type_name(q.query_type()),
+                "class": class_name(q.query_class()),
+            });
+            if q.mdns_unicast_response() {
+                v["unicast_response"] = json!(true);
+            }
+            v
+        })
+        .collect();
+    let records = |rs: &[Record]| rs.iter().map(record_json).collect::<Vec<_>>();
+    json!({
+        "id": m.id,
+        "opcode": m.op_code.to_string(),
+        "rcode": rcode_name(rcode(msg)),
+        "flags": flags(msg),
+        "question": question,
+        "answer": records(&msg.answers),
+        "authority": records(&msg.authorities),
+        "additional": records(&msg.additionals),
+        "edns": msg.edns.as_ref().map(|e| json!({
+            "version": e.version(),
+            "udp": e.max_payload(),
+            "do": e.flags().dnssec_ok,
+        })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::RData;
+
+    #[test]
+    fn queries_parse_from_dig_words() {
+        let q = parse_query("example.com").unwrap();
+        assert_eq!(q.name.to_string(), "example.com.");
+        assert_eq!((q.record_type, q.class), (RecordType::A, DNSClass::IN));
+        assert!(q.recursion_desired);
+        assert_eq!(q.edns, Some(1232));
+        let q = parse_query("_sip._udp.example.com srv").unwrap();
+        assert_eq!(q.record_type, RecordType::SRV);
+        let q = parse_query("example.com TYPE65 CH +norecurse +dnssec +bufsize=4096").unwrap();
+        assert_eq!(q.record_type, RecordType::HTTPS);
+        assert_eq!(q.class, DNSClass::CH);
+        assert!(!q.recursion_desired && q.dnssec);
+        assert_eq!(q.edns, Some(4096));
+        let q = parse_query("example.com type999").unwrap();
+        assert_eq!(q.record_type, RecordType::Unknown(999));
+        assert_eq!(type_name(q.record_type), "TYPE999");
+        assert_eq!(parse_query("x. AAAA +noedns").unwrap().edns, None);
+        assert_eq!(parse_query(".  NS").unwrap().name.to_string(), ".");
+    }
+
+    #[test]
+    fn bad_queries_name_the_word() {
+        for (bad, says) in [
+            ("", "empty query"),
+            ("a..b", "empty label"),
+            (".a", "empty label"),
+            (&format!("{}.com", "x".repeat(64)), "63"),
+            (&format!("{}com", "abcdefghi.".repeat(26)), "255"),
+            ("example.com BOGUS", "'BOGUS'"),
+            ("example.com +frob", "+frob"),
+            ("example.com A AAAA", "'AAAA'"),
+            ("example.com +bufsize=70000", "bufsize"),
+            ("example.com +dnssec +noedns", "+dnssec"),
+        ] {
+            let err = parse_query(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_query_round_trips_through_the_wire() {
+        let spec = parse_query("Example.COM aaaa +norecurse").unwrap();
+        let bytes = spec.encode(0x1234).unwrap();
+        assert_eq!(&bytes[..2], &[0x12, 0x34]);
+        // RD off: the third byte's low bit.
+        assert_eq!(bytes[2] & 1, 0);
+        let msg = decode(&bytes).unwrap();
+        assert_eq!(msg.metadata.id, 0x1234);
+        assert_eq!(msg.queries[0].query_type(), RecordType::AAAA);
+        assert_eq!(msg.edns.as_ref().unwrap().max_payload(), 1232);
+        let json = to_json(&msg);
+        assert_eq!(json["question"][0]["type"], "AAAA");
+        assert_eq!(json["edns"]["udp"], 1232);
+        assert_eq!(json["flags"], json!([]));
+        assert!(parse_query("x").unwrap().encode(1).unwrap()[2] & 1 == 1);
+    }
+
+    #[test]
+    fn replies_match_by_id_and_question() {
+        let spec = parse_query("example.com A").unwrap();
+        let query = spec.message(7);
+        let mut reply = query.clone();
+        reply.metadata.message_type = MessageType::Response;
+        let question = &query.queries[0];
+        assert!(is_reply_to(&reply, 7, question));
+        assert!(!is_reply_to(&reply, 8, question));
+        assert!(!is_reply_to(&query, 7, question), "a query is no reply");
+        let mut other = reply.clone();
+        other.queries[0].set_query_type(RecordType::MX);
+        assert!(!is_reply_to(&other, 7, question));
+        let mut upper = reply.clone();
+        upper.queries[0].set_name(Name::from_ascii("EXAMPLE.com.").unwrap());
+        assert!(is_reply_to(&upper, 7, question));
+    }
+
+    #[test]
+    fn answers_show_as_dig_shows_them() {
+        let spec = parse_query("example.com A").unwrap();
+        let mut msg = spec.message(4660);
+        msg.metadata.message_type = MessageType::Response;
+        msg.metadata.recursion_available = true;
+        msg.add_answer(Record::from_rdata(
+            Name::from_ascii("example.com.").unwrap(),
+            60,
+            RData::A("127.0.0.1".parse().unwrap()),
+        ));
+        let bytes = msg.to_vec().unwrap();
+        let msg = decode(&bytes).unwrap();
+        let mut out = String::new();
+        let peer = "127.0.0.1:53".parse().unwrap();
+        write_dig(
+            &msg,
+            peer,
+            bytes.len(),
+            Some(Duration::from_micros(1500)),
+            &mut out,
+        );
+        assert!(
+            out.starts_with(&format!(
+                ";; 127.0.0.1:53, {} bytes, rtt 1.5ms\n",
+                bytes.len()
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4660\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(";; flags: qr rd ra; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("; EDNS: version: 0, flags:; udp: 1232\n"),
+            "{out}"
+        );
+        assert!(out.contains(";example.com.\t\tIN\tA\n"), "{out}");
+        assert!(
+            out.contains("example.com.\t60\tIN\tA\t127.0.0.1\n"),
+            "{out}"
+        );
+        assert_eq!(answer_text(&msg), "example.com. 60 IN A 127.0.0.1");
+        let json = to_json(&msg);
+        assert_eq!(json["answer"][0]["data"], "127.0.0.1");
+        assert_eq!(json["answer"][0]["ttl"], 60);
+        assert_eq!(json["rcode"], "NOERROR");
+        assert_eq!(json["id"], 4660);
+    }
+
+    #[test]
+    fn rcodes_by_name_and_number() {
+        assert_eq!(parse_rcode("NXDOMAIN"), Ok(3));
+        assert_eq!(parse_rcode("servfail"), Ok(2));
+        assert_eq!(parse_rcode("0"), Ok(0));
+        assert_eq!(parse_rcode("RCODE12"), Ok(12));
+        assert!(parse_rcode("NOPE").unwrap_err().contains("NOPE"));
+        assert!(parse_rcode("5000").is_err());
+        assert_eq!(rcode_name(5), "REFUSED");
+        assert_eq!(rcode_name(99), "RCODE99");
+    }
+
+    #[test]
+    fn the_fuzz_corpus_replays_without_panics() {
+        // guards: every input cargo-fuzz kept for fuzz/fuzz_targets/dns.rs
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/dns");
+        let mut decoded = 0;
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("the committed corpus") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(msg) = decode(&bytes) {
+                let mut text = String::new();
+                write_dig(
+                    &msg,
+                    "127.0.0.1:53".parse().unwrap(),
+                    bytes.len(),
+                    None,
+                    &mut text,
+                );
+                assert!(text.contains(";; ->>HEADER<<-"));
+                let _ = to_json(&msg).to_string();
+                decoded += 1;
+            }
+            n += 1;
+        }
+        assert!(n >= 10 && decoded >= 5, "{n} files, {decoded} decoded");
+    }
+
+    #[test]
+    fn garbage_gives_a_reason_not_a_panic() {
+        assert!(decode(b"")
+            .unwrap_err()
+            .contains("shorter than a DNS header"));
+        assert!(decode(b"hello").is_err());
+        // A header that claims a question, then nothing.
+        assert!(decode(&[0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]).is_err());
+        // A compression pointer to itself.
+        let mut looped = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+        assert!(decode(&looped).is_err());
+        // A pointer past the end.
+        let mut past = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        past.extend_from_slice(&[0xc0, 200, 0, 1, 0, 1]);
+        assert!(decode(&past).is_err());
+        // Counts larger than the message.
+        assert!(decode(&[0, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_err());
+    }
+}

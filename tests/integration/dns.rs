@@ -1,0 +1,308 @@
+//! DNS on the wire: `send --dns` against dnsmasq, `listen --dns` against dig (programs
+//! nobody here wrote), and the `dns` format and JSON object.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::harness::{peer, released_port, run, spawn_cmd, tool, Guard, Server};
+
+/// dnsmasq on 127.0.0.1 with a few records of each type, answering NXDOMAIN for other
+/// names under `example`; killed by PID when the guard drops.
+fn dnsmasq() -> Option<(Guard, SocketAddr)> {
+    if !tool("dns::dnsmasq", "dnsmasq") {
+        return None;
+    }
+    // dnsmasq cannot announce a port: take a free one, and retry if it loses the race.
+    for _ in 0..5 {
+        let port = released_port();
+        let guard = spawn_cmd(
+            "dnsmasq",
+            &[
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                &format!("--port={port}"),
+                "--local=/example/",
+                "--address=/test.example/127.0.0.1",
+                "--host-record=host.example,10.1.2.3,fd00::3",
+                "--txt-record=txt.example,hello world",
+                "--mx-host=mx.example,mail.example,10",
+                "--srv-host=_sip._udp.example,sip.example,5060,1,2",
+                "--log-facility=/dev/null",
+            ],
+            None,
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Ready once it answers (each try bounded by dgram's own timeout).
+        let deadline = Instant::now() + crate::harness::LIMIT;
+        while Instant::now() < deadline {
+            let r = run(&[
+                "send",
+                &addr.to_string(),
+                "--dns",
+                "test.example",
+                "-w",
+                "200ms",
+            ]);
+            if r.code() == 0 {
+                return Some((guard, addr));
+            }
+            if !guard.stderr().is_empty()
+                && guard.stderr().contains("failed to create listening socket")
+            {
+                break;
+            }
+        }
+    }
+    panic!("dnsmasq did not start");
+}
+
+#[test]
+fn send_dns_gets_every_record_type_from_dnsmasq() {
+    let Some((_dnsmasq, addr)) = dnsmasq() else {
+        return;
+    };
+    let t = addr.to_string();
+    for (query, answer) in [
+        ("test.example", "test.example.\t0\tIN\tA\t127.0.0.1"),
+        ("host.example AAAA", "host.example.\t0\tIN\tAAAA\tfd00::3"),
+        ("txt.example TXT", "txt.example.\t0\tIN\tTXT\thello world"),
+        ("mx.example MX", "mx.example.\t0\tIN\tMX\t10 mail.example."),
+        (
+            "_sip._udp.example SRV",
+            "_sip._udp.example.\t0\tIN\tSRV\t1 2 5060 sip.example.",
+        ),
+    ] {
+        let r = run(&["send", &t, "--dns", query]);
+        r.expect_code(0);
+        let out = r.stdout_str();
+        assert!(out.starts_with(&format!(";; {t}, ")), "{out}");
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(
+            out.contains(&format!(";; ANSWER SECTION:\n{answer}\n")),
+            "{query}: {out}"
+        );
+    }
+    let r = run(&["send", &t, "--dns", "missing.example"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout_str().contains("status: NXDOMAIN"),
+        "{}",
+        r.stdout_str()
+    );
+}
+
+#[test]
+fn rcode_and_answer_expectations_make_honest_smoke_tests() {
+    let Some((_dnsmasq, addr)) = dnsmasq() else {
+        return;
+    };
+    let t = addr.to_string();
+    run(&[
+        "send",
+        &t,
+        "--dns",
+        "missing.example",
+        "--expect-rcode",
+        "NXDOMAIN",
+    ])
+    .expect_code(0);
+    run(&[
+        "send",
+        &t,
+        "--dns",
+        "missing.example",
+        "--expect-rcode",
+        "NOERROR",
+    ])
+    .expect_code(1)
+    .expect_stderr("has RCODE NXDOMAIN, not NOERROR");
+    run(&[
+        "send",
+        &t,
+        "--dns",
+        "test.example",
+        "--expect",
+        "A 127.0.0.1",
+    ])
+    .expect_code(0);
+    run(&[
+        "send",
+        &t,
+        "--dns",
+        "test.example",
+        "--expect",
+        "A 127.0.0.2",
+    ])
+    .expect_code(1)
+    .expect_stderr("--expect");
+    // JSON replies carry the dns object and the RTT.
+    let r = run(&[
+        "send",
+        &t,
+        "--dns",
+        "host.example AAAA",
+        "-f",
+        "json",
+        "--stats",
+    ]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(r.stdout_str().trim()).unwrap();
+    assert_eq!(v["dns"]["rcode"], "NOERROR");
+    assert_eq!(v["dns"]["answer"][0]["data"], "fd00::3");
+    assert_eq!(v["dns"]["question"][0]["type"], "AAAA");
+    assert!(v["rtt_us"].is_u64());
+}
+
+#[test]
+fn only_the_answer_to_the_query_counts() {
+    // guards: an answer with another ID (a late answer to an earlier try, a spoof) or
+    // garbage from the target is ignored and counted, never taken as the reply
+    let server = peer("127.0.0.1");
+    let t = server.local_addr().unwrap().to_string();
+    let answers = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        let query = buf[..n].to_vec();
+        let mut wrong_id = query.clone();
+        wrong_id[0] ^= 0xff;
+        wrong_id[2] |= 0x80; // QR: a response
+        let mut right = query.clone();
+        right[2] |= 0x80;
+        server.send_to(b"garbage", from).unwrap();
+        server.send_to(&wrong_id, from).unwrap();
+        server.send_to(&right, from).unwrap();
+    });
+    let r = run(&["send", &t, "--dns", "example.com", "-vv"]);
+    answers.join().unwrap();
+    r.expect_code(0)
+        .expect_stderr("not a DNS message")
+        .expect_stderr("is not the answer");
+    assert_eq!(
+        r.stdout_str().matches(";; ->>HEADER<<-").count(),
+        1,
+        "{}",
+        r.stdout_str()
+    );
+    // Nothing but a wrong answer: exit 1, saying what was ignored.
+    let server = peer("127.0.0.1");
+    let t = server.local_addr().unwrap().to_string();
+    let wrong = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        let mut echoed = buf[..n].to_vec();
+        echoed[0] ^= 1;
+        server.send_to(&echoed, from).unwrap();
+    });
+    run(&["send", &t, "--dns", "example.com", "-w", "300ms"])
+        .expect_code(1)
+        .expect_stderr("was not the answer and was ignored");
+    wrong.join().unwrap();
+}
+
+#[test]
+fn bad_queries_are_refused_and_nothing_is_sent() {
+    let rx = peer("127.0.0.1");
+    let t = rx.local_addr().unwrap().to_string();
+    let long_label = format!("{}.com", "x".repeat(64));
+    for (query, says) in [
+        ("a..b", "empty label"),
+        (long_label.as_str(), "exceed 63"),
+        ("example.com BOGUS", "'BOGUS'"),
+        ("example.com +frobnicate", "+frobnicate"),
+    ] {
+        run(&["send", &t, "--dns", query])
+            .expect_code(2)
+            .expect_stderr(says);
+    }
+    assert!(!crate::harness::arrives_within(
+        &rx,
+        Duration::from_millis(100)
+    ));
+}
+
+#[test]
+fn listen_dns_shows_what_dig_asks() {
+    if !tool("dns::listen_dns_shows_what_dig_asks", "dig") {
+        return;
+    }
+    let s = Server::start(&["listen", "0", "--dns", "-n", "1"]);
+    let dig = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &s.addr.port().to_string(),
+            "+qr",
+            "+tries=1",
+            "+time=1",
+            "example.com",
+            "AAAA",
+        ])
+        .output()
+        .unwrap();
+    let dig_out = String::from_utf8_lossy(&dig.stdout);
+    // dig prints the query it sent (+qr): its ID is the one dgram must show.
+    let id = dig_out
+        .split("id: ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("no id in dig's output: {dig_out}"))
+        .to_string();
+    let r = s.finish();
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(out.contains(&format!("id: {id}\n")), "{out}");
+    assert!(out.contains(";example.com.\t\tIN\tAAAA\n"), "{out}");
+    assert!(out.contains("udp: 1232"), "{out}");
+    assert!(out.contains("flags: rd ad;"), "{out}");
+    // JSON with --dns: the question as the dns object says it.
+    let s = Server::start(&["listen", "0", "--dns", "-f", "json", "-n", "1"]);
+    let _ = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &s.addr.port().to_string(),
+            "+tries=1",
+            "+time=1",
+            "_sip._udp.example.com",
+            "SRV",
+        ])
+        .output()
+        .unwrap();
+    let r = s.finish();
+    let v: serde_json::Value = serde_json::from_str(r.stdout_str().trim()).unwrap();
+    assert_eq!(v["dns"]["question"][0]["name"], "_sip._udp.example.com.");
+    assert_eq!(v["dns"]["question"][0]["type"], "SRV");
+    assert_eq!(v["dns"]["opcode"], "QUERY");
+}
+
+#[test]
+fn a_datagram_that_is_not_dns_is_shown_and_the_run_goes_on() {
+    let s = Server::start(&["listen", "0", "--dns", "-n", "2"]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"not dns at all", s.addr).unwrap();
+    let query = dgram_query();
+    c.send_to(&query, s.addr).unwrap();
+    let r = s.finish();
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(out.starts_with(";; not a DNS message: "), "{out}");
+    assert!(out.contains("|not dns at all|"), "{out}");
+    assert!(out.contains(";; ->>HEADER<<- opcode: QUERY"), "{out}");
+}
+
+/// A query's bytes, as `send --dns` makes them, caught by a plain socket.
+fn dgram_query() -> Vec<u8> {
+    let rx = peer("127.0.0.1");
+    run(&[
+        "send",
+        &rx.local_addr().unwrap().to_string(),
+        "--dns",
+        "example.com MX",
+        "-w",
+        "1ms",
+    ]);
+    crate::harness::recv(&rx).0
+}
