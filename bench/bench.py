@@ -38,11 +38,11 @@ HARD_LIMIT = 60
 class Proc:
     """A child process that is always killed and reaped by its own PID."""
 
-    def __init__(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None):
+    def __init__(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None, env=None):
         self.argv = argv
         self.err = tempfile.TemporaryFile() if stderr is None else None
         self.p = subprocess.Popen(argv, stdin=stdin, stdout=stdout,
-                                  stderr=self.err if stderr is None else stderr)
+                                  stderr=self.err if stderr is None else stderr, env=env)
         self.started = time.monotonic()
         self.rusage = None
         self.status = None
@@ -169,6 +169,10 @@ class Bench:
             return [self.dgram, "listen", "127.0.0.1:0", "--rcvbuf", "106496"], None
         if who == "dgram --gro":
             return [self.dgram, "listen", "127.0.0.1:0", "--gro"], None
+        if who == "dgram -f hex":
+            return [self.dgram, "listen", "127.0.0.1:0", "-f", "hex"], None
+        if who == "dgram --dns -f json":
+            return [self.dgram, "listen", "127.0.0.1:0", "--dns", "-f", "json"], None
         port = free_port()
         if who == "nc.openbsd":
             return ["nc.openbsd", "-d", "-u", "-l", "127.0.0.1", str(port)], port
@@ -180,8 +184,9 @@ class Bench:
             return [sys.executable, "-c", PYTHON_LOOP, str(port)], port
         raise ValueError(who)
 
-    def deliver(self, who, size, mode, rate=None, gro=False):
-        """Flood `who` and count what comes out of its stdout. Returns (delivered, seconds, rss_kib)."""
+    def deliver(self, who, size, mode, rate=None, gro=False, payload=None):
+        """Flood `who` and count what comes out of its stdout. Returns (delivered, seconds, rss_kib).
+        With `payload` (a file), every datagram is its bytes and a datagram is a line out."""
         n = self.args.count
         argv, port = self.receiver(who, gro)
         r_fd, w_fd = os.pipe()
@@ -196,16 +201,40 @@ class Bench:
                 flood = [self.r("flood"), "127.0.0.1", str(port), str(n), str(size), mode]
                 if rate:
                     flood.append(str(rate))
-                with Proc(flood) as tx:
+                env = dict(os.environ, FLOOD_PAYLOAD=payload) if payload else None
+                with Proc(flood, env=env) as tx:
                     tx.reap()
                 time.sleep(0.5)  # let the receiver drain its socket and pipe
                 rss = rx.peak_rss_kib()
                 rx.stop()
             out = counter.p.stdout.read().decode()  # EOF once the receiver is gone
             counter.reap()
-        m = re.search(r"bytes=(\d+) seconds=([\d.]+)", out)
-        delivered = int(m.group(1)) // size
-        return delivered, float(m.group(2)), rss
+        m = re.search(r"bytes=(\d+) lines=(\d+) seconds=([\d.]+)", out)
+        delivered = int(m.group(2)) if payload else int(m.group(1)) // size
+        return delivered, float(m.group(3)), rss
+
+    def case_dns(self):
+        """listen --dns -f json against listen -f hex, both fed real query bytes."""
+        n = self.args.count
+        print(f"8. listen --dns -f json: {n:,} DNS queries flooded (sendmmsg), a line out per query", flush=True)
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        subprocess.run([self.dgram, "send", f"127.0.0.1:{rx.getsockname()[1]}", "--dns", "example.com A", "-w", "1ms"],
+                       capture_output=True, timeout=HARD_LIMIT)
+        query = rx.recv(512)
+        rx.close()
+        path = os.path.join(tempfile.mkdtemp(), "query.bin")
+        with open(path, "wb") as f:
+            f.write(query)
+        runs = {}
+        for who in ["dgram -f hex", "dgram --dns -f json"]:
+            runs[who] = self.deliver(who, len(query), "mmsg", payload=path)
+        base = runs["dgram -f hex"][0] / max(runs["dgram -f hex"][1], 1e-9)
+        for who, (delivered, secs, _) in runs.items():
+            rate = delivered / max(secs, 1e-9)
+            self.row(f"dns {len(query)} B queries", who, rate, "datagrams/s",
+                     None if who == "dgram -f hex" else base, "dgram -f hex")
 
     def case_listen(self):
         n = self.args.count
@@ -410,6 +439,8 @@ class Bench:
             self.case_startup()
         if "echo" in cases:
             self.case_echo()
+        if "dns" in cases:
+            self.case_dns()
         if "idle" in cases:
             self.case_idle()
         print()
@@ -430,7 +461,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,idle")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,idle")
     Bench(ap.parse_args()).run()
 
 

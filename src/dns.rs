@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 /// The EDNS(0) buffer size a query advertises unless `+bufsize=N` (the DNS flag day 2020
 /// value, which fits a 1280-byte IPv6 path).
@@ -381,54 +382,100 @@ pub fn write_dig(
     out.push('\n');
 }
 
-fn record_json(r: &Record) -> Value {
-    let mut v = json!({
-        "name": r.name.to_string(),
-        "ttl": r.ttl,
-        "class": class_name(r.dns_class),
-        "type": type_name(r.record_type()),
-        "data": r.data.to_string(),
-    });
-    if r.mdns_cache_flush {
-        v["cache_flush"] = json!(true);
-    }
-    v
+/// A record as JSON: `name`, `ttl`, `class`, `type`, `data` (presentation form).
+#[derive(Serialize)]
+struct RecordJson {
+    name: String,
+    ttl: u32,
+    class: String,
+    #[serde(rename = "type")]
+    record_type: String,
+    data: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cache_flush: bool,
 }
 
-/// The `dns` object of JSON lines (SPEC §5).
+impl From<&Record> for RecordJson {
+    fn from(r: &Record) -> Self {
+        RecordJson {
+            name: r.name.to_string(),
+            ttl: r.ttl,
+            class: class_name(r.dns_class),
+            record_type: type_name(r.record_type()),
+            data: r.data.to_string(),
+            cache_flush: r.mdns_cache_flush,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct QuestionJson {
+    name: String,
+    #[serde(rename = "type")]
+    record_type: String,
+    class: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unicast_response: bool,
+}
+
+#[derive(Serialize)]
+struct EdnsJson {
+    version: u8,
+    udp: u16,
+    #[serde(rename = "do")]
+    dnssec_ok: bool,
+}
+
+/// The `dns` object of JSON lines (SPEC §5), serialized straight from the message
+/// (no intermediate `Value`: `listen --dns -f json` runs it per datagram).
+#[derive(Serialize)]
+pub struct DnsJson {
+    id: u16,
+    opcode: String,
+    rcode: String,
+    flags: Vec<&'static str>,
+    question: Vec<QuestionJson>,
+    answer: Vec<RecordJson>,
+    authority: Vec<RecordJson>,
+    additional: Vec<RecordJson>,
+    edns: Option<EdnsJson>,
+}
+
+impl DnsJson {
+    /// The object for `msg`.
+    pub fn new(msg: &Message) -> Self {
+        let m = &msg.metadata;
+        let records = |rs: &[Record]| rs.iter().map(RecordJson::from).collect();
+        DnsJson {
+            id: m.id,
+            opcode: m.op_code.to_string(),
+            rcode: rcode_name(rcode(msg)),
+            flags: flags(msg),
+            question: msg
+                .queries
+                .iter()
+                .map(|q| QuestionJson {
+                    name: q.name().to_string(),
+                    record_type: type_name(q.query_type()),
+                    class: class_name(q.query_class()),
+                    unicast_response: q.mdns_unicast_response(),
+                })
+                .collect(),
+            answer: records(&msg.answers),
+            authority: records(&msg.authorities),
+            additional: records(&msg.additionals),
+            edns: msg.edns.as_ref().map(|e| EdnsJson {
+                version: e.version(),
+                udp: e.max_payload(),
+                dnssec_ok: e.flags().dnssec_ok,
+            }),
+        }
+    }
+}
+
+/// The `dns` object of JSON lines (SPEC §5), as a `Value`.
 pub fn to_json(msg: &Message) -> Value {
-    let m = &msg.metadata;
-    let question: Vec<Value> = msg
-        .queries
-        .iter()
-        .map(|q| {
-            let mut v = json!({
-                "name": q.name().to_string(),
-                "type": type_name(q.query_type()),
-                "class": class_name(q.query_class()),
-            });
-            if q.mdns_unicast_response() {
-                v["unicast_response"] = json!(true);
-            }
-            v
-        })
-        .collect();
-    let records = |rs: &[Record]| rs.iter().map(record_json).collect::<Vec<_>>();
-    json!({
-        "id": m.id,
-        "opcode": m.op_code.to_string(),
-        "rcode": rcode_name(rcode(msg)),
-        "flags": flags(msg),
-        "question": question,
-        "answer": records(&msg.answers),
-        "authority": records(&msg.authorities),
-        "additional": records(&msg.additionals),
-        "edns": msg.edns.as_ref().map(|e| json!({
-            "version": e.version(),
-            "udp": e.max_payload(),
-            "do": e.flags().dnssec_ok,
-        })),
-    })
+    serde_json::to_value(DnsJson::new(msg)).expect("a DNS object serializes")
 }
 
 #[cfg(test)]
@@ -490,7 +537,7 @@ mod tests {
         let json = to_json(&msg);
         assert_eq!(json["question"][0]["type"], "AAAA");
         assert_eq!(json["edns"]["udp"], 1232);
-        assert_eq!(json["flags"], json!([]));
+        assert_eq!(json["flags"], serde_json::json!([]));
         assert!(parse_query("x").unwrap().encode(1).unwrap()[2] & 1 == 1);
     }
 

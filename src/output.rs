@@ -134,7 +134,15 @@ struct JsonLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dns: Option<serde_json::Value>,
+    dns: Option<DnsField>,
+}
+
+/// The `dns` object of a JSON line: the message, or why the datagram is not one.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DnsField {
+    Message(crate::dns::DnsJson),
+    Error { error: String },
 }
 
 /// Append `d` to `out` in `format`.
@@ -192,8 +200,8 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
                 text: std::str::from_utf8(d.payload).ok(),
                 rtt_us: d.rtt.map(|r| r.as_micros() as u64),
                 dns: dns.then(|| match crate::dns::decode(d.payload) {
-                    Ok(msg) => crate::dns::to_json(&msg),
-                    Err(reason) => serde_json::json!({ "error": reason }),
+                    Ok(msg) => DnsField::Message(crate::dns::DnsJson::new(&msg)),
+                    Err(error) => DnsField::Error { error },
                 }),
             };
             serde_json::to_writer(&mut *out, &line).expect("writing JSON to a Vec cannot fail");

@@ -1,5 +1,6 @@
 /* count: the other end of a receiver's stdout pipe. Reads until EOF and prints
- * "count: bytes=B seconds=T", T from the first read with data to the last. */
+ * "count: bytes=B lines=L seconds=T", T from the first read with data to the last
+ * (lines: for receivers that print one line per datagram). */
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,7 +13,7 @@ static double now(void) {
 
 int main(void) {
     static char buf[1 << 20];
-    unsigned long long bytes = 0;
+    unsigned long long bytes = 0, lines = 0;
     double first = 0, last = 0;
     ssize_t n;
     while ((n = read(0, buf, sizeof buf)) != 0) {
@@ -20,7 +21,8 @@ int main(void) {
         last = now();
         if (!bytes) first = last;
         bytes += n;
+        for (ssize_t i = 0; i < n; i++) lines += buf[i] == '\n';
     }
-    printf("count: bytes=%llu seconds=%.6f\n", bytes, last - first);
+    printf("count: bytes=%llu lines=%llu seconds=%.6f\n", bytes, lines, last - first);
     return 0;
 }

@@ -4,6 +4,8 @@
  *   mode mmsg: sendmmsg, 64 datagrams per call
  *   mode gso:  UDP_SEGMENT, up to 64 segments per send (fewer when 64 x SIZE > 65507)
  * Usage: flood IP PORT COUNT SIZE mmsg|gso [RATE]
+ * With FLOOD_PAYLOAD=FILE every datagram is that file's bytes instead (SIZE is ignored,
+ * and no sequence number is written: a DNS query stays a DNS query).
  * Prints "flood: sent=N seconds=T" on stderr. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -47,6 +49,16 @@ int main(int argc, char **argv) {
     inet_pton(AF_INET, argv[1], &to.sin_addr);
     uint64_t count = strtoull(argv[3], NULL, 10);
     size_t size = strtoul(argv[4], NULL, 10);
+    static char fixed[65536];
+    size_t fixed_len = 0;
+    const char *payload = getenv("FLOOD_PAYLOAD");
+    if (payload) {
+        FILE *f = fopen(payload, "rb");
+        if (!f) { perror(payload); return 2; }
+        fixed_len = fread(fixed, 1, sizeof fixed, f);
+        fclose(f);
+        size = fixed_len;
+    }
     int gso = strcmp(argv[5], "gso") == 0;
     double rate = argc > 6 ? atof(argv[6]) : 0;
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -55,7 +67,10 @@ int main(int argc, char **argv) {
     if (gso && batch * size > 65507) batch = 65507 / size;
     if (rate > 0 && batch > 16) batch = 16; /* smoother pacing */
     char *buf = calloc(64, size < 8 ? 8 : size);
-    for (int i = 0; i < 64; i++) memset(buf + i * size, 'x', size);
+    for (int i = 0; i < 64; i++) {
+        if (payload) memcpy(buf + i * size, fixed, size);
+        else memset(buf + i * size, 'x', size);
+    }
     if (gso) {
         int seg = size;
         if (setsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &seg, sizeof seg) < 0) { perror("UDP_SEGMENT"); return 3; }
@@ -74,7 +89,7 @@ int main(int argc, char **argv) {
     while (sent < count) {
         pace(start, sent, rate);
         int n = count - sent < (uint64_t)batch ? (int)(count - sent) : batch;
-        if (size >= 8)
+        if (size >= 8 && !payload)
             for (int i = 0; i < n; i++) { uint64_t seq = sent + i; memcpy(buf + i * size, &seq, 8); }
         int done;
         if (gso) {

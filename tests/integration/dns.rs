@@ -306,3 +306,52 @@ fn dgram_query() -> Vec<u8> {
     ]);
     crate::harness::recv(&rx).0
 }
+
+#[test]
+fn mdns_decodes_with_its_cache_flush_and_unicast_response_bits() {
+    // On lo (--iface 127.0.0.1): the join and the datagrams stay on this host.
+    let g = crate::harness::spawn(
+        &[
+            "multicast",
+            "join",
+            "224.0.0.251:0",
+            "--iface",
+            "127.0.0.1",
+            "--dns",
+            "-n",
+            "2",
+        ],
+        None,
+    );
+    let port = g.announced().port();
+    g.wait_stderr("joined ");
+    let group = format!("224.0.0.251:{port}");
+    // A question for x.local A with the unicast-response bit, then an answer for it with
+    // the cache-flush bit (class 0x8001 both times), as mDNS responders send them.
+    let question = "0000 0000 0001 0000 0000 0000 0178 056c6f63616c00 0001 8001";
+    let answer =
+        "0000 8400 0000 0001 0000 0000 0178 056c6f63616c00 0001 8001 00000078 0004 7f000001";
+    for hex in [question, answer] {
+        run(&[
+            "multicast",
+            "send",
+            &group,
+            "--iface",
+            "127.0.0.1",
+            "-x",
+            hex,
+        ])
+        .expect_code(0);
+    }
+    let r = g.finish();
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(
+        out.contains(";x.local.\t\tIN\tA\t; unicast-response\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("x.local.\t120\tIN\tA\t127.0.0.1\t; cache-flush\n"),
+        "{out}"
+    );
+}
