@@ -355,3 +355,99 @@ fn mdns_decodes_with_its_cache_flush_and_unicast_response_bits() {
         "{out}"
     );
 }
+
+/// The records of a dig-layout answer section, each as its whitespace-separated fields.
+fn answer_records(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(";; ANSWER SECTION:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn dgram_and_dig_read_the_same_answers_alike() {
+    // dig (a decoder nobody here wrote) and dgram ask dnsmasq the same questions; both
+    // must show the same header status and the same records, field for field.
+    let Some((_dnsmasq, addr)) = dnsmasq() else {
+        return;
+    };
+    if !tool("dns::dgram_and_dig_read_the_same_answers_alike", "dig") {
+        return;
+    }
+    for (name, rtype) in [
+        ("test.example", "A"),
+        ("host.example", "AAAA"),
+        ("host.example", "A"),
+        ("txt.example", "TXT"),
+        ("mx.example", "MX"),
+        ("_sip._udp.example", "SRV"),
+        ("missing.example", "A"),
+    ] {
+        let dig = std::process::Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &addr.port().to_string(),
+                "+tries=1",
+                "+time=2",
+                "+nocookie",
+                name,
+                rtype,
+            ])
+            .output()
+            .unwrap();
+        let dig = String::from_utf8_lossy(&dig.stdout).to_string();
+        let ours = run(&[
+            "send",
+            &addr.to_string(),
+            "--dns",
+            &format!("{name} {rtype}"),
+        ]);
+        ours.expect_code(0);
+        let ours = ours.stdout_str();
+        let status = |text: &str| {
+            text.lines()
+                .find(|l| l.contains("->>HEADER<<-"))
+                .and_then(|l| l.split("status: ").nth(1))
+                .and_then(|s| s.split(',').next())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            status(&ours),
+            status(&dig),
+            "{name} {rtype}:\n{ours}\n{dig}"
+        );
+        let flags = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with(";; flags:"))
+                .map(|l| l.split(';').nth(2).unwrap_or_default().trim().to_string())
+        };
+        assert_eq!(flags(&ours), flags(&dig), "{name} {rtype}: the counts");
+        let bits = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with(";; flags:"))
+                .and_then(|l| l.split(';').nth(1).map(|s| s.trim().to_string()))
+        };
+        assert_eq!(bits(&ours), bits(&dig), "{name} {rtype}: the header bits");
+        if name != "missing.example" {
+            assert!(
+                !answer_records(&ours).is_empty(),
+                "{name} {rtype}: no answer\n{ours}"
+            );
+        }
+        // dig writes TXT data quoted; presentation form either way.
+        let norm = |records: Vec<Vec<String>>| -> Vec<String> {
+            records
+                .into_iter()
+                .map(|r| r.join(" ").replace('"', ""))
+                .collect()
+        };
+        assert_eq!(
+            norm(answer_records(&ours)),
+            norm(answer_records(&dig)),
+            "{name} {rtype}"
+        );
+    }
+}
