@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cmd;
 pub mod dns;
 pub mod engine;
+pub mod exec;
 pub mod exit;
 pub mod filter;
 pub mod iface;

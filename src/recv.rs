@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::exit::IoContext;
-use crate::signal::{Signals, Wake};
+use crate::signal::{Signals, WakeAny};
 use crate::sys::{RecvBatch, RecvMeta};
 
 /// Datagrams taken per `recvmmsg` call.
@@ -64,6 +64,14 @@ pub trait Handler {
     }
     /// Called at or after [`wake_at`](Self::wake_at).
     fn tick(&mut self, _now: Instant) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Another descriptor to wait on beside the socket (`--exec`'s finished jobs).
+    fn extra_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// [`extra_fd`](Self::extra_fd) is readable.
+    fn extra_ready(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -141,12 +149,16 @@ pub fn run(
                 .flatten()
                 .min();
             match signals
-                .wait(Some(fd), deadline)
+                .wait_any([Some(fd), handler.extra_fd()], deadline)
                 .io_context(|| "failed to wait for datagrams".into())?
             {
-                Wake::Readable => {}
-                Wake::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
-                Wake::Timeout => {
+                WakeAny::Ready([_, extra]) => {
+                    if extra {
+                        handler.extra_ready()?;
+                    }
+                }
+                WakeAny::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
+                WakeAny::Timeout => {
                     let now = Instant::now();
                     if handler.wake_at().is_some_and(|w| w <= now) {
                         handler.tick(now)?;

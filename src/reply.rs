@@ -30,9 +30,30 @@ const SEND_ERROR_LOGS: u64 = 5;
 /// Replies per `sendmmsg` call.
 const SEND_BATCH: usize = 64;
 
+/// What a server answers a request with.
+#[derive(Debug)]
+pub enum Answer {
+    /// The request itself, byte for byte (echo).
+    Echo,
+    /// The same bytes to every request (`--respond`, `--respond-file`).
+    Fixed(Vec<u8>),
+    /// A mock DNS server (`--dns-answer`, `--dns-zone`).
+    Dns(crate::dns::zone::Zone),
+    /// A program's stdout (`--exec`): computed by [`crate::exec`], then
+    /// [`Replier::send`].
+    Exec(crate::exec::ExecSettings),
+}
+
 /// How a server answers: who may get a reply, and how the network misbehaves.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// What the reply is.
+    pub answer: std::rc::Rc<Answer>,
+    /// Who answers, as messages name it: `echo` or `listen`.
+    pub name: &'static str,
+    /// Requests the policy refused still count toward `--count` (listen: every request
+    /// is a record; echo: only what passed the policy).
+    pub count_refused: bool,
     /// Replies per second per source; `None`: no limit.
     pub rate_limit: Option<f64>,
     /// Sources the rate limit tracks at most.
@@ -57,7 +78,8 @@ impl Settings {
 
     /// The warning a server bound off loopback prints after its announcement:
     /// `echo on 0.0.0.0:7 answers other hosts: rate limit of 1000 replies/s per source ...`.
-    pub fn open_warning(&self, who: &str, local: SocketAddr) -> Option<String> {
+    pub fn open_warning(&self, local: SocketAddr) -> Option<String> {
+        let who = self.name;
         if is_loopback(local) {
             return None;
         }
@@ -77,6 +99,9 @@ fn is_loopback(local: SocketAddr) -> bool {
 pub struct Counts {
     /// Replies sent.
     pub echoed: u64,
+    /// Requests the answer had nothing for (a mock DNS server's undecodable header).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unanswerable: u64,
     /// Datagrams the policy refused, by reason.
     pub refused: BTreeMap<&'static str, u64>,
     /// Datagrams over the per-source rate limit.
@@ -91,6 +116,10 @@ pub struct Counts {
     pub reordered: u64,
     /// Sends that failed (never fatal).
     pub send_errors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counts {
@@ -109,6 +138,10 @@ struct Queued {
 
 /// Answers on one socket.
 pub struct Replier {
+    answer: std::rc::Rc<Answer>,
+    name: &'static str,
+    /// From [`Settings::count_refused`].
+    pub count_refused: bool,
     host: Host,
     limiter: Option<SourceLimiter>,
     impairment: Option<(Impairment, Rng)>,
@@ -134,6 +167,9 @@ impl Replier {
             info!("impairment {impairment:?}, seed {}", settings.seed);
         }
         Replier {
+            answer: std::rc::Rc::clone(&settings.answer),
+            name: settings.name,
+            count_refused: settings.count_refused,
             host: Host {
                 local,
                 broadcasts: crate::sys::broadcast_addrs(),
@@ -193,9 +229,32 @@ impl Replier {
         Admit::Yes
     }
 
-    /// Answer `meta` with `payload`, through the impairment; sent at [`flush`](Self::flush)
-    /// or, when delayed, at [`tick`](Self::tick).
-    pub fn reply(&mut self, meta: &RecvMeta, payload: &[u8], now: Instant) {
+    /// Answer the request `meta`, `request`, through the impairment; sent at
+    /// [`flush`](Self::flush) or, when delayed, at [`tick`](Self::tick).
+    pub fn reply(&mut self, meta: &RecvMeta, request: &[u8], now: Instant) {
+        let answer = std::rc::Rc::clone(&self.answer);
+        let computed;
+        let payload: &[u8] = match &*answer {
+            Answer::Echo => request,
+            Answer::Fixed(bytes) => bytes,
+            Answer::Dns(zone) => match zone.answer(request) {
+                Some(bytes) => {
+                    computed = bytes;
+                    &computed
+                }
+                None => {
+                    self.counts.unanswerable += 1;
+                    return;
+                }
+            },
+            // Answered later, from the program's stdout.
+            Answer::Exec(_) => return,
+        };
+        self.send(meta, payload, now);
+    }
+
+    /// Send `payload` as the reply to `meta` (already admitted), through the impairment.
+    pub fn send(&mut self, meta: &RecvMeta, payload: &[u8], now: Instant) {
         let from = if self.wildcard { meta.dst } else { None };
         let Some((impairment, rng)) = &mut self.impairment else {
             self.queue(payload, meta.peer, from);
@@ -304,6 +363,11 @@ impl Replier {
         self.arena.clear();
     }
 
+    /// Who answers: `echo` or `listen`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// When delayed or held replies are due, if any.
     pub fn wake_at(&self) -> Option<Instant> {
         [self.timers.next_due(), self.held.as_ref().map(|(_, t)| *t)]
@@ -340,10 +404,16 @@ impl Replier {
         }
     }
 
-    /// The line `echo` prints at exit: `echoed 2 of 2 datagrams, refused 1 (...)...`.
+    /// The line a server that answers prints at exit: `echoed 2 of 2 datagrams, refused
+    /// 1 (...)...` (`answered` for listen's responders).
     pub fn summary_line(&self, received: u64, filtered: u64) -> String {
         let c = &self.counts;
-        let mut line = format!("echoed {} of {received} datagrams", c.echoed);
+        let verb = if self.name == "echo" {
+            "echoed"
+        } else {
+            "answered"
+        };
+        let mut line = format!("{verb} {} of {received} datagrams", c.echoed);
         let refused = c.refused_total();
         if refused > 0 {
             let reasons: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -351,6 +421,7 @@ impl Replier {
         }
         for (n, what) in [
             (filtered, "filtered"),
+            (c.unanswerable, "not answerable"),
             (c.rate_limited, "rate-limited"),
             (c.impairment_dropped, "dropped by impairment"),
             (c.duplicated, "duplicated"),

@@ -29,8 +29,8 @@ pub type Prepare<'a> = &'a dyn Fn(&UdpSocket) -> anyhow::Result<Vec<String>>;
 pub struct Extras<'a> {
     /// How datagrams are printed on stdout; `None`: not at all (echo without `--format`).
     pub format: Option<Format>,
-    /// Answer every admitted datagram with itself (echo), under these settings.
-    pub echo: Option<crate::reply::Settings>,
+    /// Answer every admitted datagram (echo, listen's responders), under these settings.
+    pub reply: Option<crate::reply::Settings>,
     /// Called before `listening on`; its lines are printed after it.
     pub before_receive: Option<Prepare<'a>>,
     /// Called when the run ends by its timeout or duration with nothing received.
@@ -45,6 +45,9 @@ struct Printer {
     filter: SourceFilter,
     output: Option<Output>,
     replier: Option<crate::reply::Replier>,
+    /// `--exec`: the workers that compute replies.
+    exec: Option<crate::exec::ExecPool>,
+    local: std::net::SocketAddr,
     received: u64,
     bytes: u64,
     truncated: u64,
@@ -120,9 +123,21 @@ impl Handler for Printer {
         };
         let now = Instant::now();
         match replier.admit(&meta, now) {
-            Admit::Yes => replier.reply(&meta, payload, now),
+            Admit::Yes => match &mut self.exec {
+                Some(pool) => {
+                    let job = crate::exec::Job {
+                        meta,
+                        payload: payload.to_vec(),
+                        local: self.local,
+                    };
+                    if !pool.submit(job) {
+                        trace!(peer = %meta.peer, "--exec queue full: dropped");
+                    }
+                }
+                None => replier.reply(&meta, payload, now),
+            },
             // Not counted toward --count: only what passed the filters and the policy.
-            Admit::Refused(_) => return Ok(false),
+            Admit::Refused(_) => return Ok(replier.count_refused),
             Admit::Limited => {}
         }
         Ok(true)
@@ -132,6 +147,15 @@ impl Handler for Printer {
         if let Some(replier) = &mut self.replier {
             replier.flush(self.pcap.as_mut());
         }
+        Ok(())
+    }
+
+    fn extra_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.exec.as_ref().map(crate::exec::ExecPool::fd)
+    }
+
+    fn extra_ready(&mut self) -> anyhow::Result<()> {
+        self.exec_replies();
         Ok(())
     }
 
@@ -189,6 +213,38 @@ impl Handler for Printer {
     }
 }
 
+impl Printer {
+    /// Send the replies of the `--exec` jobs that are done.
+    fn exec_replies(&mut self) {
+        let (Some(pool), Some(replier)) = (&mut self.exec, &mut self.replier) else {
+            return;
+        };
+        let now = Instant::now();
+        for done in pool.take_done() {
+            match done.outcome {
+                crate::exec::Outcome::Reply(bytes) => replier.send(&done.meta, &bytes, now),
+                other => trace!(peer = %done.meta.peer, ?other, "--exec: no reply"),
+            }
+        }
+        replier.flush(self.pcap.as_mut());
+    }
+
+    /// After the last request: wait for the `--exec` jobs still running (each bounded by
+    /// its timeout) and send their replies. A signal cuts it short.
+    fn finish_exec(&mut self, signals: &Signals, timeout: std::time::Duration) {
+        let Some(fd) = self.exec.as_ref().map(crate::exec::ExecPool::fd) else {
+            return;
+        };
+        let deadline = Instant::now() + timeout + std::time::Duration::from_secs(1);
+        while self.exec.as_ref().is_some_and(|p| p.in_flight() > 0) {
+            match signals.wait(Some(fd), Some(deadline)) {
+                Ok(crate::signal::Wake::Readable) => self.exec_replies(),
+                _ => return,
+            }
+        }
+    }
+}
+
 /// Bind a server's socket to its ADDR (bare PORT: loopback), with the receive buffer
 /// servers ask for by default.
 pub fn bind(opts: &ServerOpts) -> anyhow::Result<Bound> {
@@ -227,7 +283,7 @@ pub fn serve(
     // it would be per-datagram work for nothing: a socket bound to one unicast address
     // receives no broadcast or multicast, and its replies leave from that address.
     let local = bound.socket.local_addr()?;
-    let pktinfo = extras.echo.is_some()
+    let pktinfo = extras.reply.is_some()
         && Replier::needs_destination(local)
         && match crate::sys::enable_pktinfo(bound.socket.as_raw_fd(), local.is_ipv6()) {
             Ok(()) => true,
@@ -246,11 +302,7 @@ pub fn serve(
         None => Vec::new(),
     };
     recv::announce(local, opts.ready_file.as_deref())?;
-    if let Some(warning) = extras
-        .echo
-        .as_ref()
-        .and_then(|s| s.open_warning("echo", local))
-    {
+    if let Some(warning) = extras.reply.as_ref().and_then(|s| s.open_warning(local)) {
         tracing::warn!("{warning}");
     }
     let socket = &bound.warn();
@@ -258,14 +310,24 @@ pub fn serve(
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     }
     let json = opts.format == Some(Format::Json);
+    let exec_settings = extras.reply.as_ref().and_then(|s| match &*s.answer {
+        crate::reply::Answer::Exec(e) => Some(e.clone()),
+        _ => None,
+    });
     let mut printer = Printer {
+        exec: exec_settings
+            .as_ref()
+            .map(crate::exec::ExecPool::start)
+            .transpose()
+            .io_context(|| "failed to start the --exec workers".into())?,
+        local,
         filter: SourceFilter::new(opts.allow.clone(), opts.deny.clone()),
         output: extras
             .format
             .map(|f| Output::stdout(f).map(|o| o.with_dns(opts.dns)))
             .transpose()?,
         replier: extras
-            .echo
+            .reply
             .as_ref()
             .map(|settings| Replier::new(socket.as_raw_fd(), local, settings)),
         received: 0,
@@ -309,10 +371,16 @@ pub fn serve(
     );
     let start = Instant::now();
     let result = recv::run(socket, &mut batch, limits, signals, &mut printer);
-    // Delayed and held replies still go, unless a signal ended the run.
-    if let (Ok((stop, _)), Some(replier)) = (&result, &mut printer.replier) {
+    // Replies of running --exec jobs, and delayed and held replies, still go, unless a
+    // signal ended the run.
+    if let Ok((stop, _)) = &result {
         if !matches!(stop, Stop::Signal(_)) {
-            replier.drain(signals, printer.pcap.as_mut());
+            if let Some(e) = &exec_settings {
+                printer.finish_exec(signals, e.timeout);
+            }
+            if let Some(replier) = &mut printer.replier {
+                replier.drain(signals, printer.pcap.as_mut());
+            }
         }
     }
     // Whatever happened, what was received is written before anything else is said.
@@ -398,9 +466,20 @@ fn report_replies(
         };
         summary.finish(elapsed, printer.received);
         let mut v = serde_json::to_value(&summary).expect("a summary serializes");
-        if let (Some(obj), Ok(serde_json::Value::Object(extra))) =
+        if let (Some(obj), Some(pool)) = (v.as_object_mut(), &printer.exec) {
+            if let Ok(serde_json::Value::Object(exec)) = serde_json::to_value(&pool.counts) {
+                obj.extend(exec);
+            }
+        }
+        if let (Some(obj), Ok(serde_json::Value::Object(mut extra))) =
             (v.as_object_mut(), serde_json::to_value(c))
         {
+            if replier.name() != "echo" {
+                // A responder's replies are not echoes.
+                if let Some(n) = extra.remove("echoed") {
+                    extra.insert("replied".to_string(), n);
+                }
+            }
             obj.extend(extra);
         }
         let _ = std::io::stderr().write_all(format!("{v}\n").as_bytes());
@@ -410,6 +489,19 @@ fn report_replies(
         return; // -q
     }
     let mut line = replier.summary_line(printer.received, printer.filtered);
+    if let Some(pool) = &printer.exec {
+        let e = &pool.counts;
+        for (n, what) in [
+            (e.exec_failures, "exec failures"),
+            (e.exec_timeouts, "exec timeouts"),
+            (e.exec_too_large, "exec replies too large"),
+            (e.exec_queue_drops, "dropped by a full --exec queue"),
+        ] {
+            if n > 0 {
+                line.push_str(&format!(", {what} {n}"));
+            }
+        }
+    }
     if stats {
         let rate = printer.received as f64 / elapsed.as_secs_f64().max(1e-9);
         line.push_str(&format!(

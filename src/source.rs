@@ -23,11 +23,17 @@ pub fn too_large_for(target: &SocketAddr) -> String {
     )
 }
 
-/// `--file PATH`, refused unread when its size is over what one datagram can carry.
-pub fn read_file(path: &Path, target: &SocketAddr, encoding: Encoding) -> anyhow::Result<Vec<u8>> {
+/// `--file PATH` (or another `flag`'s file), refused unread when its size is over what
+/// one datagram to `target` can carry.
+pub fn read_file(
+    flag: &str,
+    path: &Path,
+    target: &SocketAddr,
+    encoding: Encoding,
+) -> anyhow::Result<Vec<u8>> {
     let cant = |e: io::Error| {
         usage!(
-            "cannot read --file {}: {}",
+            "cannot read {flag} {}: {}",
             path.display(),
             crate::exit::describe_io(&e)
         )
@@ -36,7 +42,7 @@ pub fn read_file(path: &Path, target: &SocketAddr, encoding: Encoding) -> anyhow
     let file = std::fs::File::open(path).map_err(cant)?;
     let too_large = |len: String| {
         usage!(
-            "--file {} is {len} bytes: {}",
+            "{flag} {} is {len} bytes: {}",
             path.display(),
             too_large_for(target)
         )

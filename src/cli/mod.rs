@@ -15,7 +15,7 @@ mod server;
 pub use common::{EncodingOpts, FamilyOpts, ReceiveOpts, ServerOpts, SocketOpts};
 pub use multicast::{JoinArgs, MulticastSendArgs};
 pub use send::SendArgs;
-pub use server::{EchoArgs, ListenArgs};
+pub use server::{EchoArgs, ListenArgs, RespondOpts, SafetyOpts};
 
 /// netcat for datagrams, done right.
 #[derive(Debug, Parser)]
@@ -202,7 +202,9 @@ Examples:
   dgram listen 9000                                  print what arrives on 127.0.0.1:9000
   dgram listen 0 --ready-file /tmp/addr -n 1 -w 5s   one datagram on a free port, 5 s at most
   dgram listen '[::]:9000' -f json --allow 10.0.0.0/8  every interface, JSON lines
-  dgram listen 5353 --dns                            see what an application asks its resolver";
+  dgram listen 5353 --dns                            see what an application asks its resolver
+  dgram listen 0 --respond pong -f json              a mock server: answer 'pong', record as JSON
+  dgram listen 5353 --dns-answer 'db.test A 127.0.0.1'   a one-line mock DNS server";
 
 const ECHO_EXAMPLES: &str = "\
 Examples:

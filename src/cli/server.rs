@@ -1,23 +1,70 @@
 //! The arguments of the servers that bind one address: `listen` and `echo`.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::common::{parse_probability, parse_rate, ServerOpts};
+use super::common::{parse_probability, parse_rate, EncodingOpts, ServerOpts};
 use crate::units::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
     #[command(flatten)]
     pub server: ServerOpts,
+    #[command(flatten)]
+    pub respond: RespondOpts,
 }
 
+/// `listen` as a mock server: what it answers each request with.
 #[derive(Debug, Args)]
-pub struct EchoArgs {
+pub struct RespondOpts {
+    /// Answer every request with PAYLOAD (written as send's MESSAGE: -x, --base64, -e)
+    #[arg(long, value_name = "PAYLOAD", value_parser = clap::value_parser!(OsString), help_heading = "Responder")]
+    pub respond: Option<OsString>,
+    /// Answer every request with the content of PATH
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["respond", "dns_answer", "dns_zone"], help_heading = "Responder")]
+    pub respond_file: Option<PathBuf>,
+    /// Answer each request with what CMD prints (run by /bin/sh -c, one child per request:
+    /// stdin the payload; DGRAM_PEER, DGRAM_PEER_ADDR, DGRAM_PEER_PORT, DGRAM_LOCAL and
+    /// DGRAM_LEN in its environment; empty stdout or a non-zero exit: no reply)
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["respond", "respond_file", "dns_answer", "dns_zone"], help_heading = "Responder")]
+    pub exec: Option<String>,
+    /// A child running longer is killed with its process group
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s", requires = "exec", help_heading = "Responder")]
+    pub exec_timeout: Duration,
+    /// Children at once
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024), requires = "exec", help_heading = "Responder")]
+    pub exec_jobs: u64,
+    /// Requests waiting for a free child at most; beyond, dropped and counted
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1_000_000), requires = "exec", help_heading = "Responder")]
+    pub exec_queue: u64,
+    /// A mock DNS server's record, 'NAME [TTL] TYPE RDATA' (repeatable; TTL 60 by default)
+    #[arg(
+        long,
+        value_name = "RECORD",
+        conflicts_with = "respond",
+        help_heading = "Responder"
+    )]
+    pub dns_answer: Vec<String>,
+    /// A file of --dns-answer lines (';' starts a comment)
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "respond",
+        help_heading = "Responder"
+    )]
+    pub dns_zone: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Responder")]
+    pub encoding: EncodingOpts,
     #[command(flatten)]
-    pub server: ServerOpts,
+    pub safety: SafetyOpts,
+}
 
+/// Who may get a reply (echo, and listen's responders).
+#[derive(Debug, Args)]
+pub struct SafetyOpts {
     /// Replies per second per source (default: off on loopback, 1000 elsewhere); bursts of twice that
     #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Safety")]
     pub rate_limit: Option<f64>,
@@ -27,6 +74,21 @@ pub struct EchoArgs {
     /// At most N sources tracked by the rate limit (memory stays bounded)
     #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(2..=10_000_000), help_heading = "Safety")]
     pub max_sources: u64,
+}
+
+impl SafetyOpts {
+    /// True when a flag was given (listen takes them only with a responder).
+    pub fn is_set(&self) -> bool {
+        self.rate_limit.is_some() || self.no_rate_limit || self.max_sources != 16_384
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub server: ServerOpts,
+    #[command(flatten)]
+    pub safety: SafetyOpts,
 
     /// Drop each reply with probability P (0.05 or 5%)
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]

@@ -3,12 +3,13 @@
 //! is `listen`'s, answering through [`crate::reply`]; nothing is printed on stdout unless
 //! `--format` asks.
 
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use crate::cli::EchoArgs;
 use crate::exit::Ending;
 use crate::impair::Impairment;
-use crate::reply::Settings;
+use crate::reply::{Answer, Settings};
 use crate::serve::{self, Extras};
 use crate::signal::Signals;
 
@@ -17,9 +18,13 @@ pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
     let bound = serve::bind(opts)?;
     let local = bound.socket.local_addr()?;
+    let safety = &args.safety;
     let settings = Settings {
-        rate_limit: Settings::rate_limit_for(local, args.rate_limit, args.no_rate_limit),
-        max_sources: args.max_sources as usize,
+        answer: Rc::new(Answer::Echo),
+        name: "echo",
+        count_refused: false,
+        rate_limit: Settings::rate_limit_for(local, safety.rate_limit, safety.no_rate_limit),
+        max_sources: safety.max_sources as usize,
         impairment: Impairment {
             drop: args.drop,
             delay: args.delay.unwrap_or_default(),
@@ -37,7 +42,7 @@ pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
         // Silent on stdout unless --format or --dns asks.
         format: (opts.receive.format.is_some() || opts.receive.dns)
             .then(|| opts.receive.printed_format()),
-        echo: Some(settings),
+        reply: Some(settings),
         ..Extras::default()
     };
     serve::serve(bound, &opts.receive, signals, extras)

@@ -125,7 +125,7 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
         format: Some(args.receive.printed_format()),
         on_silence: Some(&silence),
         before_receive: Some(&joins),
-        echo: None,
+        reply: None,
     };
     // Leaving happens when the socket closes (IP_DROP_MEMBERSHIP is implied by close).
     serve(bound, &args.receive, signals, extras)

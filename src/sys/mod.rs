@@ -58,6 +58,19 @@ pub struct Reply<'a> {
     pub from: Option<IpAddr>,
 }
 
+/// Kill process group `pgid` with SIGKILL (a child started as its group's leader, and
+/// everything it started). An already-gone group is not an error.
+pub fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return; // never the whole session or init
+    }
+    // SAFETY: kill(2) with a negative pid names a process group; no memory is involved.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
 /// The index of the interface called `name` (if_nametoindex(3)), or `None` if there is none.
 pub fn if_nametoindex(name: &str) -> Option<u32> {
     let c_name = std::ffi::CString::new(name).ok()?;

@@ -10,5 +10,6 @@ mod harness;
 mod interop;
 mod listen;
 mod multicast;
+mod respond;
 mod send;
 mod stats;

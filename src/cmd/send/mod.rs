@@ -112,7 +112,7 @@ fn open_source(config: &Config, signals: &Signals) -> anyhow::Result<Option<Sour
         Payload::Message(bytes) => fixed(bytes.clone()),
         Payload::Size(n) => fixed(generated(*n)),
         Payload::File(path) => {
-            let raw = read_file(path, &target, config.encoding)?;
+            let raw = read_file("--file", path, &target, config.encoding)?;
             let bytes = decoded(raw, format!("--file {}", path.display()))?;
             check_size(bytes.len(), &target).map_err(|e| usage!("{e}"))?;
             fixed(bytes)

@@ -1,0 +1,310 @@
+//! `listen` as a responder: fixed replies, `--exec`, and a mock DNS server, each through
+//! echo's admission and policy, while every request is still printed.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use crate::harness::{arrives_within, peer, recv, run, tool, Server};
+
+fn json_last_line(stderr: &str) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON: {stderr}"));
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn a_fixed_reply_in_every_encoding_and_every_request_recorded() {
+    for (flags, want) in [
+        (&["--respond", "pong"][..], &b"pong"[..]),
+        (&["--respond", "70 6f 6e 67 00", "-x"], b"pong\0"),
+        (&["--respond", "cG9uZw==", "--base64"], b"pong"),
+        (&["--respond", r"po\nng", "-e"], b"po\nng"),
+    ] {
+        let mut args = vec!["listen", "0", "-n", "2", "-f", "json"];
+        args.extend_from_slice(flags);
+        let s = Server::start(&args);
+        // dgram as the client, and a plain socket.
+        let r = run(&["send", &s.addr.to_string(), "ping", "-r"]);
+        r.expect_code(0).expect_stdout(want);
+        let c = peer("127.0.0.1");
+        c.send_to(b"from python", s.addr).unwrap();
+        assert_eq!(recv(&c).0, want, "{flags:?}");
+        let r = s.finish();
+        r.expect_code(0);
+        let texts: Vec<String> = r
+            .stdout_str()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(texts, ["ping", "from python"]);
+    }
+}
+
+#[test]
+fn a_reply_file_arrives_byte_exact() {
+    let dir = std::env::temp_dir().join(format!("dgram-respond-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("reply.bin");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "1",
+        "--respond-file",
+        file.to_str().unwrap(),
+    ]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"?", s.addr).unwrap();
+    assert_eq!(recv(&c).0, bytes);
+    s.finish().expect_code(0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exec_answers_with_what_the_command_prints() {
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "3",
+        "--exec",
+        "tr a-z A-Z",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"hello", s.addr).unwrap();
+    assert_eq!(recv(&c).0, b"HELLO");
+    let s2 = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "1",
+        "--exec",
+        r#"printf %s "$DGRAM_PEER_PORT""#,
+    ]);
+    let c2 = peer("127.0.0.1");
+    c2.send_to(b"x", s2.addr).unwrap();
+    assert_eq!(
+        recv(&c2).0,
+        c2.local_addr().unwrap().port().to_string().as_bytes()
+    );
+    s2.finish().expect_code(0);
+    // A non-zero exit or empty stdout: no reply, and the server goes on.
+    let s3 = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "2",
+        "--exec",
+        "cat; exit 1",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    c.send_to(b"fails", s3.addr).unwrap();
+    c.send_to(b"fails too", s3.addr).unwrap();
+    assert!(!arrives_within(&c, Duration::from_millis(300)));
+    let r = s3.finish();
+    assert_eq!(
+        json_last_line(&r.stderr)["exec_failures"],
+        2,
+        "{}",
+        r.stderr
+    );
+    c.send_to(b"a", s.addr).unwrap();
+    c.send_to(b"b", s.addr).unwrap();
+    let mut got = [recv(&c).0, recv(&c).0];
+    got.sort();
+    assert_eq!(got, [b"A".to_vec(), b"B".to_vec()]);
+    let r = s.finish();
+    assert_eq!(json_last_line(&r.stderr)["replied"], 3, "{}", r.stderr);
+}
+
+#[test]
+fn a_child_past_its_timeout_is_killed_and_leaves_nothing_behind() {
+    let dir = std::env::temp_dir().join(format!("dgram-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    let cmd = format!("echo $$ > {}; exec sleep 10", pidfile.display());
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "1",
+        "--exec",
+        &cmd,
+        "--exec-timeout",
+        "200ms",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"slow", s.addr).unwrap();
+    let r = s.finish();
+    r.expect_code(0);
+    assert_eq!(
+        json_last_line(&r.stderr)["exec_timeouts"],
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(!arrives_within(&c, Duration::from_millis(100)));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill with signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "the child {pid} outlived its timeout");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn requests_beyond_the_jobs_and_the_queue_are_dropped_and_counted() {
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--exec",
+        "sleep 0.5; cat",
+        "--exec-jobs",
+        "2",
+        "--exec-queue",
+        "8",
+        "-n",
+        "50",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let c = peer("127.0.0.1");
+    for i in 0..50 {
+        c.send_to(format!("{i}").as_bytes(), s.addr).unwrap();
+    }
+    let r = s.finish();
+    r.expect_code(0);
+    let v = json_last_line(&r.stderr);
+    // 2 running and 8 waiting were taken at once; the 40 others found the queue full.
+    assert_eq!(v["exec_queue_drops"], 40, "{v}");
+    assert_eq!(v["replied"], 10, "{v}");
+    let mut answered = 0;
+    while arrives_within(&c, Duration::from_millis(200)) {
+        answered += 1;
+    }
+    assert_eq!(answered, 10);
+}
+
+#[test]
+fn a_privileged_source_port_gets_no_reply_while_an_ephemeral_one_does() {
+    // Port 1023 exactly: a privileged port must be bound by number (root, as in CI).
+    let Ok(low) = UdpSocket::bind("127.0.0.1:1023") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "binding port 1023 needs root, which CI has"
+        );
+        eprintln!("skipped respond::a_privileged_source_port...: binding port 1023 needs root");
+        return;
+    };
+    low.set_read_timeout(Some(crate::harness::LIMIT)).unwrap();
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "2",
+        "--respond",
+        "pong",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    low.send_to(b"ping", s.addr).unwrap();
+    let high = peer("127.0.0.1");
+    high.send_to(b"ping", s.addr).unwrap();
+    assert_eq!(recv(&high).0, b"pong");
+    assert!(!arrives_within(&low, Duration::from_millis(200)));
+    let r = s.finish();
+    let v = json_last_line(&r.stderr);
+    assert_eq!(v["refused"]["privileged_port"], 1, "{v}");
+    assert_eq!(v["replied"], 1);
+}
+
+fn dig(port: u16, args: &[&str]) -> String {
+    let mut full = vec![
+        "@127.0.0.1".to_string(),
+        "-p".into(),
+        port.to_string(),
+        "+tries=1".into(),
+        "+time=2".into(),
+    ];
+    full.extend(args.iter().map(|a| a.to_string()));
+    let out = std::process::Command::new("dig")
+        .args(&full)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_one_line_mock_dns_server_answers_dig() {
+    if !tool("respond::a_one_line_mock_dns_server_answers_dig", "dig") {
+        return;
+    }
+    let mut args = vec![
+        "listen".to_string(),
+        "0".into(),
+        "--dns-answer".into(),
+        "test.example A 127.0.0.1".into(),
+        "--dns-answer".into(),
+        "test.example 300 TXT first".into(),
+    ];
+    for i in 0..40 {
+        args.push("--dns-answer".into());
+        args.push(format!(
+            "big.example TXT record-number-{i:02}-with-some-padding"
+        ));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(&argv);
+    let port = s.addr.port();
+    assert_eq!(
+        dig(port, &["test.example", "A", "+short"]).trim(),
+        "127.0.0.1"
+    );
+    let nodata = dig(port, &["test.example", "AAAA"]);
+    assert!(
+        nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0"),
+        "{nodata}"
+    );
+    let nx = dig(port, &["nope.example"]);
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+    let big = dig(port, &["big.example", "TXT", "+noedns", "+ignore"]);
+    assert!(big.contains(" tc") || big.contains("tc "), "{big}");
+    let size: usize = big
+        .split("MSG SIZE  rcvd: ")
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no size in {big}"));
+    assert!(size <= 512, "{size} bytes");
+    // Garbage after a valid header: FORMERR, with the ID copied.
+    let c = peer("127.0.0.1");
+    let mut garbage = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    garbage.extend_from_slice(&[0xc0, 0xff, 0, 1]);
+    c.send_to(&garbage, s.addr).unwrap();
+    let reply = recv(&c).0;
+    assert_eq!(&reply[..2], &[0xab, 0xcd]);
+    assert_eq!(reply[3] & 0x0f, 1, "RCODE FORMERR");
+    drop(s);
+}
