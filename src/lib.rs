@@ -23,6 +23,7 @@ pub mod pcap;
 pub mod policy;
 pub mod progress;
 pub mod recv;
+pub mod relay;
 pub mod reply;
 pub mod seq;
 pub mod serve;

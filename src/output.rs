@@ -111,6 +111,28 @@ pub struct Datagram<'a> {
     pub time: SystemTime,
     /// For replies to `send`: the time since the request left.
     pub rtt: Option<Duration>,
+    /// For `relay`: which way it went, and between whom.
+    pub leg: Option<Leg>,
+}
+
+/// A datagram passing a relay: its direction and its session.
+#[derive(Clone, Copy, Debug)]
+pub struct Leg {
+    /// Client → upstream (`up`), or back (`down`).
+    pub up: bool,
+    pub client: SocketAddr,
+    pub upstream: SocketAddr,
+}
+
+impl Leg {
+    /// `CLIENT -> UPSTREAM` or `UPSTREAM -> CLIENT`.
+    fn header(&self) -> String {
+        if self.up {
+            format!("{} -> {}\n", self.client, self.upstream)
+        } else {
+            format!("{} -> {}\n", self.upstream, self.client)
+        }
+    }
 }
 
 impl Datagram<'_> {
@@ -135,6 +157,12 @@ struct JsonLine<'a> {
     rtt_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dns: Option<DnsField>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
 }
 
 /// The `dns` object of a JSON line: the message, or why the datagram is not one.
@@ -153,6 +181,12 @@ pub fn render(d: &Datagram<'_>, format: Format, out: &mut Vec<u8>) {
 /// Append `d` to `out` in `format`; with `dns`, JSON lines carry the `dns` object of the
 /// datagram decoded as a DNS message (or `{"error": REASON}`).
 pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8>) {
+    // A relayed datagram's text formats start with the leg it took.
+    if let Some(leg) = &d.leg {
+        if !matches!(format, Format::Raw | Format::Json) {
+            out.extend_from_slice(leg.header().as_bytes());
+        }
+    }
     match format {
         Format::Raw => out.extend_from_slice(d.payload),
         Format::Line => {
@@ -203,6 +237,9 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
                     Ok(msg) => DnsField::Message(crate::dns::DnsJson::new(&msg)),
                     Err(error) => DnsField::Error { error },
                 }),
+                dir: d.leg.map(|l| if l.up { "up" } else { "down" }),
+                client: d.leg.map(|l| l.client.to_string()),
+                upstream: d.leg.map(|l| l.upstream.to_string()),
             };
             serde_json::to_writer(&mut *out, &line).expect("writing JSON to a Vec cannot fail");
             out.push(b'\n');
@@ -321,7 +358,7 @@ impl<W: Write> Output<W> {
 
     /// Write one datagram (buffered).
     pub fn write(&mut self, d: &Datagram<'_>) -> anyhow::Result<()> {
-        let result = if self.format == Format::Raw {
+        let result = if self.format == Format::Raw && d.leg.is_none() {
             self.buffered().write_all(d.payload)
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -380,6 +417,7 @@ mod tests {
             len: payload.len(),
             time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
             rtt: None,
+            leg: None,
         }
     }
 
@@ -458,6 +496,49 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&shown(&dgram(&query), Format::Json))
                 .unwrap()
                 .get("dns")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_relayed_datagram_says_which_way_it_went() {
+        let mut d = dgram(b"q");
+        let (client, upstream) = (
+            "127.0.0.2:4000".parse().unwrap(),
+            "127.0.0.1:53".parse().unwrap(),
+        );
+        d.leg = Some(Leg {
+            up: true,
+            client,
+            upstream,
+        });
+        assert_eq!(
+            shown(&d, Format::Text),
+            "127.0.0.2:4000 -> 127.0.0.1:53\nq\n"
+        );
+        assert_eq!(shown(&d, Format::Raw), "q");
+        d.leg = Some(Leg {
+            up: false,
+            client,
+            upstream,
+        });
+        assert_eq!(
+            shown(&d, Format::Hex),
+            "127.0.0.1:53 -> 127.0.0.2:4000\n71\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&shown(&d, Format::Json)).unwrap();
+        assert_eq!(
+            (
+                v["dir"].as_str(),
+                v["client"].as_str(),
+                v["upstream"].as_str()
+            ),
+            (Some("down"), Some("127.0.0.2:4000"), Some("127.0.0.1:53"))
+        );
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&shown(&dgram(b"q"), Format::Json))
+                .unwrap()
+                .get("dir")
                 .is_none()
         );
     }

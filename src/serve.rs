@@ -116,6 +116,7 @@ impl Handler for Printer {
                 len: meta.len,
                 time,
                 rtt: None,
+                leg: None,
             })?;
         }
         let Some(replier) = &mut self.replier else {

@@ -72,6 +72,12 @@ impl Signals {
         })
     }
 
+    /// The descriptor that becomes readable (and stays so) once a signal came: for loops
+    /// that poll many descriptors themselves.
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+
     /// The signal that asked us to stop, if one did.
     pub fn pending(&self) -> Option<i32> {
         if self.int.load(Ordering::Relaxed) {

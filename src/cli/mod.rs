@@ -9,11 +9,13 @@ use clap::{Args, Parser, Subcommand};
 
 mod common;
 mod multicast;
+mod relay;
 mod send;
 mod server;
 
 pub use common::{EncodingOpts, FamilyOpts, ReceiveOpts, ServerOpts, SocketOpts};
 pub use multicast::{JoinArgs, MulticastSendArgs};
+pub use relay::{Directed, RelayArgs};
 pub use send::SendArgs;
 pub use server::{EchoArgs, ListenArgs, RespondOpts, SafetyOpts};
 
@@ -22,7 +24,7 @@ pub use server::{EchoArgs, ListenArgs, RespondOpts, SafetyOpts};
 #[command(
     name = "dgram",
     version,
-    about = "netcat for datagrams, done right: send, listen, echo and multicast UDP",
+    about = "netcat for datagrams, done right: send, listen, echo, relay and multicast UDP",
     propagate_version = true,
     disable_help_subcommand = true,
     max_term_width = 100
@@ -145,6 +147,9 @@ pub enum Command {
     /// Reflect every datagram to its sender: safe by default, impairable on demand
     #[command(after_help = ECHO_EXAMPLES)]
     Echo(EchoArgs),
+    /// A UDP proxy that shows and impairs what passes between clients and a server
+    #[command(after_help = RELAY_EXAMPLES)]
+    Relay(RelayArgs),
     /// Join multicast groups and receive, or send to a group
     #[command(subcommand)]
     Multicast(MulticastCommand),
@@ -186,6 +191,13 @@ Examples:
   dgram multicast send 239.1.2.3:5000 hello --iface eth0  one datagram, TTL 1
   dgram multicast send 239.1.2.3:5000 --iface 127.0.0.1 --size 100 -n 1000 --rate 500
   dgram multicast send 239.255.255.250:1900 -e 'M-SEARCH * HTTP/1.1\\r\\n...' --collect -w 2s";
+
+const RELAY_EXAMPLES: &str = "\
+Examples:
+  dgram relay 5300 --to 127.0.0.53:53 --dns          watch an application talk to its resolver
+  dgram relay 9000 --to 10.0.0.7:9000 --drop up=10% --delay down=50ms --seed 1
+                                                     test a client against a real server, badly
+  dgram relay 0 --to 127.0.0.1:7000 -f json --pcap both.pcap   record both legs";
 
 const SEND_EXAMPLES: &str = "\
 Examples:

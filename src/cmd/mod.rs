@@ -4,6 +4,7 @@
 pub mod echo;
 pub mod listen;
 pub mod multicast;
+pub mod relay;
 pub mod send;
 
 use crate::addr::Family;
@@ -19,6 +20,7 @@ pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
         Command::Send(args) => send::run(args, signals),
         Command::Listen(args) => listen::run(args, signals),
         Command::Echo(args) => echo::run(args, signals),
+        Command::Relay(args) => relay::run(args, signals),
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join(args, signals),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -425,6 +425,7 @@ impl State<'_> {
                     len: meta.len,
                     time,
                     rtt,
+                    leg: None,
                 })?;
                 printed = true;
             }

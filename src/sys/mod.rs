@@ -297,6 +297,11 @@ pub fn wait_readable_any(fds: &[RawFd], timeout: Option<Duration>) -> io::Result
         .fold(0, |mask, (i, _)| mask | 1 << i))
 }
 
+/// `poll(2)` over `polls` (any number), retried on EINTR by the caller.
+pub fn poll_fds(polls: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
+    poll(polls, timeout)
+}
+
 #[cfg(target_os = "linux")]
 fn poll(polls: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
     // ppoll takes nanoseconds, so pacing at high rates sleeps as long as it means to.

@@ -10,6 +10,7 @@ mod harness;
 mod interop;
 mod listen;
 mod multicast;
+mod relay;
 mod respond;
 mod send;
 mod stats;

@@ -1,0 +1,130 @@
+//! `dgram relay`'s arguments.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::common::{parse_probability, ServerOpts};
+use crate::units::parse_duration;
+
+/// A value for both directions, or one: `5%`, `up=10%`, `down=50ms`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Directed<T> {
+    /// `None`: both ways; `Some(true)`: client → upstream; `Some(false)`: back.
+    pub up: Option<bool>,
+    pub value: T,
+}
+
+impl<T: Copy> Directed<T> {
+    /// The value for one direction from repeated flags: the last that names it, or the
+    /// last for both ways.
+    pub fn pick(flags: &[Directed<T>], up: bool) -> Option<T> {
+        flags
+            .iter()
+            .rev()
+            .find(|d| d.up.is_none_or(|u| u == up))
+            .map(|d| d.value)
+    }
+}
+
+fn directed<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Directed<T>, String> {
+    let (up, text) = match s.split_once('=') {
+        Some(("up", v)) => (Some(true), v),
+        Some(("down", v)) => (Some(false), v),
+        Some((other, _)) => return Err(format!("unknown direction '{other}': use up= or down=")),
+        None => (None, s),
+    };
+    Ok(Directed {
+        up,
+        value: parse(text)?,
+    })
+}
+
+fn directed_probability(s: &str) -> Result<Directed<f64>, String> {
+    directed(s, parse_probability)
+}
+
+fn directed_duration(s: &str) -> Result<Directed<Duration>, String> {
+    directed(s, parse_duration)
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub server: ServerOpts,
+    /// Where every client's datagrams go: HOST:PORT, [IPV6]:PORT
+    #[arg(long, value_name = "UPSTREAM", required = true)]
+    pub to: String,
+    /// A session with no traffic either way for DUR ends (its upstream socket closes)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+    /// At most N sessions at once; a new client evicts the longest idle
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_sessions: u64,
+
+    /// Drop with probability P, both ways or one (5%, up=10%, down=0.5; repeatable)
+    #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
+    pub drop: Vec<Directed<f64>>,
+    /// Delay by DUR (up=50ms, down=1s; delayed datagrams never hold up others)
+    #[arg(long, value_name = "[DIR=]DUR", value_parser = directed_duration, help_heading = "Impairment")]
+    pub delay: Vec<Directed<Duration>>,
+    /// Vary each delay uniformly within ± DUR
+    #[arg(long, value_name = "[DIR=]DUR", value_parser = directed_duration, help_heading = "Impairment")]
+    pub jitter: Vec<Directed<Duration>>,
+    /// Send twice with probability P
+    #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
+    pub duplicate: Vec<Directed<f64>>,
+    /// Hold a datagram back until the next one that way has gone (at most 100 ms)
+    #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
+    pub reorder: Vec<Directed<f64>>,
+    /// Seed of the impairment decisions: the same seed and input order, the same decisions
+    #[arg(long, value_name = "N", help_heading = "Impairment")]
+    pub seed: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directions_parse_and_the_last_flag_wins() {
+        let d = |s| directed_probability(s).unwrap();
+        assert_eq!(
+            d("5%"),
+            Directed {
+                up: None,
+                value: 0.05
+            }
+        );
+        assert_eq!(
+            d("up=10%"),
+            Directed {
+                up: Some(true),
+                value: 0.1
+            }
+        );
+        assert_eq!(
+            d("down=1"),
+            Directed {
+                up: Some(false),
+                value: 1.0
+            }
+        );
+        assert!(directed_probability("sideways=5%")
+            .unwrap_err()
+            .contains("sideways"));
+        assert!(directed_probability("up=2").is_err());
+        let flags = [d("5%"), d("down=50%")];
+        assert_eq!(Directed::pick(&flags, true), Some(0.05));
+        assert_eq!(Directed::pick(&flags, false), Some(0.5));
+        assert_eq!(Directed::pick(&[d("up=1")], false), None);
+        let ms = directed_duration("down=50ms").unwrap();
+        assert_eq!(
+            ms,
+            Directed {
+                up: Some(false),
+                value: Duration::from_millis(50)
+            }
+        );
+    }
+}

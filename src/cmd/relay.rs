@@ -1,0 +1,149 @@
+//! `dgram relay`: a UDP proxy that shows and impairs what passes between clients and a
+//! real server (SPEC §4 relay). A recipe over [`crate::relay`].
+
+use std::os::fd::AsRawFd;
+use std::time::{Instant, SystemTime};
+
+use crate::addr::parse_target;
+use crate::cli::{Directed, RelayArgs};
+use crate::exit::{usage, Ending, IoContext};
+use crate::filter::SourceFilter;
+use crate::impair::Impairment;
+use crate::output::{Format, Output};
+use crate::relay::{Plan, Relay};
+use crate::serve;
+use crate::signal::Signals;
+use crate::stats::Summary;
+
+/// One direction's impairment from the repeated, directed flags.
+fn impairment(args: &RelayArgs, up: bool) -> Impairment {
+    Impairment {
+        drop: Directed::pick(&args.drop, up).unwrap_or(0.0),
+        delay: Directed::pick(&args.delay, up).unwrap_or_default(),
+        jitter: Directed::pick(&args.jitter, up).unwrap_or_default(),
+        duplicate: Directed::pick(&args.duplicate, up).unwrap_or(0.0),
+        reorder: Directed::pick(&args.reorder, up).unwrap_or(0.0),
+    }
+}
+
+/// Run `dgram relay`.
+pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
+    let opts = &args.server;
+    let receive = &opts.receive;
+    if receive.gro || receive.stats_interval.is_some() {
+        return Err(usage!("--gro and --stats-interval do not apply to relay"));
+    }
+    let family = opts.family.family();
+    let upstream = parse_target(&args.to, family)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let plan = Plan {
+        upstream,
+        idle_timeout: args.idle_timeout,
+        max_sessions: args.max_sessions as usize,
+        up: impairment(&args, true),
+        down: impairment(&args, false),
+        seed,
+        count: receive.count,
+        timeout: receive.timeout,
+        duration: receive.duration,
+        max_size: receive.max_size,
+        options: crate::socket::Options {
+            v6_only: false,
+            ..opts.socket.options(family)
+        },
+    };
+    let bound = serve::bind(opts)?;
+    let local = bound.socket.local_addr()?;
+    if local.ip().is_unspecified() {
+        crate::sys::enable_pktinfo(bound.socket.as_raw_fd(), local.is_ipv6())
+            .io_context(|| "failed to ask for destination addresses (IP_PKTINFO)".into())?;
+    }
+    let pcap = match &receive.pcap {
+        Some(path) => Some(
+            crate::pcap::PcapWriter::create(path)
+                .io_context(|| format!("failed to create --pcap {}", path.display()))?,
+        ),
+        None => None,
+    };
+    crate::recv::announce(local, receive.ready_file.as_deref())?;
+    let socket = bound.warn();
+    let loopback = crate::addr::normalize_ip(local.ip()).is_loopback();
+    if !loopback && receive.allow.is_empty() {
+        tracing::warn!(
+            "relay on {local} takes clients from other hosts: anyone who can reach it can use {upstream} through it (--allow CIDR limits them)"
+        );
+    }
+    if plan.up.is_active() || plan.down.is_active() {
+        tracing::info!(
+            "impairment up {:?}, down {:?}, seed {seed}",
+            plan.up,
+            plan.down
+        );
+    }
+    // Silent on stdout unless --format or --dns asks.
+    let mut output = (receive.format.is_some() || receive.dns)
+        .then(|| Output::stdout(receive.printed_format()).map(|o| o.with_dns(receive.dns)))
+        .transpose()?;
+    let filter = SourceFilter::new(receive.allow.clone(), receive.deny.clone());
+    let start = Instant::now();
+    let mut relay = Relay::new(&plan, &socket, filter, output.as_mut(), pcap)
+        .io_context(|| "failed to start the relay".into())?;
+    let result = relay.run(signals);
+    if receive.stats {
+        report(
+            &relay,
+            receive.format == Some(Format::Json),
+            start.elapsed(),
+        );
+    }
+    result
+}
+
+/// `--stats`: per direction and per cause, sessions, upstream ICMP errors.
+fn report(relay: &Relay<'_>, json: bool, elapsed: std::time::Duration) {
+    use std::io::Write;
+    let c = &relay.counts;
+    let line = if json {
+        let mut summary = Summary {
+            sent: Some(c.up.forwarded),
+            received: Some(c.down.forwarded),
+            bytes: c.up.bytes + c.down.bytes,
+            filtered: Some(c.filtered),
+            truncated: Some(c.truncated),
+            ..Summary::default()
+        };
+        summary.finish(elapsed, c.up.forwarded + c.down.forwarded);
+        let mut v = serde_json::to_value(&summary).expect("a summary serializes");
+        if let (Some(obj), Ok(serde_json::Value::Object(extra))) =
+            (v.as_object_mut(), serde_json::to_value(c))
+        {
+            obj.extend(extra);
+            obj.insert("sessions".into(), relay.sessions().into());
+        }
+        v.to_string()
+    } else {
+        let way = |name: &str, w: &crate::relay::Way| {
+            format!(
+                "{name}: forwarded {} ({} bytes), dropped {}, duplicated {}, delayed {}, reordered {}, send errors {}",
+                w.forwarded, w.bytes, w.dropped, w.duplicated, w.delayed, w.reordered, w.send_errors
+            )
+        };
+        format!(
+            "{}\n{}\nsessions: opened {}, expired {}, evicted {}, live {}; upstream ICMP errors {}; filtered {}; in {:.3}s",
+            way("up", &c.up),
+            way("down", &c.down),
+            c.sessions_opened,
+            c.sessions_expired,
+            c.sessions_evicted,
+            relay.sessions(),
+            c.icmp_errors,
+            c.filtered,
+            elapsed.as_secs_f64()
+        )
+    };
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}

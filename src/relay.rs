@@ -1,0 +1,666 @@
+//! The relay (SPEC §4 relay): every client address gets a session with its own upstream
+//! socket, connected to UPSTREAM; what a client sends goes up on it, what UPSTREAM
+//! answers comes back to the client from the listening address. One poll over the
+//! listening socket, every session's socket, the signal pipe and the next timer; batched
+//! receives (one shared buffer for all sessions); the impairment of echo, per direction.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::exit::{Ending, IoContext, IoError, Unmet};
+use crate::filter::SourceFilter;
+use crate::impair::{Delayed, Impairment, Rng, TimerQueue};
+use crate::output::{Datagram, Leg, Output};
+use crate::pcap::PcapWriter;
+use crate::signal::Signals;
+use crate::sys::{send_replies, RecvBatch, RecvMeta, Reply};
+
+/// Datagrams per receive call.
+const BATCH: usize = 64;
+/// Delayed datagrams held at most (both ways); beyond, dropped and counted.
+const TIMER_CAPACITY: usize = 100_000;
+/// A held (reordered) datagram waits at most this long for a next one.
+const MAX_HOLD: Duration = Duration::from_millis(100);
+/// After `--count` datagrams went up, replies are still relayed back until the relay has
+/// been quiet this long.
+const COUNT_GRACE: Duration = Duration::from_secs(1);
+
+/// A relay, fully decided.
+#[derive(Debug)]
+pub struct Plan {
+    pub upstream: SocketAddr,
+    pub idle_timeout: Duration,
+    pub max_sessions: usize,
+    /// Client → upstream, and back.
+    pub up: Impairment,
+    pub down: Impairment,
+    pub seed: u64,
+    pub count: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub duration: Option<Duration>,
+    pub max_size: usize,
+    /// Socket options for the upstream legs.
+    pub options: crate::socket::Options,
+}
+
+/// One direction's counters.
+#[derive(Debug, Default, Serialize)]
+pub struct Way {
+    pub forwarded: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub delayed: u64,
+    pub reordered: u64,
+    pub send_errors: u64,
+}
+
+/// What a relay counted, for `--stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    pub up: Way,
+    pub down: Way,
+    pub sessions_opened: u64,
+    pub sessions_expired: u64,
+    pub sessions_evicted: u64,
+    pub icmp_errors: u64,
+    pub filtered: u64,
+    pub truncated: u64,
+}
+
+/// A client's session.
+struct Session {
+    upstream: UdpSocket,
+    last: Instant,
+    /// The address the client sent to (PKTINFO, on a wildcard bind): replies leave from it.
+    local_ip: Option<IpAddr>,
+    icmp_errors: u64,
+}
+
+/// One direction's impairment state.
+struct Impaired {
+    impairment: Impairment,
+    rng: Rng,
+    timers: TimerQueue,
+    held: Option<(Delayed, Instant)>,
+    seq: u64,
+}
+
+/// The relay's state between polls.
+pub struct Relay<'a> {
+    plan: &'a Plan,
+    listen: &'a UdpSocket,
+    local: SocketAddr,
+    wildcard: bool,
+    filter: SourceFilter,
+    sessions: HashMap<SocketAddr, Session>,
+    up: Impaired,
+    down: Impaired,
+    output: Option<&'a mut Output>,
+    pcap: Option<PcapWriter>,
+    verbose: bool,
+    trace: bool,
+    /// What the relay counted.
+    pub counts: Counts,
+}
+
+impl<'a> Relay<'a> {
+    /// A relay on `listen` (bound to `local`).
+    pub fn new(
+        plan: &'a Plan,
+        listen: &'a UdpSocket,
+        filter: SourceFilter,
+        output: Option<&'a mut Output>,
+        pcap: Option<PcapWriter>,
+    ) -> io::Result<Self> {
+        let local = listen.local_addr()?;
+        let impaired = |impairment: Impairment, salt: u64| Impaired {
+            impairment,
+            rng: Rng::new(plan.seed ^ salt),
+            timers: TimerQueue::new(TIMER_CAPACITY),
+            held: None,
+            seq: 0,
+        };
+        Ok(Relay {
+            plan,
+            listen,
+            local,
+            wildcard: local.ip().is_unspecified(),
+            filter,
+            sessions: HashMap::new(),
+            up: impaired(plan.up, 0),
+            down: impaired(plan.down, 0x9e37_79b9_7f4a_7c15),
+            output,
+            pcap,
+            verbose: tracing::enabled!(tracing::Level::INFO),
+            trace: tracing::enabled!(tracing::Level::DEBUG),
+            counts: Counts::default(),
+        })
+    }
+
+    /// Sessions live now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Relay until a limit or a signal; then flush what is printed and recorded.
+    pub fn run(&mut self, signals: &Signals) -> anyhow::Result<Ending> {
+        let start = Instant::now();
+        let end = self.plan.duration.map(|d| start + d);
+        let mut last_traffic = start;
+        let mut counted_at: Option<Instant> = None;
+        let mut client_batch = RecvBatch::with(BATCH, self.plan.max_size, ancillary(self.wildcard));
+        let mut upstream_batch = RecvBatch::new(BATCH, self.plan.max_size);
+        let mut polls: Vec<libc::pollfd> = Vec::new();
+        let mut keys: Vec<SocketAddr> = Vec::new();
+        let wake_fd = signals.wake_fd();
+        loop {
+            if let Some(sig) = signals.pending() {
+                self.flush()?;
+                return Ok(Ending::Signal(sig));
+            }
+            let now = Instant::now();
+            self.timers(now)?;
+            self.expire(now);
+            let counted = self
+                .plan
+                .count
+                .is_some_and(|c| self.counts.up.forwarded >= c);
+            if counted && counted_at.is_none() {
+                counted_at = Some(now);
+            }
+            // The end: the duration, the idle timeout, or --count and a quiet grace.
+            if end.is_some_and(|e| now >= e) {
+                break;
+            }
+            if counted_at.is_some()
+                && now >= last_traffic.max(counted_at.unwrap_or(now)) + COUNT_GRACE
+            {
+                break;
+            }
+            if counted_at.is_none() && self.plan.timeout.is_some_and(|t| now >= last_traffic + t) {
+                self.flush()?;
+                return match self.plan.count {
+                    Some(want) => Err(Unmet(format!(
+                        "relayed {} of {want} datagrams up (nothing for {})",
+                        self.counts.up.forwarded,
+                        crate::units::human_duration(self.plan.timeout.unwrap_or_default())
+                    ))
+                    .into()),
+                    None => Ok(Ending::Done),
+                };
+            }
+            // Wait for the socket, a session, the next timer, or a limit.
+            polls.clear();
+            keys.clear();
+            polls.push(pollfd(wake_fd));
+            if !counted {
+                polls.push(pollfd(self.listen.as_raw_fd()));
+            }
+            for (client, s) in &self.sessions {
+                polls.push(pollfd(s.upstream.as_raw_fd()));
+                keys.push(*client);
+            }
+            let deadline = [
+                self.next_timer(),
+                self.next_expiry(),
+                end,
+                self.plan.timeout.map(|t| last_traffic + t),
+                counted_at.map(|c| last_traffic.max(c) + COUNT_GRACE),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            self.flush()?;
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match crate::sys::poll_fds(&mut polls, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow::Error::new(IoError(e)).context("failed to wait")),
+            }
+            let first_session = if counted { 1 } else { 2 };
+            if !counted && polls[1].revents != 0 && self.relay_up(&mut client_batch)? {
+                last_traffic = Instant::now();
+            }
+            for (i, p) in polls[first_session..].iter().enumerate() {
+                if p.revents != 0 && self.relay_down(keys[i], &mut upstream_batch)? {
+                    last_traffic = Instant::now();
+                }
+            }
+        }
+        // Delayed datagrams still go (bounded by their delays), unless a signal comes.
+        while let Some(when) = self.next_timer() {
+            if signals.pending().is_some() {
+                break;
+            }
+            if when > Instant::now()
+                && !matches!(
+                    signals.wait(None, Some(when)),
+                    Ok(crate::signal::Wake::Timeout)
+                )
+            {
+                break;
+            }
+            self.timers(Instant::now())?;
+        }
+        self.flush()?;
+        Ok(Ending::Done)
+    }
+
+    /// Everything queued on the listening socket: each datagram up its session. Returns
+    /// whether anything was relayed.
+    fn relay_up(&mut self, batch: &mut RecvBatch) -> anyhow::Result<bool> {
+        let fd = self.listen.as_raw_fd();
+        let mut any = false;
+        loop {
+            let want = match self.plan.count {
+                Some(c) => (c.saturating_sub(self.counts.up.forwarded)).min(BATCH as u64) as usize,
+                None => BATCH,
+            };
+            if want == 0 {
+                return Ok(any);
+            }
+            let n = match batch.recv(fd, want) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An ICMP error for a reply sent to a client that went away.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(anyhow::Error::new(IoError(e)).context("failed to receive")),
+            };
+            let now = Instant::now();
+            let time = SystemTime::now();
+            for i in 0..n {
+                let meta = batch.meta(i);
+                if !self.filter.admits(meta.peer.ip()) {
+                    self.counts.filtered += 1;
+                    continue;
+                }
+                if meta.captured < meta.len {
+                    self.counts.truncated += 1;
+                    warn!(
+                        "datagram from {} is {} bytes, over --max-size: not relayed",
+                        meta.peer, meta.len
+                    );
+                    continue;
+                }
+                let payload = batch.payload(i);
+                if !self.session(meta, now)? {
+                    continue;
+                }
+                any = true;
+                self.show(true, meta.peer, payload, meta.len, time)?;
+                self.impair(true, meta.peer, payload, now);
+            }
+            if n < want {
+                return Ok(any);
+            }
+        }
+    }
+
+    /// Everything queued on a session's socket: each reply back to its client.
+    fn relay_down(&mut self, client: SocketAddr, batch: &mut RecvBatch) -> anyhow::Result<bool> {
+        let Some(fd) = self.sessions.get(&client).map(|s| s.upstream.as_raw_fd()) else {
+            return Ok(false);
+        };
+        let mut any = false;
+        loop {
+            let n = match batch.recv(fd, BATCH) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // An ICMP error from upstream: counted for its session, never fatal.
+                    self.counts.icmp_errors += 1;
+                    if let Some(s) = self.sessions.get_mut(&client) {
+                        s.icmp_errors += 1;
+                        if s.icmp_errors == 1 {
+                            warn!(
+                                "upstream {} for client {client}: {}",
+                                self.plan.upstream,
+                                crate::exit::describe_io(&e)
+                            );
+                        }
+                    }
+                    return Ok(any);
+                }
+            };
+            let now = Instant::now();
+            let time = SystemTime::now();
+            if let Some(s) = self.sessions.get_mut(&client) {
+                s.last = now;
+            }
+            for i in 0..n {
+                let meta = batch.meta(i);
+                let payload = batch.payload(i);
+                if meta.captured < meta.len {
+                    self.counts.truncated += 1;
+                    continue;
+                }
+                any = true;
+                self.show(false, client, payload, meta.len, time)?;
+                self.impair(false, client, payload, now);
+            }
+            if n < BATCH {
+                return Ok(any);
+            }
+        }
+    }
+
+    /// The session of the client of `meta`, opened if new (evicting the longest idle when
+    /// full). `false` when its upstream socket could not be opened (logged).
+    fn session(&mut self, meta: RecvMeta, now: Instant) -> anyhow::Result<bool> {
+        if let Some(s) = self.sessions.get_mut(&meta.peer) {
+            s.last = now;
+            if meta.dst.is_some() {
+                s.local_ip = meta.dst;
+            }
+            return Ok(true);
+        }
+        if self.sessions.len() >= self.plan.max_sessions {
+            if let Some(oldest) = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(c, _)| *c)
+            {
+                self.sessions.remove(&oldest);
+                self.counts.sessions_evicted += 1;
+                if self.verbose {
+                    info!(
+                        "session {oldest} evicted (--max-sessions {})",
+                        self.plan.max_sessions
+                    );
+                }
+            }
+        }
+        let upstream = match open_upstream(self.plan) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot open a session for {}: {e:#}", meta.peer);
+                return Ok(false);
+            }
+        };
+        if self.verbose {
+            let via = upstream
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            info!(
+                "session {} opened: {via} -> {}",
+                meta.peer, self.plan.upstream
+            );
+        }
+        self.counts.sessions_opened += 1;
+        self.sessions.insert(
+            meta.peer,
+            Session {
+                upstream,
+                last: now,
+                local_ip: meta.dst,
+                icmp_errors: 0,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Close the sessions idle past `--idle-timeout`.
+    fn expire(&mut self, now: Instant) {
+        let idle = self.plan.idle_timeout;
+        let before = self.sessions.len();
+        let verbose = self.verbose;
+        self.sessions.retain(|client, s| {
+            let live = now < s.last + idle;
+            if !live && verbose {
+                info!(
+                    "session {client} closed: idle for {}",
+                    crate::units::human_duration(idle)
+                );
+            }
+            live
+        });
+        self.counts.sessions_expired += (before - self.sessions.len()) as u64;
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .map(|s| s.last + self.plan.idle_timeout)
+            .min()
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        [&self.up, &self.down]
+            .iter()
+            .flat_map(|w| [w.timers.next_due(), w.held.as_ref().map(|(_, t)| *t)])
+            .flatten()
+            .min()
+    }
+
+    /// Print and record one datagram passing.
+    fn show(
+        &mut self,
+        up: bool,
+        client: SocketAddr,
+        payload: &[u8],
+        len: usize,
+        time: SystemTime,
+    ) -> anyhow::Result<()> {
+        let upstream = self.plan.upstream;
+        if self.trace {
+            debug!(
+                "{} {len} bytes",
+                if up {
+                    format!("{client} -> {upstream}")
+                } else {
+                    format!("{upstream} -> {client}")
+                }
+            );
+        }
+        if let Some(pcap) = &mut self.pcap {
+            let (from, to) = if up {
+                (client, upstream)
+            } else {
+                (upstream, client)
+            };
+            pcap.write(time, from, to, payload, len)
+                .io_context(|| "failed to write --pcap".into())?;
+        }
+        if let Some(output) = self.output.as_deref_mut() {
+            output.write(&Datagram {
+                peer: if up { client } else { upstream },
+                payload,
+                len,
+                time,
+                rtt: None,
+                leg: Some(Leg {
+                    up,
+                    client,
+                    upstream,
+                }),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Send one datagram on its way, through the direction's impairment.
+    fn impair(&mut self, up: bool, client: SocketAddr, payload: &[u8], now: Instant) {
+        let way = if up { &mut self.up } else { &mut self.down };
+        if !way.impairment.is_active() {
+            self.deliver(up, client, payload);
+            return;
+        }
+        let decision = way.impairment.decide(&mut way.rng);
+        let counts = if up {
+            &mut self.counts.up
+        } else {
+            &mut self.counts.down
+        };
+        if decision.drop {
+            counts.dropped += 1;
+            return;
+        }
+        if decision.copies == 2 {
+            counts.duplicated += 1;
+        }
+        for copy in 0..decision.copies {
+            let way = if up { &mut self.up } else { &mut self.down };
+            way.seq += 1;
+            let d = Delayed {
+                due: now + decision.delay,
+                seq: way.seq,
+                to: client,
+                from: None,
+                payload: payload.to_vec(),
+                hold: decision.hold && copy == 0,
+            };
+            if decision.delay.is_zero() {
+                self.release(up, d, now);
+            } else if way.timers.push(d) {
+                let counts = if up {
+                    &mut self.counts.up
+                } else {
+                    &mut self.counts.down
+                };
+                counts.delayed += 1;
+            } else {
+                let counts = if up {
+                    &mut self.counts.up
+                } else {
+                    &mut self.counts.down
+                };
+                counts.dropped += 1;
+            }
+        }
+    }
+
+    /// A datagram whose time has come: sent, or held back once (reorder).
+    fn release(&mut self, up: bool, d: Delayed, now: Instant) {
+        let way = if up { &mut self.up } else { &mut self.down };
+        if d.hold && way.held.is_none() {
+            way.held = Some((d, now + MAX_HOLD));
+            let counts = if up {
+                &mut self.counts.up
+            } else {
+                &mut self.counts.down
+            };
+            counts.reordered += 1;
+            return;
+        }
+        let held = way.held.take();
+        self.deliver(up, d.to, &d.payload);
+        if let Some((h, _)) = held {
+            self.deliver(up, h.to, &h.payload);
+        }
+    }
+
+    /// Send the datagrams whose delay or hold is over.
+    fn timers(&mut self, now: Instant) -> anyhow::Result<()> {
+        for up in [true, false] {
+            loop {
+                let way = if up { &mut self.up } else { &mut self.down };
+                let Some(d) = way.timers.pop_due(now) else {
+                    break;
+                };
+                self.release(up, d, now);
+            }
+            let way = if up { &mut self.up } else { &mut self.down };
+            if way.held.as_ref().is_some_and(|(_, due)| *due <= now) {
+                if let Some((h, _)) = way.held.take() {
+                    self.deliver(up, h.to, &h.payload);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Up on the client's session socket, or down to the client from the listening socket.
+    fn deliver(&mut self, up: bool, client: SocketAddr, payload: &[u8]) {
+        let result = if up {
+            match self.sessions.get(&client) {
+                Some(s) => s.upstream.send(payload).map(|_| ()),
+                None => Err(io::Error::other("session gone")),
+            }
+        } else {
+            let from = if self.wildcard {
+                self.sessions.get(&client).and_then(|s| s.local_ip)
+            } else {
+                None
+            };
+            let reply = Reply {
+                payload,
+                to: client,
+                from,
+            };
+            send_replies(self.listen.as_raw_fd(), self.local.is_ipv6(), &[reply]).map(|_| ())
+        };
+        let counts = if up {
+            &mut self.counts.up
+        } else {
+            &mut self.counts.down
+        };
+        match result {
+            Ok(()) => {
+                counts.forwarded += 1;
+                counts.bytes += payload.len() as u64;
+            }
+            Err(e) => {
+                counts.send_errors += 1;
+                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                    self.counts.icmp_errors += 1;
+                }
+                if counts.send_errors <= 5 {
+                    debug!(
+                        "relaying {} for {client} failed: {}",
+                        if up { "up" } else { "down" },
+                        crate::exit::describe_io(&e)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Push printed and recorded datagrams out: the sockets are idle.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(pcap) = &mut self.pcap {
+            pcap.flush()
+                .io_context(|| "failed to write --pcap".into())?;
+        }
+        if let Some(output) = self.output.as_deref_mut() {
+            output.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn ancillary(wildcard: bool) -> crate::sys::Ancillary {
+    crate::sys::Ancillary {
+        gro: false,
+        pktinfo: wildcard,
+    }
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// A session's upstream socket: bound to a free port, connected to UPSTREAM, so the
+/// server sees one source port per client and only UPSTREAM's replies arrive.
+fn open_upstream(plan: &Plan) -> anyhow::Result<UdpSocket> {
+    let any = crate::socket::unspecified_for(&plan.upstream);
+    let socket = crate::socket::bind(any, &plan.options)?.warn();
+    socket
+        .connect(plan.upstream)
+        .io_context(|| format!("failed to connect to {}", plan.upstream))?;
+    Ok(socket)
+}

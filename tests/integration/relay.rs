@@ -1,0 +1,320 @@
+//! `dgram relay`: sessions, impairment per direction, what it shows and records, and
+//! what it does when the upstream is not there.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use crate::harness::{arrives_within, peer, recv, responder, run, tool, Server};
+
+fn json_last_line(stderr: &str) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON: {stderr}"));
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn round_trips_through_the_relay_are_byte_exact_and_sessions_apart() {
+    let echo = Server::start(&["echo", "0"]);
+    let relay = Server::start(&["relay", "0", "--to", &echo.addr.to_string()]);
+    let (a, b) = (peer("127.0.0.1"), peer("127.0.0.1"));
+    for size in [0usize, 1, 1472, 8192, 65_507] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 13 + size) as u8).collect();
+        a.send_to(&payload, relay.addr).unwrap();
+        let (reply, from) = recv(&a);
+        assert_eq!(reply, payload, "size {size}");
+        assert_eq!(from, relay.addr, "replies come from the relay's address");
+    }
+    // Two clients at once: each gets only its own replies.
+    a.send_to(b"from a", relay.addr).unwrap();
+    b.send_to(b"from b", relay.addr).unwrap();
+    assert_eq!(recv(&a).0, b"from a");
+    assert_eq!(recv(&b).0, b"from b");
+    assert!(!arrives_within(&a, Duration::from_millis(100)));
+}
+
+#[test]
+fn the_server_sees_one_source_port_per_client() {
+    let server = peer("127.0.0.1");
+    let t = server.local_addr().unwrap().to_string();
+    let seen = responder(server, 3, |req| Some(req.to_vec()));
+    let relay = Server::start(&["relay", "0", "--to", &t]);
+    let (a, b) = (peer("127.0.0.1"), peer("127.0.0.1"));
+    for (c, m) in [(&a, "a1"), (&b, "b1"), (&a, "a2")] {
+        c.send_to(m.as_bytes(), relay.addr).unwrap();
+        assert_eq!(recv(c).0, m.as_bytes());
+    }
+    let seen = seen.join().unwrap();
+    assert_eq!(seen[0].1, seen[2].1, "a's session keeps its port");
+    assert_ne!(seen[0].1, seen[1].1, "b has a session of its own");
+    drop(relay);
+}
+
+#[test]
+fn idle_sessions_close_and_the_longest_idle_is_evicted() {
+    let echo = Server::start(&["echo", "0"]);
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &echo.addr.to_string(),
+        "--idle-timeout",
+        "200ms",
+        "-v",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"one", relay.addr).unwrap();
+    assert_eq!(recv(&c).0, b"one");
+    relay.guard.wait_stderr("closed: idle for 200ms");
+    c.send_to(b"two", relay.addr).unwrap();
+    assert_eq!(recv(&c).0, b"two");
+    relay.guard.signal(libc::SIGINT);
+    let r = relay.finish();
+    r.expect_code(130);
+    let v = json_last_line(&r.stderr);
+    assert_eq!(
+        (
+            v["sessions_opened"].as_u64(),
+            v["sessions_expired"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    // --max-sessions 2 with three clients: the longest idle goes.
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &echo.addr.to_string(),
+        "--max-sessions",
+        "2",
+        "-v",
+    ]);
+    let clients = [peer("127.0.0.1"), peer("127.0.0.1"), peer("127.0.0.1")];
+    for c in &clients {
+        c.send_to(b"hi", relay.addr).unwrap();
+        assert_eq!(recv(c).0, b"hi");
+    }
+    let first = clients[0].local_addr().unwrap();
+    relay
+        .guard
+        .wait_stderr(&format!("session {first} evicted (--max-sessions 2)"));
+}
+
+#[test]
+fn drops_apply_to_the_direction_asked() {
+    let server = peer("127.0.0.1");
+    let t = server.local_addr().unwrap().to_string();
+    let relay = Server::start(&["relay", "0", "--to", &t, "--drop", "up=100%"]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"lost", relay.addr).unwrap();
+    assert!(
+        !arrives_within(&server, Duration::from_millis(300)),
+        "nothing goes up"
+    );
+    drop(relay);
+    let relay = Server::start(&["relay", "0", "--to", &t, "--drop", "down=100%"]);
+    c.send_to(b"up only", relay.addr).unwrap();
+    let (got, from) = recv(&server);
+    assert_eq!(got, b"up only");
+    server.send_to(b"never back", from).unwrap();
+    assert!(
+        !arrives_within(&c, Duration::from_millis(300)),
+        "nothing comes down"
+    );
+}
+
+#[test]
+fn the_same_seed_drops_the_same_datagrams() {
+    let run_once = |seed: &str| -> Vec<u64> {
+        let server = peer("127.0.0.1");
+        let t = server.local_addr().unwrap().to_string();
+        let relay = Server::start(&["relay", "0", "--to", &t, "--drop", "up=50%", "--seed", seed]);
+        run(&[
+            "send",
+            &relay.addr.to_string(),
+            "--seq",
+            "--size",
+            "64",
+            "-n",
+            "100",
+            "--rate",
+            "2000",
+        ])
+        .expect_code(0);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 128];
+        server
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        while let Ok(n) = server.recv(&mut buf) {
+            let header = dgram_cli::seq::parse(&buf[..n]).expect("a --seq header");
+            got.push(header.seq);
+        }
+        drop(relay);
+        got
+    };
+    let first = run_once("7");
+    let second = run_once("7");
+    assert!(
+        first.len() > 20 && first.len() < 80,
+        "{} of 100 went up",
+        first.len()
+    );
+    assert_eq!(first, second);
+    assert_ne!(first, run_once("8"), "another seed, other decisions");
+}
+
+#[test]
+fn a_delay_down_adds_its_time_without_serialising() {
+    let echo = Server::start(&["echo", "0"]);
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &echo.addr.to_string(),
+        "--delay",
+        "down=100ms",
+    ]);
+    let started = Instant::now();
+    let r = run(&[
+        "send",
+        &relay.addr.to_string(),
+        "--seq",
+        "--size",
+        "64",
+        "-n",
+        "20",
+        "--rate",
+        "1000",
+        "-r",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    r.expect_code(0);
+    let v = json_last_line(&r.stderr);
+    assert_eq!(v["received"], 20, "{v}");
+    assert!(v["rtt_us"]["min"].as_u64().unwrap() >= 100_000, "{v}");
+    // Twenty delayed replies in flight at once: not 20 x 100 ms.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_upstream_with_nothing_listening_is_counted_and_never_stops_the_relay() {
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let t = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let relay = Server::start(&["relay", "0", "--to", &t, "--stats", "-f", "json"]);
+    let (a, b) = (peer("127.0.0.1"), peer("127.0.0.1"));
+    for _ in 0..3 {
+        a.send_to(b"anyone?", relay.addr).unwrap();
+        b.send_to(b"anyone?", relay.addr).unwrap();
+    }
+    relay.guard.wait_stderr("connection refused");
+    assert!(!arrives_within(&a, Duration::from_millis(100)));
+    // Still serving: a new client still gets a session of its own.
+    let c = peer("127.0.0.1");
+    c.send_to(b"and me?", relay.addr).unwrap();
+    relay.guard.wait_stderr(&format!("for client {}", c.local_addr().unwrap()));
+    relay.guard.signal(libc::SIGTERM);
+    let r = relay.finish();
+    r.expect_code(143);
+    let v = json_last_line(&r.stderr);
+    assert!(v["icmp_errors"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(v["sessions_opened"], 3);
+}
+
+#[test]
+fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
+    if !tool("relay::dig_through_the_relay", "dig")
+        || !tool("relay::dig_through_the_relay", "dnsmasq")
+    {
+        return;
+    }
+    let port = crate::harness::released_port();
+    let mut dnsmasq = crate::harness::spawn_cmd(
+        "dnsmasq",
+        &[
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            &format!("--port={port}"),
+            "--address=/relayed.example/127.0.0.9",
+            "--log-facility=/dev/null",
+        ],
+        None,
+    );
+    dnsmasq.close_stdin();
+    let dir = std::env::temp_dir().join(format!("dgram-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("both.pcap");
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &format!("127.0.0.1:{port}"),
+        "--dns",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "-n",
+        "1",
+    ]);
+    // dnsmasq may take a moment to bind: dig retries within its own bounded time.
+    let dig = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &relay.addr.port().to_string(),
+            "+tries=3",
+            "+time=1",
+            "relayed.example",
+            "A",
+            "+short",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.9");
+    let r = relay.finish();
+    r.expect_code(0);
+    let out = r.stdout_str();
+    let up = format!(" -> 127.0.0.1:{port}\n;; ");
+    let down = format!("127.0.0.1:{port} -> ");
+    assert!(out.contains(&up) && out.contains(&down), "{out}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("relayed.example.\t0\tIN\tA\t127.0.0.9"),
+        "{out}"
+    );
+    if tool("relay::dig_through_the_relay (tshark)", "tshark") {
+        let t = std::process::Command::new("tshark")
+            .args([
+                "-r",
+                pcap.to_str().unwrap(),
+                "-T",
+                "fields",
+                "-e",
+                "dns.qry.name",
+                "-e",
+                "dns.flags.response",
+            ])
+            .output()
+            .unwrap();
+        let rows = String::from_utf8_lossy(&t.stdout).to_string();
+        assert!(
+            rows.contains("relayed.example\t0") && rows.contains("relayed.example\t1"),
+            "{rows}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
