@@ -94,9 +94,71 @@ pub struct Source<R: Read = io::Stdin> {
     target: SocketAddr,
     slots: Vec<Vec<u8>>,
     scratch: Vec<u8>,
+    replay: Option<Replay>,
+}
+
+/// `--replay`: a capture's datagrams, each with its offset from the first.
+struct Replay {
+    reader: crate::capture::CaptureReader,
+    /// The next datagram, read ahead to know when it is due.
+    next: Option<crate::capture::Captured>,
+    first_ts: Option<u64>,
+    ended: bool,
+    /// Datagrams over the target's size limit (an IPv6 capture replayed over IPv4).
+    too_large: u64,
+    /// When each datagram of the last batch was due (capture time after the first).
+    dues: Vec<u64>,
 }
 
 impl<R: Read> Source<R> {
+    /// The datagrams of a capture, in order.
+    pub fn replay(reader: crate::capture::CaptureReader, target: SocketAddr) -> Self {
+        Source {
+            seq: false,
+            fixed: None,
+            lines: None,
+            encoding: Encoding::Text,
+            target,
+            slots: vec![Vec::new(); BATCH],
+            scratch: Vec::new(),
+            replay: Some(Replay {
+                reader,
+                next: None,
+                first_ts: None,
+                ended: false,
+                too_large: 0,
+                dues: Vec::with_capacity(BATCH),
+            }),
+        }
+    }
+
+    /// `--replay`: when the next datagram is due, in nanoseconds of capture time after the
+    /// first one (`None`: not a replay, or nothing left).
+    pub fn next_due(&mut self) -> anyhow::Result<Option<u64>> {
+        let Some(r) = &mut self.replay else {
+            return Ok(None);
+        };
+        if r.next.is_none() && !r.ended {
+            r.next = r.reader.next_datagram()?;
+            r.ended = r.next.is_none();
+        }
+        Ok(r.next.as_ref().map(|c| {
+            let first = *r.first_ts.get_or_insert(c.ts_ns);
+            c.ts_ns.saturating_sub(first)
+        }))
+    }
+
+    /// `--replay`: when each datagram of the last batch was due.
+    pub fn last_dues(&self) -> &[u64] {
+        self.replay.as_ref().map_or(&[], |r| &r.dues)
+    }
+
+    /// `--replay`: what reading skipped, and the datagrams too large for the target.
+    pub fn replay_counts(&self) -> Option<(crate::capture::Skipped, u64)> {
+        self.replay
+            .as_ref()
+            .map(|r| (r.reader.skipped.clone(), r.too_large))
+    }
     /// One payload, repeated (with `--seq`, the caller has made room for the header).
     pub fn fixed(payload: Vec<u8>, target: SocketAddr) -> Self {
         Source {
@@ -107,6 +169,7 @@ impl<R: Read> Source<R> {
             target,
             slots: Vec::new(),
             scratch: Vec::new(),
+            replay: None,
         }
     }
 
@@ -121,6 +184,7 @@ impl<R: Read> Source<R> {
             target,
             slots: vec![Vec::new(); BATCH],
             scratch: Vec::new(),
+            replay: None,
         }
     }
 
@@ -131,6 +195,9 @@ impl<R: Read> Source<R> {
 
     /// True when the next payload can be read without waiting for input.
     pub fn is_ready(&self) -> bool {
+        if self.replay.is_some() {
+            return true;
+        }
         self.lines.as_ref().is_none_or(Lines::has_buffered_line)
     }
 
@@ -138,8 +205,44 @@ impl<R: Read> Source<R> {
     /// buffered: the first may wait for input (call once it is readable), later ones
     /// never do.
     pub fn fill(&mut self, max: usize) -> anyhow::Result<Batch> {
+        self.fill_until(max, None)
+    }
+
+    /// As [`fill`](Self::fill); a replay takes only the datagrams due by `horizon`
+    /// (nanoseconds of capture time after the first; `None`: all).
+    pub fn fill_until(&mut self, max: usize, horizon: Option<u64>) -> anyhow::Result<Batch> {
         let max = max.min(BATCH);
         let mut batch = Batch::default();
+        if let Some(r) = &mut self.replay {
+            r.dues.clear();
+            while batch.len < max {
+                // An error in the capture stops the run after the datagrams before it.
+                let due = match self.next_due() {
+                    Ok(Some(due)) => due,
+                    Ok(None) => {
+                        batch.eof = true;
+                        break;
+                    }
+                    Err(e) => {
+                        batch.error = Some(e);
+                        break;
+                    }
+                };
+                if horizon.is_some_and(|h| due > h) {
+                    break;
+                }
+                let Some(r) = &mut self.replay else { break };
+                let Some(c) = r.next.take() else { break };
+                if check_size(c.payload.len(), &self.target).is_err() {
+                    r.too_large += 1;
+                    continue;
+                }
+                r.dues.push(due);
+                self.slots[batch.len] = c.payload;
+                batch.len += 1;
+            }
+            return Ok(batch);
+        }
         let Some(lines) = &mut self.lines else {
             batch.len = max;
             return Ok(batch);

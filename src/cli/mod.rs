@@ -16,7 +16,7 @@ mod server;
 pub use common::{EncodingOpts, FamilyOpts, ReceiveOpts, ServerOpts, SocketOpts};
 pub use multicast::{JoinArgs, MulticastSendArgs};
 pub use relay::{Directed, RelayArgs};
-pub use send::SendArgs;
+pub use send::{SendArgs, Speed};
 pub use server::{EchoArgs, ListenArgs, RespondOpts, SafetyOpts};
 
 /// netcat for datagrams, done right.
@@ -105,6 +105,9 @@ fn one_shot_send(args: &[OsString]) -> Option<Cli> {
             expect: None,
             expect_rcode: None,
             dns: None,
+            replay: None,
+            speed: None,
+            matches: Vec::new(),
             collect: false,
             format: None,
             bind: None,

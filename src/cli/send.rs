@@ -7,6 +7,23 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{parse_count, parse_rate, EncodingOpts, FamilyOpts, SocketOpts};
+
+/// `--speed`: a factor, or as fast as the socket takes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    Factor(f64),
+    Max,
+}
+
+fn parse_speed(s: &str) -> Result<Speed, String> {
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(Speed::Max);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1e6 => Ok(Speed::Factor(x)),
+        _ => Err("expected a factor above 0 (0.5, 2, 10) or max".into()),
+    }
+}
 use crate::output::Format;
 use crate::units::{parse_duration, parse_size};
 
@@ -46,6 +63,27 @@ pub struct SendArgs {
         help_heading = "Payload"
     )]
     pub dns: Option<String>,
+    /// The payloads are the UDP datagrams of a capture (pcap or pcapng), each sent at its
+    /// captured offset from the first
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["message", "lines", "whole", "file", "size", "seq", "dns", "hex", "base64", "escapes"],
+        help_heading = "Payload"
+    )]
+    pub replay: Option<PathBuf>,
+    /// With --replay: the captured gaps divided by X (2: twice as fast; max: no gaps)
+    #[arg(long, value_name = "X", value_parser = parse_speed, requires = "replay", help_heading = "Payload")]
+    pub speed: Option<Speed>,
+    /// With --replay: keep only datagrams whose source or destination is ADDR, :PORT or
+    /// ADDR:PORT (repeatable)
+    #[arg(
+        long = "match",
+        value_name = "ADDR|:PORT",
+        requires = "replay",
+        help_heading = "Payload"
+    )]
+    pub matches: Vec<String>,
     /// A generated payload of N bytes (1400, 64K; at most 65507 over IPv4, 65527 over IPv6)
     #[arg(long, value_name = "N", value_parser = parse_size, help_heading = "Payload")]
     pub size: Option<u64>,

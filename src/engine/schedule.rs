@@ -67,6 +67,72 @@ impl Schedule {
     }
 }
 
+/// How late datagrams left against their schedule (`--replay`), in bounded memory: exact
+/// microseconds up to 100 ms, and the maximum beyond.
+#[derive(Debug, Clone)]
+pub struct Lateness {
+    buckets: Vec<u32>,
+    over: u64,
+    n: u64,
+    max_us: u64,
+}
+
+impl Default for Lateness {
+    fn default() -> Self {
+        Lateness {
+            buckets: vec![0; 100_000],
+            over: 0,
+            n: 0,
+            max_us: 0,
+        }
+    }
+}
+
+impl Lateness {
+    /// One datagram, `late` after its time.
+    pub fn record(&mut self, late: Duration) {
+        let us = late.as_micros().min(u128::from(u64::MAX)) as u64;
+        match self.buckets.get_mut(us as usize) {
+            Some(b) => *b = b.saturating_add(1),
+            None => self.over += 1,
+        }
+        self.n += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// The p-th percentile in microseconds (nearest rank); the maximum for ranks past the
+    /// exact range.
+    pub fn percentile(&self, p: f64) -> u64 {
+        if self.n == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * self.n as f64).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (us, &c) in self.buckets.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return us as u64;
+            }
+        }
+        self.max_us
+    }
+
+    /// The latest.
+    pub fn max_us(&self) -> u64 {
+        self.max_us
+    }
+
+    /// How many were recorded.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    /// True when none were.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +148,22 @@ mod tests {
         assert_eq!(s.poll(64, now), Poll::Done);
         let mut s = Schedule::new(None, None, None, now);
         assert_eq!(s.poll(7, now), Poll::Go(7));
+    }
+
+    #[test]
+    fn lateness_percentiles_come_from_bounded_buckets() {
+        let mut l = Lateness::default();
+        assert_eq!(l.percentile(50.0), 0);
+        for us in 1..=100u64 {
+            l.record(Duration::from_micros(us));
+        }
+        assert_eq!(l.percentile(50.0), 50);
+        assert_eq!(l.percentile(99.0), 99);
+        assert_eq!(l.max_us(), 100);
+        l.record(Duration::from_secs(3));
+        assert_eq!(l.max_us(), 3_000_000);
+        assert_eq!(l.percentile(100.0), 3_000_000);
+        assert_eq!(l.len(), 101);
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub struct Plan {
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     pub rate: Option<f64>,
+    /// `--replay` at the capture's pace: its gaps divided by this (`--speed`); `None`:
+    /// not a replay, `--speed max`, or paced by `--rate`/`--interval` instead.
+    pub replay_speed: Option<f64>,
 }
 
 /// What a send counted, for `--stats` and the exit code.
@@ -100,6 +103,8 @@ pub struct Counts {
     pub reordered: u64,
     pub duplicates: u64,
     pub rtts_us: Vec<u64>,
+    /// `--replay`: how late each datagram left against the capture's schedule.
+    pub lateness: crate::engine::schedule::Lateness,
 }
 
 /// The datagram of `Replies::Each` waiting for its answer.
@@ -126,7 +131,8 @@ pub fn run<R: Read>(
         Replies::Collect { .. } => Transmitter::unconnected(socket, plan.target),
         _ => Transmitter::new(socket, &plan.target, plan.gso),
     };
-    let mut schedule = Schedule::new(plan.count, plan.duration, plan.rate, Instant::now());
+    let start = Instant::now();
+    let mut schedule = Schedule::new(plan.count, plan.duration, plan.rate, start);
     let mut progress = match plan.replies {
         Replies::Interactive | Replies::Each { .. } => Progress::new(None, None, None),
         _ => Progress::new(
@@ -163,9 +169,20 @@ pub fn run<R: Read>(
         }
         let now = Instant::now();
         state.retry_or_give_up(&mut tx, now)?;
-        let mut wake = None;
+        let mut wake: Option<Instant> = None;
         let mut wait_input = false;
-        if sending && state.outstanding.is_none() {
+        // A replay at the capture's pace: the next datagram waits for its time.
+        let mut horizon = None;
+        if let (true, Some(speed)) = (sending, plan.replay_speed) {
+            let elapsed = now.duration_since(start).as_nanos() as f64 * speed;
+            horizon = Some(elapsed as u64);
+            if let Some(due) = source.next_due()? {
+                if due as f64 > elapsed {
+                    wake = Some(start + Duration::from_nanos((due as f64 / speed) as u64));
+                }
+            }
+        }
+        if sending && state.outstanding.is_none() && wake.is_none() {
             if !source.is_ready() && !input_ready {
                 wait_input = true;
             } else {
@@ -177,8 +194,18 @@ pub fn run<R: Read>(
                 match schedule.poll(max, now) {
                     Poll::Go(n) => {
                         input_ready = false;
-                        let batch = source.fill(n)?;
+                        let batch = source.fill_until(n, horizon)?;
                         let sent = state.transmit(&mut tx, source, batch.len)?;
+                        if let Some(speed) = plan.replay_speed {
+                            let now = Instant::now();
+                            for &due in &source.last_dues()[..sent] {
+                                let at = start + Duration::from_nanos((due as f64 / speed) as u64);
+                                state
+                                    .counts
+                                    .lateness
+                                    .record(now.saturating_duration_since(at));
+                            }
+                        }
                         schedule.sent(sent);
                         progress.update(state.counts.sent);
                         if sent < batch.len {

@@ -11,6 +11,7 @@ mod interop;
 mod listen;
 mod multicast;
 mod relay;
+mod replay;
 mod respond;
 mod send;
 mod stats;

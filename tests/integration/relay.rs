@@ -225,7 +225,9 @@ fn an_upstream_with_nothing_listening_is_counted_and_never_stops_the_relay() {
     // Still serving: a new client still gets a session of its own.
     let c = peer("127.0.0.1");
     c.send_to(b"and me?", relay.addr).unwrap();
-    relay.guard.wait_stderr(&format!("for client {}", c.local_addr().unwrap()));
+    relay
+        .guard
+        .wait_stderr(&format!("for client {}", c.local_addr().unwrap()));
     relay.guard.signal(libc::SIGTERM);
     let r = relay.finish();
     r.expect_code(143);

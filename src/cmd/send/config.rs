@@ -29,6 +29,8 @@ pub enum Payload {
     Whole,
     /// Stdin, one datagram per line (the default).
     Lines,
+    /// `--replay FILE`, with its `--match` filters.
+    Replay(PathBuf, Vec<crate::capture::Match>),
 }
 
 /// Which of the standard streams are terminals: the defaults that depend on them.
@@ -140,6 +142,14 @@ impl Config {
             let joined = join_words(&args.message);
             let bytes = decode(&joined, encoding).map_err(|e| usage!("invalid MESSAGE: {e}"))?;
             Payload::Message(with_seq_room(bytes, args.seq))
+        } else if let Some(path) = args.replay.clone() {
+            let matches = args
+                .matches
+                .iter()
+                .map(|m| crate::capture::Match::parse(m))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| usage!("{e}"))?;
+            Payload::Replay(path, matches)
         } else if let Some(path) = args.file.clone() {
             Payload::File(path)
         } else if let Some(size) = args.size {
@@ -202,8 +212,9 @@ impl Config {
         } else {
             Replies::None
         };
+        let replay = matches!(payload, Payload::Replay(..));
         // A single payload goes once, unless --count or --duration ask for more.
-        let count = match (lines, args.count, args.duration) {
+        let count = match (lines || replay, args.count, args.duration) {
             (false, None, None) => Some(1),
             (_, count, _) => count,
         };
@@ -220,7 +231,13 @@ impl Config {
         } else {
             Format::default_for(terminals.stdout)
         });
-        let gso = !args.no_gso && !lines && is_bulk(count, args.duration, rate);
+        let gso = !args.no_gso && !lines && !replay && is_bulk(count, args.duration, rate);
+        // The captured gaps set the pace unless --rate/--interval replace them.
+        let replay_speed = match (replay, rate, args.speed) {
+            (true, None, None) => Some(1.0),
+            (true, None, Some(crate::cli::Speed::Factor(x))) => Some(x),
+            _ => None,
+        };
         Ok(Config {
             bind,
             options,
@@ -234,6 +251,7 @@ impl Config {
                 count,
                 duration: args.duration,
                 rate,
+                replay_speed,
             },
             format,
             dns: is_dns,

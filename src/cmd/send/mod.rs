@@ -88,7 +88,7 @@ fn run_inner(
     );
     let flushed = output.flush();
     if config.stats {
-        print_stats(&config, &counts, start.elapsed());
+        print_stats(&config, &counts, start.elapsed(), source.replay_counts());
     }
     let ending = result?;
     flushed?;
@@ -133,8 +133,60 @@ fn open_source(config: &Config, signals: &Signals) -> anyhow::Result<Option<Sour
             fixed(bytes)
         }
         Payload::Lines => Source::lines(io::stdin(), config.encoding, config.plan.seq, target),
+        Payload::Replay(path, matches) => Source::replay(
+            crate::capture::CaptureReader::open(path, matches.clone())?,
+            target,
+        ),
     };
     Ok(Some(source))
+}
+
+/// `--replay --stats`: the summary, then frames read, skipped by reason, and lateness.
+fn print_replay_stats(
+    summary: &Summary,
+    counts: &Counts,
+    skipped: &crate::capture::Skipped,
+    too_large: u64,
+    json: bool,
+) {
+    let l = &counts.lateness;
+    let (p50, p99, max) = (l.percentile(50.0), l.percentile(99.0), l.max_us());
+    if json {
+        let mut v = serde_json::to_value(summary).expect("a summary serializes");
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("frames".into(), skipped.frames.into());
+            let mut by_reason = serde_json::to_value(skipped).expect("counts serialize");
+            if let Some(r) = by_reason.as_object_mut() {
+                r.remove("frames");
+                r.insert("too_large".into(), too_large.into());
+            }
+            obj.insert("skipped".into(), by_reason);
+            if !l.is_empty() {
+                obj.insert(
+                    "lateness_us".into(),
+                    serde_json::json!({"p50": p50, "p99": p99, "max": max}),
+                );
+            }
+        }
+        let _ = io::Write::write_all(&mut io::stderr(), format!("{v}\n").as_bytes());
+        return;
+    }
+    summary.print(false);
+    let mut line = format!(
+        "replay: frames {}, sent {}; skipped: truncated {}, not UDP {}, unknown link {}, malformed {}, unmatched {}, too large {}",
+        skipped.frames,
+        counts.sent,
+        skipped.truncated,
+        skipped.not_udp,
+        skipped.unknown_link,
+        skipped.malformed,
+        skipped.unmatched,
+        too_large
+    );
+    if !l.is_empty() {
+        line.push_str(&format!("; lateness p50/p99/max = {p50}/{p99}/{max} µs"));
+    }
+    let _ = io::Write::write_all(&mut io::stderr(), format!("{line}\n").as_bytes());
 }
 
 /// Exit 1 when the expected did not happen.
@@ -191,7 +243,12 @@ fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
     }
 }
 
-fn print_stats(config: &Config, counts: &Counts, elapsed: Duration) {
+fn print_stats(
+    config: &Config,
+    counts: &Counts,
+    elapsed: Duration,
+    replay: Option<(crate::capture::Skipped, u64)>,
+) {
     let replies = &config.plan.replies;
     let waits = !matches!(replies, Replies::None);
     let mut summary = Summary {
@@ -216,7 +273,13 @@ fn print_stats(config: &Config, counts: &Counts, elapsed: Duration) {
         summary.rtt_us = percentiles(&mut rtts);
     }
     summary.finish(elapsed, counts.sent);
-    summary.print(config.format == Format::Json);
+    let json = config.format == Format::Json;
+    match replay {
+        Some((skipped, too_large)) => {
+            print_replay_stats(&summary, counts, &skipped, too_large, json)
+        }
+        None => summary.print(json),
+    }
     if config.histogram && !counts.rtts_us.is_empty() && config.format != Format::Json {
         let chart = crate::stats::bar_chart(&counts.rtts_us, 8, 40);
         let _ = io::Write::write_all(&mut io::stderr(), chart.as_bytes());
