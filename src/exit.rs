@@ -160,7 +160,24 @@ pub fn send_error(e: io::Error, target: std::net::SocketAddr) -> anyhow::Error {
         Some(libc::EMSGSIZE) => anyhow::anyhow!(
             "failed to send to {target}: message too long for the path (the MTU, with --dont-fragment)"
         ),
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => {
+            anyhow::anyhow!("host unreachable: {}", target.ip())
+        }
         _ => anyhow::Error::new(IoError(e)).context(format!("failed to send to {target}")),
+    }
+}
+
+/// As [`send_error`], with the details of the socket `fd`'s error queue when it has a
+/// report (IP_RECVERR, Linux): which ICMP error, and who sent it (SPEC §9).
+pub fn net_error(
+    fd: std::os::fd::RawFd,
+    e: io::Error,
+    target: std::net::SocketAddr,
+    ttl: Option<u32>,
+) -> anyhow::Error {
+    match crate::sys::take_error_report(fd) {
+        Ok(Some(report)) => anyhow::anyhow!("{}", crate::icmp::message(&report, target, ttl)),
+        _ => send_error(e, target),
     }
 }
 
@@ -215,9 +232,11 @@ mod tests {
         let e = send_error(io::Error::from_raw_os_error(libc::EMSGSIZE), t);
         assert!(format!("{e:#}").contains("message too long"));
         let e = send_error(io::Error::from_raw_os_error(libc::ENETUNREACH), t);
+        assert_eq!(format!("{e:#}"), "host unreachable: 127.0.0.1");
+        let e = send_error(io::Error::from_raw_os_error(libc::EIO), t);
         assert_eq!(
             format!("{e:#}"),
-            "failed to send to 127.0.0.1:9: network is unreachable"
+            "failed to send to 127.0.0.1:9: input/output error"
         );
         assert_eq!(code_for(&e), SYSTEM);
     }

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod exec;
 pub mod exit;
 pub mod filter;
+pub mod icmp;
 pub mod iface;
 pub mod impair;
 pub mod limiter;

@@ -74,6 +74,8 @@ pub trait Handler {
     fn extra_ready(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// An ICMP error the socket's error queue reported (a reply's destination said no).
+    fn icmp(&mut self, _report: crate::sys::ErrorReport) {}
 }
 
 /// Receive on `socket` until a limit or a signal stops it. Returns why it stopped and how
@@ -132,11 +134,16 @@ pub fn run(
                 // in since, poll returns at once).
                 batch.messages() < want.min(batch.capacity())
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // A wake with nothing to read may be a queued ICMP error (POLLERR): drain
+                // the queue, or the poll would spin.
+                drain_errors(fd, handler);
+                true
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
             // An ICMP error for an earlier send from this socket (echo's replies): it
             // concerns that peer, not this loop.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => false,
+            Err(e) if drain_errors(fd, handler) > 0 || is_icmp_errno(&e) => false,
             Err(e) => {
                 return Err(anyhow::Error::new(crate::exit::IoError(e)).context("failed to receive"))
             }
@@ -177,6 +184,38 @@ pub fn run(
             }
         }
     }
+}
+
+/// Hand every report of the socket's error queue to the handler; how many there were.
+fn drain_errors(fd: std::os::fd::RawFd, handler: &mut impl Handler) -> usize {
+    let mut n = 0;
+    // Bounded: a flood of queued errors is drained a batch at a time between receives.
+    while n < 1024 {
+        match crate::sys::take_error_report(fd) {
+            Ok(Some(report)) => {
+                handler.icmp(report);
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// The errnos an ICMP error for an earlier send leaves on a socket.
+fn is_icmp_errno(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EMSGSIZE
+                | libc::EACCES
+                | libc::EPERM
+                | libc::EPROTO
+        )
+    )
 }
 
 /// Write the `--ready-file` atomically (a temporary file renamed into place), then print

@@ -70,6 +70,8 @@ pub struct Counts {
     pub sessions_expired: u64,
     pub sessions_evicted: u64,
     pub icmp_errors: u64,
+    /// The upstream's ICMP errors by kind (SPEC §9).
+    pub icmp: std::collections::BTreeMap<&'static str, u64>,
     pub filtered: u64,
     pub truncated: u64,
 }
@@ -318,6 +320,25 @@ impl<'a> Relay<'a> {
                 Err(e) => {
                     // An ICMP error from upstream: counted for its session, never fatal.
                     self.counts.icmp_errors += 1;
+                    let mut kinds = 0;
+                    while let Ok(Some(report)) = crate::sys::take_error_report(fd) {
+                        *self
+                            .counts
+                            .icmp
+                            .entry(crate::icmp::classify(&report).name())
+                            .or_insert(0) += 1;
+                        kinds += 1;
+                        if kinds >= 64 {
+                            break;
+                        }
+                    }
+                    if kinds == 0 {
+                        *self
+                            .counts
+                            .icmp
+                            .entry(crate::icmp::Kind::Other.name())
+                            .or_insert(0) += 1;
+                    }
                     if let Some(s) = self.sessions.get_mut(&client) {
                         s.icmp_errors += 1;
                         if s.icmp_errors == 1 {

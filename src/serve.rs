@@ -47,6 +47,8 @@ struct Printer {
     replier: Option<crate::reply::Replier>,
     /// `--exec`: the workers that compute replies.
     exec: Option<crate::exec::ExecPool>,
+    /// ICMP errors the replies met, by kind.
+    icmp: std::collections::BTreeMap<&'static str, u64>,
     local: std::net::SocketAddr,
     received: u64,
     bytes: u64,
@@ -149,6 +151,18 @@ impl Handler for Printer {
             replier.flush(self.pcap.as_mut());
         }
         Ok(())
+    }
+
+    fn icmp(&mut self, report: crate::sys::ErrorReport) {
+        let kind = crate::icmp::classify(&report);
+        let n = self.icmp.entry(kind.name()).or_insert(0);
+        *n += 1;
+        if *n <= 3 {
+            tracing::info!(
+                "{}",
+                crate::icmp::message(&report, report.dest.unwrap_or(self.local), None)
+            );
+        }
     }
 
     fn extra_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -315,7 +329,13 @@ pub fn serve(
         crate::reply::Answer::Exec(e) => Some(e.clone()),
         _ => None,
     });
+    if extras.reply.is_some() {
+        // Replies' ICMP errors in detail, counted by kind (SPEC §9); elsewhere than Linux
+        // the plain errno stands.
+        let _ = crate::sys::enable_recverr(socket.as_raw_fd(), local.is_ipv6());
+    }
     let mut printer = Printer {
+        icmp: std::collections::BTreeMap::new(),
         exec: exec_settings
             .as_ref()
             .map(crate::exec::ExecPool::start)
@@ -467,6 +487,12 @@ fn report_replies(
         };
         summary.finish(elapsed, printer.received);
         let mut v = serde_json::to_value(&summary).expect("a summary serializes");
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "icmp_errors".to_string(),
+                serde_json::to_value(&printer.icmp).unwrap_or_default(),
+            );
+        }
         if let (Some(obj), Some(pool)) = (v.as_object_mut(), &printer.exec) {
             if let Ok(serde_json::Value::Object(exec)) = serde_json::to_value(&pool.counts) {
                 obj.extend(exec);
@@ -490,6 +516,15 @@ fn report_replies(
         return; // -q
     }
     let mut line = replier.summary_line(printer.received, printer.filtered);
+    let icmp: u64 = printer.icmp.values().sum();
+    if icmp > 0 {
+        let kinds: Vec<String> = printer
+            .icmp
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        line.push_str(&format!(", ICMP errors {icmp} ({})", kinds.join(", ")));
+    }
     if let Some(pool) = &printer.exec {
         let e = &pool.counts;
         for (n, what) in [

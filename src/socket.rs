@@ -34,6 +34,8 @@ pub struct Options {
     pub tos: Option<u32>,
     /// `IP_MTU_DISCOVER = IP_PMTUDISC_DO` / its IPv6 twin: no fragmentation.
     pub dont_fragment: bool,
+    /// `IP_RECVERR` / `IPV6_RECVERR`: ICMP errors queued with who sent them (Linux).
+    pub recv_errors: bool,
 }
 
 /// A bound socket and what the kernel did not grant. The builder logs nothing itself:
@@ -129,6 +131,10 @@ pub fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
     if opts.dont_fragment {
         crate::sys::set_dont_fragment(socket.as_raw_fd(), ipv6)
             .map_err(|e| usage!("--dont-fragment: {}", crate::exit::describe_io(&e)))?;
+    }
+    if opts.recv_errors {
+        // Best effort: elsewhere than Linux the plain errno stands.
+        let _ = crate::sys::enable_recverr(socket.as_raw_fd(), ipv6);
     }
     socket
         .set_nonblocking(true)

@@ -53,6 +53,7 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
         max_size: receive.max_size,
         options: crate::socket::Options {
             v6_only: false,
+            recv_errors: true,
             ..opts.socket.options(family)
         },
     };

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::engine::schedule::{Poll, Schedule};
 use crate::engine::transmit::Transmitter;
-use crate::exit::{send_error, Ending, IoError};
+use crate::exit::{net_error, Ending, IoError};
 use crate::output::{Datagram, Output};
 use crate::progress::Progress;
 use crate::seq;
@@ -81,6 +81,8 @@ pub struct Plan {
     /// `--replay` at the capture's pace: its gaps divided by this (`--speed`); `None`:
     /// not a replay, `--speed max`, or paced by `--rate`/`--interval` instead.
     pub replay_speed: Option<f64>,
+    /// `--ttl`, named when a router says the TTL ran out.
+    pub ttl: Option<u32>,
 }
 
 /// What a send counted, for `--stats` and the exit code.
@@ -213,7 +215,7 @@ pub fn run<R: Read>(
                             let e = socket
                                 .take_error()?
                                 .unwrap_or_else(|| io::Error::other("send stopped early"));
-                            return Err(send_error(e, plan.target));
+                            return Err(net_error(fd, e, plan.target, plan.ttl));
                         }
                         match batch.error {
                             // A bad line typed at a terminal is reported: type it again.
@@ -281,7 +283,7 @@ pub fn run<R: Read>(
     // rather than exit 0. Nothing waits for one that has not come.
     if !matches!(plan.replies, Replies::Collect { .. }) {
         if let Some(e) = socket.take_error()? {
-            return Err(send_error(e, plan.target));
+            return Err(net_error(fd, e, plan.target, plan.ttl));
         }
     }
     Ok(ending)
@@ -328,7 +330,7 @@ impl State<'_> {
                 tx.send_each(&refs)
             }
         };
-        let sent = result.map_err(|e| send_error(e, self.plan.target))?;
+        let sent = result.map_err(|e| net_error(self.fd, e, self.plan.target, self.plan.ttl))?;
         self.counts.sent += sent as u64;
         self.counts.bytes += (0..sent).map(|i| source.get(i).len() as u64).sum::<u64>();
         if let (Replies::Each { timeout, .. }, true) = (&self.plan.replies, sent == 1) {
@@ -370,7 +372,7 @@ impl State<'_> {
             retries + 1
         );
         tx.send_each(&[&o.payload])
-            .map_err(|e| send_error(e, self.plan.target))?;
+            .map_err(|e| net_error(self.fd, e, self.plan.target, self.plan.ttl))?;
         self.counts.sent += 1;
         self.counts.bytes += o.payload.len() as u64;
         o.tries += 1;
@@ -397,7 +399,7 @@ impl State<'_> {
                 }
                 Err(e) => {
                     output.flush()?;
-                    return Err(send_error(e, self.plan.target));
+                    return Err(net_error(self.fd, e, self.plan.target, self.plan.ttl));
                 }
             };
             let now = Instant::now();

@@ -433,6 +433,100 @@ pub fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
     setsockopt_int(fd, level, name, value)
 }
 
+/// Queue ICMP errors on the socket (IP_RECVERR / IPV6_RECVERR, ip(7), ipv6(7)), so an
+/// error says what happened and who said so, on unconnected sockets too. On an IPv6
+/// socket both are set: IPv4-mapped peers report through IP_RECVERR.
+pub fn enable_recverr(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
+        // Dual-stack sockets: best effort.
+        let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1);
+        Ok(())
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+    }
+}
+
+/// Take one report from the socket's error queue (`MSG_ERRQUEUE`), or `None` when it is
+/// empty. Draining it matters: a queued error keeps poll reporting POLLERR.
+pub fn take_error_report(fd: RawFd) -> io::Result<Option<super::ErrorReport>> {
+    let mut data = [0u8; 512];
+    let mut control = [0u64; 64];
+    let mut name = empty_storage();
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: plain old data; the pointers are set to buffers alive for the call.
+    let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+    hdr.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    hdr.msg_controllen = mem::size_of_val(&control) as _;
+    // SAFETY: hdr points at buffers alive for the call.
+    let rc = unsafe { libc::recvmsg(fd, &mut hdr, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let dest = sockaddr_to_std(&name);
+    // SAFETY: the kernel filled msg_control up to msg_controllen with cmsgs.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: cmsg points at a header inside the control buffer.
+        let c = unsafe { &*cmsg };
+        let is_err = (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_RECVERR)
+            || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_RECVERR);
+        if is_err {
+            // SAFETY: an IP(V6)_RECVERR cmsg holds a sock_extended_err followed by the
+            // offender's address (SO_EE_OFFENDER), inside the control buffer.
+            let ee_ptr = unsafe { libc::CMSG_DATA(cmsg) } as *const libc::sock_extended_err;
+            let ee = unsafe { std::ptr::read_unaligned(ee_ptr) };
+            let offender_ptr = unsafe { ee_ptr.add(1) } as *const libc::sockaddr_storage;
+            let offender_end =
+                unsafe { (offender_ptr as *const u8).add(mem::size_of::<libc::sockaddr_in>()) };
+            let control_end =
+                unsafe { (control.as_ptr() as *const u8).add(hdr.msg_controllen as usize) };
+            let offender = if offender_end <= control_end {
+                // SAFETY: at least a sockaddr_in lies inside the buffer; read it whole
+                // into storage (the rest of the storage stays zero).
+                let mut storage = empty_storage();
+                let avail = (control_end as usize - offender_ptr as usize)
+                    .min(mem::size_of::<libc::sockaddr_storage>());
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        offender_ptr as *const u8,
+                        (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                        avail,
+                    )
+                };
+                sockaddr_to_std(&storage)
+                    .map(|a| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+            } else {
+                None
+            };
+            return Ok(Some(super::ErrorReport {
+                errno: ee.ee_errno as i32,
+                origin: ee.ee_origin,
+                icmp_type: ee.ee_type,
+                icmp_code: ee.ee_code,
+                info: ee.ee_info,
+                offender,
+                dest,
+            }));
+        }
+        // SAFETY: as above; NXTHDR returns null past the end.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
+    }
+    Ok(None)
+}
+
 fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: value is a live c_int of the size passed.
     let rc = unsafe {

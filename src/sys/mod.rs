@@ -15,17 +15,34 @@ use std::time::Duration;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-    enable_gro, enable_pktinfo, kernel_drops, send_batch, send_replies, send_segments,
-    set_dont_fragment, RecvBatch,
+    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, send_batch, send_replies,
+    send_segments, set_dont_fragment, take_error_report, RecvBatch,
 };
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
 pub use portable::{
-    enable_gro, enable_pktinfo, kernel_drops, send_batch, send_replies, send_segments,
-    set_dont_fragment, RecvBatch,
+    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, send_batch, send_replies,
+    send_segments, set_dont_fragment, take_error_report, RecvBatch,
 };
+
+/// One report of the socket's error queue (IP_RECVERR): `struct sock_extended_err`, the
+/// node that sent it, and where the offending datagram was going.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorReport {
+    pub errno: i32,
+    /// 1 local, 2 ICMP, 3 ICMPv6 (`SO_EE_ORIGIN_*`).
+    pub origin: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// The path MTU for "fragmentation needed" / "packet too big".
+    pub info: u32,
+    /// Who reported it (`SO_EE_OFFENDER`), when known.
+    pub offender: Option<IpAddr>,
+    /// The offending datagram's destination.
+    pub dest: Option<SocketAddr>,
+}
 
 /// What the kernel said about one received datagram.
 #[derive(Clone, Copy, Debug)]

@@ -147,3 +147,13 @@ pub fn send_replies(fd: RawFd, ipv6_socket: bool, replies: &[Reply<'_>]) -> io::
     }
     Ok(replies.len())
 }
+
+/// No error queue here: errors are the plain errno (the documented fallback).
+pub fn enable_recverr(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
+    Ok(())
+}
+
+/// No error queue here.
+pub fn take_error_report(_fd: RawFd) -> io::Result<Option<super::ErrorReport>> {
+    Ok(None)
+}

@@ -205,16 +205,26 @@ fn the_rate_limit_caps_a_flooding_source_and_serves_another_in_full() {
 
 #[test]
 fn a_vanished_client_does_not_stop_the_server() {
-    let s = Server::start(&["echo", "0", "--delay", "50ms"]);
+    let s = Server::start(&["echo", "0", "--delay", "50ms", "--stats", "-f", "json"]);
     for _ in 0..20 {
         let gone = peer("127.0.0.1");
         gone.send_to(b"bye", s.addr).unwrap();
         drop(gone); // the reply will meet a closed port: ICMP unreachable
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // The probe's reply is due after the twenty: when it comes, they have all gone.
     let c = peer("127.0.0.1");
     c.send_to(b"still there?", s.addr).unwrap();
     assert_eq!(recv(&c).0, b"still there?");
+    s.guard.signal(libc::SIGTERM);
+    let r = s.finish();
+    let line = r.stderr.lines().rev().find(|l| l.starts_with('{')).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    // Counted by kind (SPEC §9): loopback's ICMP is not rate-limited by the kernel.
+    assert!(
+        v["icmp_errors"]["port_unreachable"].as_u64().unwrap_or(0) >= 10,
+        "{v}"
+    );
+    assert_eq!(v["echoed"], 21, "{v}");
 }
 
 #[test]

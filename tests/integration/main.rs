@@ -7,6 +7,7 @@ mod echo;
 mod errors;
 mod hardening;
 mod harness;
+mod icmp;
 mod interop;
 mod listen;
 mod multicast;

@@ -224,6 +224,8 @@ impl Config {
         let mut options = args.socket.options(family);
         options.broadcast = args.broadcast;
         options.dont_fragment = args.dont_fragment;
+        // What the network says about our datagrams, and who says it (SPEC §9).
+        options.recv_errors = true;
         let format = args.format.unwrap_or(if is_dns {
             Format::Dns
         } else if encoding == Encoding::Hex {
@@ -252,6 +254,7 @@ impl Config {
                 duration: args.duration,
                 rate,
                 replay_speed,
+                ttl: args.socket.ttl,
             },
             format,
             dns: is_dns,

@@ -1,0 +1,172 @@
+//! ICMP errors in detail (SPEC §9): a report of the socket's error queue turned into what
+//! the network said and who said it, with its kind for the servers' counters.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::sys::ErrorReport;
+
+/// `SO_EE_ORIGIN_*` (linux/errqueue.h).
+const ORIGIN_LOCAL: u8 = 1;
+const ORIGIN_ICMP: u8 = 2;
+const ORIGIN_ICMP6: u8 = 3;
+
+/// What kind of error a report is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    PortUnreachable,
+    HostUnreachable,
+    Prohibited,
+    TtlExceeded,
+    MessageTooLong,
+    Other,
+}
+
+impl Kind {
+    /// The name the counters use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::PortUnreachable => "port_unreachable",
+            Kind::HostUnreachable => "host_unreachable",
+            Kind::Prohibited => "prohibited",
+            Kind::TtlExceeded => "ttl_exceeded",
+            Kind::MessageTooLong => "message_too_long",
+            Kind::Other => "other",
+        }
+    }
+}
+
+/// The kind of `r`, from the ICMP type and code (RFC 792, RFC 1812 §5.2.7.1, RFC 4443).
+pub fn classify(r: &ErrorReport) -> Kind {
+    match (r.origin, r.icmp_type, r.icmp_code) {
+        (ORIGIN_ICMP, 3, 3) | (ORIGIN_ICMP6, 1, 4) => Kind::PortUnreachable,
+        (ORIGIN_ICMP, 3, 4) | (ORIGIN_ICMP6, 2, _) => Kind::MessageTooLong,
+        (ORIGIN_ICMP, 3, 9 | 10 | 13) | (ORIGIN_ICMP6, 1, 1 | 5 | 6) => Kind::Prohibited,
+        (ORIGIN_ICMP, 3, _) | (ORIGIN_ICMP6, 1, _) => Kind::HostUnreachable,
+        (ORIGIN_ICMP, 11, _) | (ORIGIN_ICMP6, 3, _) => Kind::TtlExceeded,
+        (ORIGIN_LOCAL, _, _) if r.errno == libc::EMSGSIZE => Kind::MessageTooLong,
+        _ => match r.errno {
+            libc::ECONNREFUSED => Kind::PortUnreachable,
+            libc::EHOSTUNREACH | libc::ENETUNREACH => Kind::HostUnreachable,
+            libc::EACCES | libc::EPERM => Kind::Prohibited,
+            libc::EMSGSIZE => Kind::MessageTooLong,
+            _ => Kind::Other,
+        },
+    }
+}
+
+/// What to tell the user about `r`, for a socket sending to `target` with `--ttl ttl`:
+/// `host unreachable: 198.51.100.2 (reported by 192.0.2.1)`.
+pub fn message(r: &ErrorReport, target: SocketAddr, ttl: Option<u32>) -> String {
+    let dest = r.dest.unwrap_or(target);
+    let by = match (r.origin, r.offender) {
+        (ORIGIN_LOCAL, _) => " (reported by this host)".to_string(),
+        (_, Some(o)) => format!(" (reported by {o})"),
+        (_, None) => String::new(),
+    };
+    match classify(r) {
+        Kind::PortUnreachable => format!("connection refused: nothing is listening on {dest}"),
+        Kind::HostUnreachable => format!("host unreachable: {}{by}", dest.ip()),
+        Kind::Prohibited => format!("prohibited by a firewall: {dest}{by}"),
+        Kind::TtlExceeded => {
+            let at = r.offender.map_or("a router".to_string(), |o| o.to_string());
+            let ttl = ttl.map_or(String::new(), |t| format!(" (--ttl {t})"));
+            format!("TTL exceeded in transit at {at}{ttl}")
+        }
+        Kind::MessageTooLong if r.info > 0 => format!(
+            "message too long: the path MTU to {} is {}{by}",
+            dest.ip(),
+            r.info
+        ),
+        Kind::MessageTooLong => format!("message too long for the path to {}{by}", dest.ip()),
+        Kind::Other => format!(
+            "failed to send to {dest}: {}{by}",
+            crate::exit::describe_io(&std::io::Error::from_raw_os_error(r.errno))
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(origin: u8, t: u8, code: u8, errno: i32) -> ErrorReport {
+        ErrorReport {
+            errno,
+            origin,
+            icmp_type: t,
+            icmp_code: code,
+            info: 0,
+            offender: Some("192.0.2.1".parse().unwrap()),
+            dest: Some("198.51.100.2:53".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn each_icmp_error_says_what_happened_and_who_said_so() {
+        let t: SocketAddr = "198.51.100.2:53".parse().unwrap();
+        let m = |r: ErrorReport, ttl| message(&r, t, ttl);
+        assert_eq!(
+            m(report(2, 3, 3, libc::ECONNREFUSED), None),
+            "connection refused: nothing is listening on 198.51.100.2:53"
+        );
+        assert_eq!(
+            m(report(2, 3, 1, libc::EHOSTUNREACH), None),
+            "host unreachable: 198.51.100.2 (reported by 192.0.2.1)"
+        );
+        assert_eq!(
+            m(report(2, 3, 0, libc::ENETUNREACH), None),
+            "host unreachable: 198.51.100.2 (reported by 192.0.2.1)"
+        );
+        assert_eq!(
+            m(report(2, 3, 13, libc::EHOSTUNREACH), None),
+            "prohibited by a firewall: 198.51.100.2:53 (reported by 192.0.2.1)"
+        );
+        assert_eq!(
+            m(report(2, 11, 0, libc::EHOSTUNREACH), Some(1)),
+            "TTL exceeded in transit at 192.0.2.1 (--ttl 1)"
+        );
+        let mut mtu = report(2, 3, 4, libc::EMSGSIZE);
+        mtu.info = 1400;
+        assert_eq!(
+            m(mtu, None),
+            "message too long: the path MTU to 198.51.100.2 is 1400 (reported by 192.0.2.1)"
+        );
+        // The same over ICMPv6.
+        assert_eq!(
+            classify(&report(3, 1, 4, libc::ECONNREFUSED)),
+            Kind::PortUnreachable
+        );
+        assert_eq!(
+            classify(&report(3, 1, 0, libc::ENETUNREACH)),
+            Kind::HostUnreachable
+        );
+        assert_eq!(
+            classify(&report(3, 1, 3, libc::EHOSTUNREACH)),
+            Kind::HostUnreachable
+        );
+        assert_eq!(classify(&report(3, 1, 1, libc::EACCES)), Kind::Prohibited);
+        assert_eq!(
+            classify(&report(3, 2, 0, libc::EMSGSIZE)),
+            Kind::MessageTooLong
+        );
+        assert_eq!(
+            classify(&report(3, 3, 0, libc::EHOSTUNREACH)),
+            Kind::TtlExceeded
+        );
+        // Local: the MTU this host already knows.
+        let mut local = report(1, 0, 0, libc::EMSGSIZE);
+        local.info = 1400;
+        local.offender = None;
+        assert_eq!(
+            m(local, None),
+            "message too long: the path MTU to 198.51.100.2 is 1400 (reported by this host)"
+        );
+        assert_eq!(Kind::Prohibited.name(), "prohibited");
+        assert_eq!(classify(&report(9, 0, 0, libc::EIO)), Kind::Other);
+        assert!(m(report(9, 0, 0, libc::EIO), None)
+            .starts_with("failed to send to 198.51.100.2:53: input/output error"));
+    }
+}

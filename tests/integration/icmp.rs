@@ -1,0 +1,213 @@
+//! ICMP errors in detail (SPEC §9): three network namespaces this test builds (client,
+//! router, server) joined by two veth pairs, the far link's MTU 1400, and routes that
+//! make each error happen. The client runs inside its namespace: nothing leaves the
+//! machine.
+
+use crate::harness::{spawn_cmd, tool, Run};
+
+struct Topology {
+    id: String,
+}
+
+impl Topology {
+    fn create(test: &str) -> Option<Topology> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root || !tool(test, "ip") {
+            assert!(
+                root || std::env::var("CI").as_deref() != Ok("true"),
+                "{test}: needs root, which CI has"
+            );
+            eprintln!("skipped {test}: needs root and iproute2 for network namespaces");
+            return None;
+        }
+        let id = format!("{}", std::process::id());
+        let t = Topology { id };
+        let (c, r, s) = (t.ns("c"), t.ns("r"), t.ns("s"));
+        let script = [
+            format!("ip netns add {c}"),
+            format!("ip netns add {r}"),
+            format!("ip netns add {s}"),
+            // No duplicate address detection: addresses, link-local ones too, are usable
+            // at once, so the first IPv6 datagrams do not wait on it.
+            format!("for n in {c} {r} {s}; do ip netns exec $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0; done"),
+            format!("ip -n {r} link add cr type veth peer name rc netns {c}"),
+            format!("ip -n {r} link add sr type veth peer name rs netns {s}"),
+            format!("ip -n {r} link set sr mtu 1400"),
+            format!("ip -n {s} link set rs mtu 1400"),
+            format!("for n in {c} {r} {s}; do ip -n $n link set lo up; done"),
+            format!("ip -n {c} link set rc up && ip -n {r} link set cr up && ip -n {r} link set sr up && ip -n {s} link set rs up"),
+            format!("ip -n {c} addr add 10.91.1.2/24 dev rc && ip -n {c} addr add fd91:1::2/64 dev rc nodad"),
+            format!("ip -n {r} addr add 10.91.1.1/24 dev cr && ip -n {r} addr add fd91:1::1/64 dev cr nodad"),
+            format!("ip -n {r} addr add 10.91.2.1/24 dev sr && ip -n {r} addr add fd91:2::1/64 dev sr nodad"),
+            format!("ip -n {s} addr add 10.91.2.2/24 dev rs && ip -n {s} addr add fd91:2::2/64 dev rs nodad"),
+            format!("ip -n {c} route add default via 10.91.1.1 && ip -n {c} -6 route add default via fd91:1::1"),
+            format!("ip -n {s} route add default via 10.91.2.1 && ip -n {s} -6 route add default via fd91:2::1"),
+            format!("ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0"),
+            format!("ip -n {r} route add unreachable 10.91.9.0/24 && ip -n {r} route add prohibit 10.91.8.0/24"),
+            format!("ip -n {r} -6 route add unreachable fd91:9::/64 && ip -n {r} -6 route add prohibit fd91:8::/64"),
+        ]
+        .join(" && ");
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{test}: could not build the topology");
+        Some(t)
+    }
+
+    fn ns(&self, which: &str) -> String {
+        format!("dgram-i{which}-{}", self.id)
+    }
+
+    /// `dgram ARGS` in the client namespace, to completion.
+    fn client(&self, args: &[&str]) -> Run {
+        let ns = self.ns("c");
+        let mut full = vec!["netns", "exec", ns.as_str(), crate::harness::bin()];
+        full.extend_from_slice(args);
+        let mut g = spawn_cmd("ip", &full, None);
+        g.close_stdin();
+        g.finish()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for w in ["c", "r", "s"] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.ns(w)])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn each_icmp_error_names_what_happened_and_who_said_so() {
+    let Some(t) = Topology::create("icmp::each_icmp_error") else {
+        return;
+    };
+    let cases: [(&[&str], &str); 10] = [
+        (
+            &["send", "10.91.2.2:9", "hi", "-r"],
+            "connection refused: nothing is listening on 10.91.2.2:9",
+        ),
+        (
+            &["send", "10.91.9.9:53", "hi", "-r"],
+            "host unreachable: 10.91.9.9 (reported by 10.91.1.1)",
+        ),
+        (
+            &["send", "10.91.8.8:53", "hi", "-r"],
+            "prohibited by a firewall: 10.91.8.8:53 (reported by 10.91.1.1)",
+        ),
+        (
+            &["send", "10.91.2.2:9", "hi", "-r", "--ttl", "1"],
+            "TTL exceeded in transit at 10.91.1.1 (--ttl 1)",
+        ),
+        (
+            &[
+                "send",
+                "10.91.2.2:9",
+                "--size",
+                "1472",
+                "--dont-fragment",
+                "-r",
+            ],
+            "message too long: the path MTU to 10.91.2.2 is 1400 (reported by 10.91.1.1)",
+        ),
+        (
+            &["send", "[fd91:2::2]:9", "hi", "-r"],
+            "connection refused: nothing is listening on [fd91:2::2]:9",
+        ),
+        (
+            &["send", "[fd91:9::9]:53", "hi", "-r"],
+            "host unreachable: fd91:9::9 (reported by fd91:1::1)",
+        ),
+        (
+            &["send", "[fd91:8::8]:53", "hi", "-r"],
+            "prohibited by a firewall: [fd91:8::8]:53 (reported by fd91:1::1)",
+        ),
+        (
+            &["send", "[fd91:2::2]:9", "hi", "-r", "--ttl", "1"],
+            "TTL exceeded in transit at fd91:1::1 (--ttl 1)",
+        ),
+        (
+            &[
+                "send",
+                "[fd91:2::2]:9",
+                "--size",
+                "1452",
+                "--dont-fragment",
+                "-r",
+            ],
+            "message too long: the path MTU to fd91:2::2 is 1400 (reported by fd91:1::1)",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (args, says) in cases {
+        // A retry: the first datagram to a new neighbour may wait on its resolution.
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["-w", "1s", "--retries", "1"]);
+        let r = t.client(&args);
+        if r.code() != 3 || !r.stderr.contains(says) {
+            failures.push(format!(
+                "{args:?}: exit {}, stderr {:?}, wanted {says:?}",
+                r.code(),
+                r.stderr.trim()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_relay_counts_its_upstream_s_errors_by_kind_and_goes_on() {
+    let Some(t) = Topology::create("icmp::a_relay_counts") else {
+        return;
+    };
+    let ns = t.ns("c");
+    for (upstream, kind) in [
+        ("10.91.9.9:53", "host_unreachable"),
+        ("10.91.8.8:53", "prohibited"),
+        ("10.91.2.2:9", "port_unreachable"),
+    ] {
+        let relay = spawn_cmd(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                crate::harness::bin(),
+                "relay",
+                "0",
+                "--to",
+                upstream,
+                "--stats",
+                "-f",
+                "json",
+            ],
+            None,
+        );
+        let addr = relay.announced().to_string();
+        for _ in 0..3 {
+            let r = t.client(&["send", &addr, "anyone?"]);
+            assert_eq!(r.code(), 0, "{}", r.stderr);
+        }
+        relay.wait_stderr(upstream);
+        relay.signal(libc::SIGTERM);
+        let r = relay.finish();
+        r.expect_code(143);
+        let line = r
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", r.stderr));
+        assert!(
+            v["icmp"][kind].as_u64().unwrap_or(0) >= 1,
+            "{upstream}: {v}"
+        );
+        assert_eq!(v["sessions_opened"], 3, "{v}");
+    }
+}
