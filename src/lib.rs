@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod cmd;
 pub mod dns;
+pub mod doctor;
 pub mod engine;
 pub mod exec;
 pub mod exit;

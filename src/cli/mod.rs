@@ -153,6 +153,9 @@ pub enum Command {
     /// A UDP proxy that shows and impairs what passes between clients and a server
     #[command(after_help = RELAY_EXAMPLES)]
     Relay(RelayArgs),
+    /// What this host's UDP can do: quick checks, one line each
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
     /// Join multicast groups and receive, or send to a group
     #[command(subcommand)]
     Multicast(MulticastCommand),
@@ -194,6 +197,27 @@ Examples:
   dgram multicast send 239.1.2.3:5000 hello --iface eth0  one datagram, TTL 1
   dgram multicast send 239.1.2.3:5000 --iface 127.0.0.1 --size 100 -n 1000 --rate 500
   dgram multicast send 239.255.255.250:1900 -e 'M-SEARCH * HTTP/1.1\\r\\n...' --collect -w 2s";
+
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  dgram doctor                                       what will bite UDP on this host
+  dgram doctor 127.0.0.1:53 --probe                  a smoke test: exit 1 unless it answers
+  dgram doctor --format json                         one object per check";
+
+/// `dgram doctor`'s arguments.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check this target: its addresses and the route to it (nothing is sent
+    /// without --probe)
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Send one datagram to TARGET and report its answer or the ICMP error
+    #[arg(long, requires = "target")]
+    pub probe: bool,
+    /// text (default) or json (one object per check)
+    #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::output::Format>,
+}
 
 const RELAY_EXAMPLES: &str = "\
 Examples:

@@ -1,6 +1,7 @@
 //! The subcommands: each turns its `Args` into a validated config, then runs it.
 //! They never import each other; what they share lives below them.
 
+pub mod doctor;
 pub mod echo;
 pub mod listen;
 pub mod multicast;
@@ -21,6 +22,7 @@ pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
         Command::Listen(args) => listen::run(args, signals),
         Command::Echo(args) => echo::run(args, signals),
         Command::Relay(args) => relay::run(args, signals),
+        Command::Doctor(args) => doctor::run(args),
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join(args, signals),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -433,6 +433,12 @@ pub fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
     setsockopt_int(fd, level, name, value)
 }
 
+/// Whether the kernel takes UDP GSO on this socket: set `UDP_SEGMENT` (a socket option
+/// that only says the segment size of later sends; nothing is sent).
+pub fn probe_gso(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_UDP, libc::UDP_SEGMENT, 1400)
+}
+
 /// Queue ICMP errors on the socket (IP_RECVERR / IPV6_RECVERR, ip(7), ipv6(7)), so an
 /// error says what happened and who said so, on unconnected sockets too. On an IPv6
 /// socket both are set: IPv4-mapped peers report through IP_RECVERR.

@@ -15,7 +15,7 @@ use std::time::Duration;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, send_batch, send_replies,
+    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, probe_gso, send_batch, send_replies,
     send_segments, set_dont_fragment, take_error_report, RecvBatch,
 };
 
@@ -23,7 +23,7 @@ pub use linux::{
 mod portable;
 #[cfg(not(target_os = "linux"))]
 pub use portable::{
-    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, send_batch, send_replies,
+    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, probe_gso, send_batch, send_replies,
     send_segments, set_dont_fragment, take_error_report, RecvBatch,
 };
 

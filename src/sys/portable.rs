@@ -157,3 +157,8 @@ pub fn enable_recverr(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
 pub fn take_error_report(_fd: RawFd) -> io::Result<Option<super::ErrorReport>> {
     Ok(None)
 }
+
+/// No UDP GSO here.
+pub fn probe_gso(_fd: RawFd) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}

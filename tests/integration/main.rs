@@ -3,6 +3,7 @@
 
 mod corpus;
 mod dns;
+mod doctor;
 mod echo;
 mod errors;
 mod hardening;

@@ -1,0 +1,35 @@
+//! `dgram doctor`: what this host's UDP can do (SPEC §4 doctor). A recipe over
+//! [`crate::doctor`]: run the checks, print one line each, exit 1 when one failed.
+
+use crate::cli::DoctorArgs;
+use crate::doctor::{self, Status};
+use crate::exit::{usage, Ending, Unmet};
+use crate::output::{Format, Output};
+
+/// Run `dgram doctor`.
+pub fn run(args: DoctorArgs) -> anyhow::Result<Ending> {
+    let json = match args.format {
+        None | Some(Format::Text) => false,
+        Some(Format::Json) => true,
+        Some(other) => return Err(usage!("doctor prints text or json, not {other:?}")),
+    };
+    let checks = doctor::run(args.target.as_deref(), args.probe);
+    let mut out = Output::stdout(Format::Raw)?;
+    out.write_all(doctor::render(&checks, json).as_bytes())?;
+    out.flush()?;
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.check)
+        .collect();
+    if failed.is_empty() {
+        Ok(Ending::Done)
+    } else {
+        Err(Unmet(format!(
+            "{} check(s) failed: {}",
+            failed.len(),
+            failed.join(", ")
+        ))
+        .into())
+    }
+}

@@ -1,0 +1,192 @@
+//! `dgram doctor`: every check of the SPEC, in text and JSON, the probe, and nothing off
+//! loopback without it.
+
+use crate::harness::{run, Server};
+
+const CHECKS: [&str; 15] = [
+    "loopback-ipv4",
+    "loopback-ipv6",
+    "rmem_default",
+    "rmem_max",
+    "wmem_max",
+    "udp-memory",
+    "ephemeral-ports",
+    "udp-gso",
+    "udp-gro",
+    "ip-pktinfo",
+    "so-meminfo",
+    "ip-recverr",
+    "multicast-ipv4-lo",
+    "multicast-ipv6-lo",
+    "firewall",
+];
+
+#[test]
+fn on_this_machine_every_check_runs_and_nothing_fails() {
+    let r = run(&["doctor"]);
+    r.expect_code(0);
+    let out = r.stdout_str();
+    for check in CHECKS {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(&format!("{check}:")))
+            .unwrap_or_else(|| panic!("no {check} line in\n{out}"));
+        assert!(
+            line.starts_with("ok ") || line.starts_with("warn "),
+            "{line}"
+        );
+    }
+    assert!(out.contains("65507 bytes came back whole"), "{out}");
+    assert!(out.contains("65527 bytes came back whole"), "{out}");
+    // The buffer line says what the default holds, and warns with the fix when small.
+    let bytes: u64 = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let line = out.lines().find(|l| l.contains("rmem_default:")).unwrap();
+    assert!(
+        line.contains(&format!("holds about {} datagrams of 64 B", bytes / 768)),
+        "{line}"
+    );
+    if bytes / 768 < 1000 {
+        assert!(
+            line.starts_with("warn") && line.contains("sysctl -w net.core.rmem_default="),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn json_is_one_object_per_check() {
+    let r = run(&["doctor", "--format", "json"]);
+    r.expect_code(0);
+    let objects: Vec<serde_json::Value> = r
+        .stdout_str()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|o| o["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, CHECKS);
+    for o in &objects {
+        assert!(
+            ["ok", "warn", "fail"].contains(&o["status"].as_str().unwrap()),
+            "{o}"
+        );
+        assert!(o["detail"].is_string(), "{o}");
+    }
+    assert!(objects[0]["rtt_us"].is_u64() && objects[0]["largest"] == 65_507);
+    assert!(objects[2]["bytes"].is_u64());
+}
+
+#[test]
+fn a_probe_is_a_smoke_test() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let t = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let r = run(&["doctor", &t, "--probe"]);
+    r.expect_code(1).expect_stderr("check(s) failed: probe");
+    let probe = r
+        .stdout_str()
+        .lines()
+        .find(|l| l.contains("probe:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        probe.starts_with("fail")
+            && probe.contains(&format!("connection refused: nothing is listening on {t}")),
+        "{probe}"
+    );
+    let echo = Server::start(&["echo", "0"]);
+    let r = run(&["doctor", &echo.addr.to_string(), "--probe"]);
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(
+        out.contains(&format!("ok    resolve: {} is {}", echo.addr, echo.addr)),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok    route: to ") && out.contains("(nothing sent)"),
+        "{out}"
+    );
+    let probe = out.lines().find(|l| l.contains("probe:")).unwrap();
+    assert!(
+        probe.starts_with("ok") && probe.contains("answered 18 bytes in"),
+        "{probe}"
+    );
+    // Without --probe nothing is sent to the target: the echo sees nothing.
+    let silent = crate::harness::peer("127.0.0.1");
+    run(&["doctor", &silent.local_addr().unwrap().to_string()]).expect_code(0);
+    assert!(!crate::harness::arrives_within(
+        &silent,
+        std::time::Duration::from_millis(200)
+    ));
+}
+
+#[test]
+fn a_lowered_default_buffer_in_a_namespace_warns() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "needs root, which CI has"
+        );
+        eprintln!("skipped doctor::a_lowered_default_buffer: needs root for a network namespace");
+        return;
+    }
+    let ns = format!("dgram-doc-{}", std::process::id());
+    let ok = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("ip netns add {ns} && ip -n {ns} link set lo up"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok);
+    let _ = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.core.rmem_default=106496",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status();
+    // Read back: some kernels refuse it in a namespace, and sysctl -q exits 0 anyway.
+    let now = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "cat",
+            "/proc/sys/net/core/rmem_default",
+        ])
+        .output()
+        .unwrap();
+    let lowered = String::from_utf8_lossy(&now.stdout).trim() == "106496";
+    if lowered {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, crate::harness::bin(), "doctor"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("rmem_default:"))
+            .unwrap_or_default();
+        assert!(
+            line.starts_with("warn") && line.contains("106496 bytes") && line.contains("sysctl -w"),
+            "{line}"
+        );
+    } else {
+        eprintln!("skipped doctor::a_lowered_default_buffer: this kernel refuses net.core.rmem_default in a network namespace (EINVAL)");
+    }
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &ns])
+        .status();
+}
