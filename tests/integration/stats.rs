@@ -188,8 +188,7 @@ fn seq_sizes_and_conflicts_are_checked() {
 
 /// tshark's reading of a pcap: one line per packet, tab-separated fields.
 fn tshark(path: &std::path::Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
-    if !crate::harness::have("tshark") {
-        eprintln!("skipped: tshark is not installed (.ci/run installs it)");
+    if !crate::harness::tool("stats::tshark", "tshark") {
         return None;
     }
     let mut args = vec![
