@@ -211,7 +211,12 @@ impl<R: Read> Source<R> {
     /// As [`fill`](Self::fill); a replay takes only the datagrams due by `horizon`
     /// (nanoseconds of capture time after the first; `None`: all).
     pub fn fill_until(&mut self, max: usize, horizon: Option<u64>) -> anyhow::Result<Batch> {
-        let max = max.min(BATCH);
+        // A repeated payload needs no slots: as many as one GSO call takes.
+        let max = if self.fixed.is_some() {
+            max
+        } else {
+            max.min(BATCH)
+        };
         let mut batch = Batch::default();
         if let Some(r) = &mut self.replay {
             r.dues.clear();

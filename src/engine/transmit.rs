@@ -13,8 +13,11 @@ use crate::sys::{send_batch, send_replies, send_segments, Reply};
 /// Rewrites a datagram just before it is sent (`--seq` writes its header).
 pub type Stamp<'a> = &'a mut dyn FnMut(&mut [u8]);
 
-/// Segments per GSO call: the kernel limit before Linux 6.x raised it to 128.
-const GSO_SEGMENTS: usize = 64;
+/// Segments per GSO call: Linux's UDP_MAX_SEGMENTS since 6.x (it was 64 before; a
+/// kernel that refuses 128 with EINVAL is asked again with 64).
+const GSO_SEGMENTS: usize = 128;
+/// The older kernels' limit.
+const GSO_SEGMENTS_OLD: usize = 64;
 
 /// Sends on one socket: connected (every send path of `send`), or unconnected with one
 /// destination (`--collect`, which must hear replies from anyone).
@@ -28,6 +31,8 @@ pub struct Transmitter {
     limit: usize,
     /// The payload of [`send_copies`](Self::send_copies), repeated for GSO.
     copies: Vec<u8>,
+    /// Segments per GSO call this kernel takes.
+    segments: usize,
 }
 
 impl Transmitter {
@@ -48,6 +53,7 @@ impl Transmitter {
             gso,
             limit: max_payload(dest),
             copies: Vec::new(),
+            segments: GSO_SEGMENTS,
         }
     }
 
@@ -63,14 +69,14 @@ impl Transmitter {
     pub fn batch_for(&self, len: usize) -> usize {
         match self.segments_per_call(len) {
             k if self.gso && k >= 2 => k,
-            _ => GSO_SEGMENTS,
+            _ => GSO_SEGMENTS_OLD,
         }
     }
 
     fn segments_per_call(&self, len: usize) -> usize {
         self.limit
             .checked_div(len)
-            .map_or(0, |k| k.min(GSO_SEGMENTS))
+            .map_or(0, |k| k.min(self.segments))
     }
 
     /// Send `n` datagrams, each `payload`, each first passed through `stamp` when given
@@ -92,7 +98,7 @@ impl Transmitter {
         let k = if gso {
             per_call
         } else {
-            n.clamp(1, GSO_SEGMENTS)
+            n.clamp(1, GSO_SEGMENTS_OLD)
         };
         if self.copies.len() != k * len || !self.copies.starts_with(payload) {
             self.copies = payload.repeat(k);
@@ -121,6 +127,16 @@ impl Transmitter {
                     if m < chunk {
                         return Ok(sent);
                     }
+                }
+                Err(e)
+                    if gso
+                        && self.segments > GSO_SEGMENTS_OLD
+                        && chunk > GSO_SEGMENTS_OLD
+                        && e.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    debug!("UDP GSO takes at most {GSO_SEGMENTS_OLD} segments here");
+                    self.segments = GSO_SEGMENTS_OLD;
+                    return self.send_copies(payload, n - sent, stamp).map(|m| sent + m);
                 }
                 Err(e) if gso && self.gso && is_gso_refusal(&e) => {
                     debug!("UDP GSO refused ({e}); falling back to sendmmsg");
