@@ -9,6 +9,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod codec;
 pub mod dns;
 pub mod doctor;
 pub mod engine;

@@ -10,11 +10,10 @@ use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
 use serde::Serialize;
 
+use crate::codec::hex;
 use crate::exit::StdoutClosed;
-use crate::payload::hex;
 
 /// How a received datagram is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -58,43 +57,6 @@ impl Format {
     pub fn for_stdout() -> Format {
         use std::io::IsTerminal;
         Format::default_for(io::stdout().is_terminal())
-    }
-}
-
-/// Append `payload` to `out` as one safe line: valid UTF-8 as it is, except control
-/// characters (C0, DEL and C1), which become `\n`, `\r`, `\t` or `\xHH` of their bytes;
-/// invalid UTF-8 becomes `\xHH` per byte. No escape sequence can reach the terminal.
-pub fn escape_text(payload: &[u8], out: &mut Vec<u8>) {
-    fn hex_byte(b: u8, out: &mut Vec<u8>) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        out.extend_from_slice(&[
-            b'\\',
-            b'x',
-            DIGITS[usize::from(b >> 4)],
-            DIGITS[usize::from(b & 0xf)],
-        ]);
-    }
-    for chunk in payload.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\n' => out.extend_from_slice(b"\\n"),
-                '\r' => out.extend_from_slice(b"\\r"),
-                '\t' => out.extend_from_slice(b"\\t"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for &b in c.encode_utf8(&mut buf).as_bytes() {
-                        hex_byte(b, out);
-                    }
-                }
-                c => {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-            }
-        }
-        for &b in chunk.invalid() {
-            hex_byte(b, out);
-        }
     }
 }
 
@@ -194,7 +156,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
             out.push(b'\n');
         }
         Format::Text => {
-            escape_text(d.payload, out);
+            crate::codec::escape_text(d.payload, out);
             out.push(b'\n');
         }
         Format::Hex => {
@@ -202,12 +164,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
             out.push(b'\n');
         }
         Format::Base64 => {
-            let start = out.len();
-            let n = base64::encoded_len(d.payload.len(), true).expect("a datagram's base64 fits");
-            out.resize(start + n, 0);
-            base64::engine::general_purpose::STANDARD
-                .encode_slice(d.payload, &mut out[start..])
-                .expect("the slice has the encoded length");
+            crate::codec::base64_into(d.payload, out);
             out.push(b'\n');
         }
         Format::Hexdump => hexdump(d, out),
@@ -230,7 +187,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
                 len: d.len,
                 truncated: d.is_truncated(),
                 captured: d.is_truncated().then_some(d.payload.len()),
-                base64: base64::engine::general_purpose::STANDARD.encode(d.payload),
+                base64: crate::codec::base64(d.payload),
                 text: std::str::from_utf8(d.payload).ok(),
                 rtt_us: d.rtt.map(|r| r.as_micros() as u64),
                 dns: dns.then(|| match crate::dns::decode(d.payload) {
@@ -613,7 +570,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_format_decodes_back_to_the_payload(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            use crate::payload::{decode, Encoding};
+            use crate::codec::{decode, Encoding};
             let d = dgram(&bytes);
             prop_assert_eq!(shown_bytes(&d, Format::Raw), bytes.clone());
             let line = shown_bytes(&d, Format::Line);

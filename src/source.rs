@@ -6,8 +6,9 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::codec::{decode, Encoding};
 use crate::exit::{usage, IoError};
-use crate::payload::{check_size, decode, input_cap, max_payload, read_bounded, Encoding, Lines};
+use crate::payload::{check_size, input_cap, max_payload, read_bounded, Lines};
 use crate::seq;
 
 /// Payloads read for one send call at most.

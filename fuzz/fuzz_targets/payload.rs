@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use dgram_cli::payload::{self, decode, Encoding, Lines};
+use dgram_cli::codec::{self, decode, Encoding};
+use dgram_cli::payload::Lines;
 
 fuzz_target!(|data: &[u8]| {
     for enc in [
@@ -23,6 +24,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(!line.contains(&b'\n'));
     }
     assert!(total <= data.len());
-    let hex = payload::hex(data);
+    let hex = codec::hex(data);
     assert_eq!(decode(hex.as_bytes(), Encoding::Hex).unwrap(), data);
 });

@@ -5,9 +5,10 @@
 use std::rc::Rc;
 
 use crate::cli::{ListenArgs, RespondOpts};
+use crate::codec::decode;
 use crate::exit::{usage, Ending};
 use crate::impair::Impairment;
-use crate::payload::{check_size, decode, Encoding};
+use crate::payload::check_size;
 use crate::reply::{Answer, Settings};
 use crate::serve::{self, Extras};
 use crate::signal::Signals;
@@ -51,16 +52,7 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
 /// What `--respond`, `--respond-file`, `--dns-answer` and `--dns-zone` ask to answer with,
 /// checked before anything is bound.
 fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
-    let encoding = match (
-        opts.encoding.hex,
-        opts.encoding.base64,
-        opts.encoding.escapes,
-    ) {
-        (true, _, _) => Encoding::Hex,
-        (_, true, _) => Encoding::Base64,
-        (_, _, true) => Encoding::Escapes,
-        _ => Encoding::Text,
-    };
+    let encoding = opts.encoding.encoding();
     let answer = if let Some(text) = &opts.respond {
         use std::os::unix::ffi::OsStrExt;
         let bytes =

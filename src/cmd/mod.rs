@@ -61,6 +61,19 @@ impl FamilyOpts {
     }
 }
 
+impl crate::cli::EncodingOpts {
+    /// The encoding `-x`, `--base64` and `-e` ask for (text without them).
+    pub fn encoding(self) -> crate::codec::Encoding {
+        use crate::codec::Encoding;
+        match (self.hex, self.base64, self.escapes) {
+            (true, _, _) => Encoding::Hex,
+            (_, true, _) => Encoding::Base64,
+            (_, _, true) => Encoding::Escapes,
+            _ => Encoding::Text,
+        }
+    }
+}
+
 impl SocketOpts {
     /// The socket options these flags ask for; the caller adds its own.
     pub fn options(&self, family: Family) -> crate::socket::Options {

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use crate::addr::{parse_local, parse_target};
 use crate::cli::SendArgs;
+use crate::codec::{decode, Encoding};
 use crate::engine::send::{DnsReply, Plan, Replies};
 use crate::exit::{broadcast_refused, usage};
 use crate::output::Format;
-use crate::payload::{check_size, decode, Encoding};
+use crate::payload::check_size;
 use crate::seq;
 
 /// Where the payload comes from, before anything is read.
@@ -95,16 +96,7 @@ impl Config {
             return Err(broadcast_refused(target.ip()));
         }
         let bind = bind_address(args.bind.as_deref(), &target, family)?;
-        let encoding = match (
-            args.encoding.hex,
-            args.encoding.base64,
-            args.encoding.escapes,
-        ) {
-            (true, _, _) => Encoding::Hex,
-            (_, true, _) => Encoding::Base64,
-            (_, _, true) => Encoding::Escapes,
-            _ => Encoding::Text,
-        };
+        let encoding = args.encoding.encoding();
         let dns = match &args.dns {
             Some(words) => {
                 let spec = crate::dns::parse_query(words).map_err(|e| usage!("--dns: {e}"))?;

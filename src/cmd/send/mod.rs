@@ -15,10 +15,11 @@ use tracing::debug;
 pub use config::{Config, Payload, Terminals};
 
 use crate::cli::SendArgs;
+use crate::codec::decode;
 use crate::engine::send::{Counts, Replies};
 use crate::exit::{broadcast_refused, usage, Ending, IoError, Unmet};
 use crate::output::{Format, Output};
-use crate::payload::{check_size, decode, generated};
+use crate::payload::{check_size, generated};
 use crate::signal::{Signals, Wake};
 use crate::socket::GroupSend;
 use crate::source::{read_file, read_whole, Source};
