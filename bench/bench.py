@@ -8,6 +8,7 @@ ratios are what compare across runs.
 """
 
 import argparse
+import json
 import os
 import re
 import select
@@ -236,6 +237,63 @@ class Bench:
             self.row(f"dns {len(query)} B queries", who, rate, "datagrams/s",
                      None if who == "dgram -f hex" else base, "dgram -f hex")
 
+    @staticmethod
+    def write_pcap(path, n, size, gap_us):
+        """A pcap (raw IP) of n UDP datagrams of `size` bytes, `gap_us` apart."""
+        import struct
+        with open(path, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
+            payload = b"r" * size
+            ip_len = 20 + 8 + size
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 0, 0, 64, 17, 0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2]))
+            udp = struct.pack("!HHHH", 40000, 9, 8 + size, 0)
+            frame = ip + udp + payload
+            chunk = []
+            for i in range(n):
+                t = i * gap_us
+                chunk.append(struct.pack("<IIII", 1_700_000_000 + t // 1_000_000, t % 1_000_000, len(frame), len(frame)) + frame)
+                if len(chunk) == 10_000:
+                    f.write(b"".join(chunk))
+                    chunk = []
+            f.write(b"".join(chunk))
+
+    def case_replay(self):
+        """send --replay: timing against the capture, speed max against send, memory."""
+        print("9. send --replay: a 200-datagram capture with 10 ms gaps at --speed 1; "
+              "1,000,000 datagrams at --speed max against send --no-gso; peak RSS on a 540 MB capture", flush=True)
+        tmp = tempfile.mkdtemp()
+        timed = os.path.join(tmp, "timed.pcap")
+        self.write_pcap(timed, 200, 64, 10_000)
+        rx, port = self.sink()
+        with rx:
+            out = subprocess.run([self.dgram, "send", f"127.0.0.1:{port}", "--replay", timed, "--stats", "-f", "json"],
+                                 capture_output=True, text=True, timeout=HARD_LIMIT)
+            rx.stop()
+        v = json.loads(out.stderr.strip().splitlines()[-1])
+        span = 199 * 0.010
+        self.row("replay 200 x 10 ms duration", "dgram", v["elapsed_s"], "s", span, "the capture")
+        self.row("replay lateness p99", "dgram", v["lateness_us"]["p99"] / 1000, "ms")
+        self.row("replay lateness max", "dgram", v["lateness_us"]["max"] / 1000, "ms")
+        n = 1_000_000
+        bulk = os.path.join(tmp, "bulk.pcap")
+        self.write_pcap(bulk, n, 64, 1)
+        wall_r, _, _ = self.sent_to_sink(lambda p: [self.dgram, "send", f"127.0.0.1:{p}", "--replay", bulk, "--speed", "max"])
+        wall_s, _, _ = self.sent_to_sink(lambda p: [self.dgram, "send", f"127.0.0.1:{p}", "--size", "64", "-n", str(n), "--no-gso"])
+        self.row("replay max 64 B", "dgram --replay", n / wall_r, "dgram/s", n / wall_s, "send --no-gso")
+        os.remove(bulk)
+        huge = os.path.join(tmp, "huge.pcap")
+        self.write_pcap(huge, 5_000_000, 64, 1)
+        size_mb = os.path.getsize(huge) / 1e6
+        rx, port = self.sink()
+        with rx:
+            out = subprocess.run(["/usr/bin/time", "-f", "maxrss=%M", self.dgram, "send", f"127.0.0.1:{port}", "--replay", huge, "--speed", "max"],
+                                 capture_output=True, text=True, timeout=HARD_LIMIT)
+            rx.stop()
+        kib = int(re.search(r"maxrss=(\d+)", out.stderr).group(1))
+        self.row(f"replay peak RSS ({size_mb:.0f} MB)", "dgram", kib / 1024, "MiB")
+        os.remove(huge)
+        shutil.rmtree(tmp, ignore_errors=True)
+
     def case_listen(self):
         n = self.args.count
         print(f"1. listen -> stdout: {n:,} datagrams flooded (sendmmsg), delivered to a pipe", flush=True)
@@ -441,6 +499,8 @@ class Bench:
             self.case_echo()
         if "dns" in cases:
             self.case_dns()
+        if "replay" in cases:
+            self.case_replay()
         if "idle" in cases:
             self.case_idle()
         print()
@@ -461,7 +521,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,idle")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,idle")
     Bench(ap.parse_args()).run()
 
 
