@@ -421,6 +421,11 @@ class Bench:
             rx = Proc([self.r("echo")])
         elif who == "dgram":
             rx = Proc([self.dgram, "echo", "127.0.0.1:0"])
+        elif who == "dgram listen --respond":
+            # 64 bytes of 0xff: rtt counts them as answers it cannot match ("bad").
+            rx = Proc([self.dgram, "listen", "127.0.0.1:0", "-x", "--respond", "ff" * 64], stdout=subprocess.DEVNULL)
+        elif who == "dgram listen --exec cat":
+            rx = Proc([self.dgram, "listen", "127.0.0.1:0", "--exec", "cat"], stdout=subprocess.DEVNULL)
         else:
             port = free_port()
             argv = {"socat": ["socat", f"UDP-LISTEN:{port},bind=127.0.0.1", "PIPE"],
@@ -437,6 +442,21 @@ class Bench:
                                  capture_output=True, text=True, timeout=HARD_LIMIT).stdout
             rx.stop()
         return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+
+    def case_respond(self):
+        """listen --respond against echo with 64 in flight; --exec with a trivial command."""
+        n = self.args.count // 4
+        print(f"10. listen as a responder: {n:,} requests of 64 B, 64 in flight, against dgram echo "
+              f"in the same run; --exec cat with 16 in flight", flush=True)
+        echo = self.round_trips("dgram", n, 64)
+        resp = self.round_trips("dgram listen --respond", n, 64)
+        echo_rate = echo["replies"] / max(echo["seconds"], 1e-9)
+        resp_rate = (resp["replies"] + resp["bad"]) / max(resp["seconds"], 1e-9)
+        self.row("respond 64 in flight", "dgram echo", echo_rate, "replies/s")
+        self.row("respond 64 in flight", "dgram listen --respond", resp_rate, "replies/s", echo_rate, "dgram echo")
+        ex = self.round_trips("dgram listen --exec cat", 2000, 16)
+        self.row("exec requests", "dgram listen --exec cat", ex["replies"] / max(ex["seconds"], 1e-9), "replies/s")
+        self.row("exec lost", "dgram listen --exec cat", int(ex["lost"]), "of 2,000")
 
     def case_echo(self):
         n1, n64, reps = self.args.count // 40, self.args.count // 4, 5
@@ -501,6 +521,8 @@ class Bench:
             self.case_dns()
         if "replay" in cases:
             self.case_replay()
+        if "respond" in cases:
+            self.case_respond()
         if "idle" in cases:
             self.case_idle()
         print()
@@ -521,7 +543,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,idle")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,idle")
     Bench(ap.parse_args()).run()
 
 
