@@ -443,6 +443,55 @@ class Bench:
             rx.stop()
         return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
 
+    def rtt_to(self, port, count, inflight):
+        out = subprocess.run([self.r("rtt"), "127.0.0.1", str(port), str(count), "64", str(inflight)],
+                             capture_output=True, text=True, timeout=HARD_LIMIT).stdout
+        return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+
+    def relay_server(self, who, echo_port):
+        if who == "reference":
+            rx = Proc([self.r("relay"), "127.0.0.1", str(echo_port)])
+        elif who == "dgram":
+            rx = Proc([self.dgram, "relay", "127.0.0.1:0", "--to", f"127.0.0.1:{echo_port}"])
+        else:
+            port = free_port()
+            rx = Proc(["socat", f"UDP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"UDP:127.0.0.1:{echo_port}"])
+            wait_bound(port)
+            return rx, port
+        return rx, int(rx.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+
+    def case_relay(self):
+        """Through a relay to the reference echo: 64 in flight, and the RTT one adds."""
+        n1, n64 = self.args.count // 40, self.args.count // 4
+        print(f"11. relay to the reference echo, 64 B: {n64:,} round trips 64 in flight; {n1:,} one in flight, "
+              f"the RTT the relay adds over the direct path; the reference relay is C, one session", flush=True)
+        echo = Proc([self.r("echo")])
+        with echo:
+            eport = int(echo.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            direct = self.rtt_to(eport, n1, 1)
+            results = {}
+            for who in ["reference", "dgram", "socat"]:
+                if who == "socat" and not self.peers.get("socat", True):
+                    continue
+                rx, port = self.relay_server(who, eport)
+                with rx:
+                    many = self.rtt_to(port, n64 if who != "socat" else n64 // 10, 64)
+                    one = self.rtt_to(port, n1, 1)
+                    rx.stop()
+                results[who] = (many, one)
+            echo.stop()
+        ref_rate = results["reference"][0]["replies"] / max(results["reference"][0]["seconds"], 1e-9)
+        ref_add = results["reference"][1]["p50_us"] - direct["p50_us"]
+        ref_add99 = results["reference"][1]["p99_us"] - direct["p99_us"]
+        self.row("relay direct rtt p50", "reference echo", direct["p50_us"], "us")
+        for who, (many, one) in results.items():
+            first = who == "reference"
+            rate = many["replies"] / max(many["seconds"], 1e-9)
+            self.row("relay 64 in flight", who, rate, "replies/s", None if first else ref_rate, "reference")
+            self.row("relay 64: lost+merged+dup", who, int(many["lost"] + many["bad"] + many["dup"]), f"of {int(many['replies'] + many['lost']):,}")
+            self.row("relay added rtt p50", who, one["p50_us"] - direct["p50_us"], "us", None if first else ref_add, "reference")
+            self.row("relay added rtt p99", who, one["p99_us"] - direct["p99_us"], "us", None if first else ref_add99, "reference")
+
     def case_respond(self):
         """listen --respond against echo with 64 in flight; --exec with a trivial command."""
         n = self.args.count // 4
@@ -523,6 +572,8 @@ class Bench:
             self.case_replay()
         if "respond" in cases:
             self.case_respond()
+        if "relay" in cases:
+            self.case_relay()
         if "idle" in cases:
             self.case_idle()
         print()
@@ -543,7 +594,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,idle")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,idle")
     Bench(ap.parse_args()).run()
 
 
