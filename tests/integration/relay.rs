@@ -320,3 +320,90 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// VmRSS of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn ten_thousand_clients_for_thirty_seconds_keep_memory_and_descriptors_bounded() {
+    let echo = Server::start(&["echo", "0"]);
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &echo.addr.to_string(),
+        "--max-sessions",
+        "1000",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let pid = relay.guard.child.id();
+    let base_fds = fds(pid);
+    let c = peer("127.0.0.1");
+    c.send_to(b"warm", relay.addr).unwrap();
+    assert_eq!(recv(&c).0, b"warm");
+    let rss_warm = rss_kib(pid);
+    let started = Instant::now();
+    let mut i = 0u32;
+    let mut peak_fds = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        // 10,000 client addresses across 127/8, each a new session; a few datagrams each.
+        let ip = format!(
+            "127.{}.{}.{}",
+            10 + (i / 62_500) % 200,
+            (i / 250) % 250,
+            1 + i % 250
+        );
+        let s = UdpSocket::bind((ip.as_str(), 0)).unwrap();
+        for _ in 0..3 {
+            let _ = s.send_to(b"load", relay.addr);
+        }
+        i = (i + 1) % 10_000;
+        if i.is_multiple_of(500) {
+            peak_fds = peak_fds.max(fds(pid));
+            std::thread::sleep(Duration::from_millis(10)); // pacing gap: ~40,000 datagrams/s at most
+        }
+    }
+    peak_fds = peak_fds.max(fds(pid));
+    assert!(
+        peak_fds <= base_fds + 1000 + 2,
+        "{peak_fds} descriptors (base {base_fds})"
+    );
+    let rss = rss_kib(pid);
+    assert!(
+        rss < 32 * 1024 && rss < rss_warm + 16 * 1024,
+        "RSS {rss} KiB (warm {rss_warm})"
+    );
+    // A probe is still answered (a generous bound: it catches a hang, not slowness).
+    let probe = peer("127.0.0.3");
+    let t = Instant::now();
+    let answered = (0..20).any(|_| {
+        probe.send_to(b"probe", relay.addr).unwrap();
+        arrives_within(&probe, Duration::from_millis(250))
+    });
+    assert!(
+        answered,
+        "no answer to the probe after the load, {:?}",
+        t.elapsed()
+    );
+    relay.guard.signal(libc::SIGTERM);
+    let r = relay.finish();
+    let v = json_last_line(&r.stderr);
+    assert!(v["sessions_evicted"].as_u64().unwrap() > 5_000, "{v}");
+    assert!(v["sessions"].as_u64().unwrap() <= 1000, "{v}");
+}
