@@ -190,3 +190,73 @@ fn a_lowered_default_buffer_in_a_namespace_warns() {
         .args(["netns", "del", &ns])
         .status();
 }
+
+#[test]
+fn nothing_leaves_loopback_without_probe() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !crate::harness::tool("doctor::nothing_leaves_loopback", "tshark") {
+        assert!(
+            root || std::env::var("CI").as_deref() != Ok("true"),
+            "needs root, which CI has"
+        );
+        eprintln!("skipped doctor::nothing_leaves_loopback: needs root and tshark");
+        return;
+    }
+    let (a, b) = (
+        format!("dgram-dq-{}", std::process::id()),
+        format!("dgram-dr-{}", std::process::id()),
+    );
+    let setup = format!(
+        "ip netns add {a} && ip netns add {b} && ip -n {a} link set lo up && ip -n {a} link add va type veth peer name vb netns {b} && ip -n {a} link set va up && ip -n {b} link set vb up && ip -n {a} addr add 10.93.0.1/24 dev va && ip -n {b} addr add 10.93.0.2/24 dev vb"
+    );
+    assert!(std::process::Command::new("sh")
+        .args(["-c", &setup])
+        .status()
+        .unwrap()
+        .success());
+    let udp_on_the_veth = |args: &[&str]| -> usize {
+        let file = std::env::temp_dir().join(format!("{a}-{}.pcapng", args.len()));
+        let file_s = file.to_str().unwrap().to_string();
+        let mut t = crate::harness::spawn_cmd(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &a,
+                "tshark",
+                "-i",
+                "va",
+                "-f",
+                "udp",
+                "-a",
+                "duration:3",
+                "-w",
+                &file_s,
+            ],
+            None,
+        );
+        t.close_stdin();
+        t.wait_stderr("Capture started");
+        let mut full = vec!["netns", "exec", a.as_str(), crate::harness::bin(), "doctor"];
+        full.extend_from_slice(args);
+        let mut d = crate::harness::spawn_cmd("ip", &full, None);
+        d.close_stdin();
+        d.finish();
+        t.finish();
+        let out = std::process::Command::new("tshark")
+            .args(["-r", &file_s])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&file);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    // Every check, and TARGET's route, with nothing on the wire; --probe is one datagram.
+    assert_eq!(udp_on_the_veth(&["10.93.0.2:53"]), 0);
+    assert_eq!(udp_on_the_veth(&["10.93.0.2:53", "--probe"]), 1);
+    for n in [&a, &b] {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", n])
+            .status();
+    }
+}
