@@ -176,7 +176,10 @@ pub fn net_error(
     ttl: Option<u32>,
 ) -> anyhow::Error {
     match crate::sys::take_error_report(fd) {
-        Ok(Some(report)) => anyhow::anyhow!("{}", crate::icmp::message(&report, target, ttl)),
+        Ok(Some(report)) => anyhow::Error::new(crate::icmp::IcmpError {
+            message: crate::icmp::message(&report, target, ttl),
+            report,
+        }),
         _ => send_error(e, target),
     }
 }

@@ -57,6 +57,33 @@ pub fn classify(r: &ErrorReport) -> Kind {
     }
 }
 
+/// An ICMP error that ended a send: its message, and the report behind it (for the
+/// `icmp` object of `--stats --format json`). Exit 3, as every network error.
+#[derive(Debug)]
+pub struct IcmpError {
+    pub report: ErrorReport,
+    pub message: String,
+}
+
+impl std::fmt::Display for IcmpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for IcmpError {}
+
+/// The `icmp` object of JSON stats: `kind`, `type`, `code`, `offender`, `mtu`.
+pub fn to_json(r: &ErrorReport) -> serde_json::Value {
+    serde_json::json!({
+        "kind": classify(r).name(),
+        "type": r.icmp_type,
+        "code": r.icmp_code,
+        "offender": r.offender.map(|o| o.to_string()),
+        "mtu": (classify(r) == Kind::MessageTooLong && r.info > 0).then_some(r.info),
+    })
+}
+
 /// What to tell the user about `r`, for a socket sending to `target` with `--ttl ttl`:
 /// `host unreachable: 198.51.100.2 (reported by 192.0.2.1)`.
 pub fn message(r: &ErrorReport, target: SocketAddr, ttl: Option<u32>) -> String {
@@ -165,6 +192,16 @@ mod tests {
             "message too long: the path MTU to 198.51.100.2 is 1400 (reported by this host)"
         );
         assert_eq!(Kind::Prohibited.name(), "prohibited");
+        let mut mtu = report(2, 3, 4, libc::EMSGSIZE);
+        mtu.info = 1400;
+        let v = to_json(&mtu);
+        assert_eq!(v["kind"], "message_too_long");
+        assert_eq!(
+            (v["type"].as_u64(), v["code"].as_u64(), v["mtu"].as_u64()),
+            (Some(3), Some(4), Some(1400))
+        );
+        assert_eq!(v["offender"], "192.0.2.1");
+        assert!(to_json(&report(2, 3, 3, libc::ECONNREFUSED))["mtu"].is_null());
         assert_eq!(classify(&report(9, 0, 0, libc::EIO)), Kind::Other);
         assert!(m(report(9, 0, 0, libc::EIO), None)
             .starts_with("failed to send to 198.51.100.2:53: input/output error"));

@@ -21,7 +21,10 @@ impl Topology {
             eprintln!("skipped {test}: needs root and iproute2 for network namespaces");
             return None;
         }
-        let id = format!("{}", std::process::id());
+        // One topology per test, even when tests run at once.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}-{n}", std::process::id());
         let t = Topology { id };
         let (c, r, s) = (t.ns("c"), t.ns("r"), t.ns("s"));
         let script = [
@@ -157,6 +160,36 @@ fn each_icmp_error_names_what_happened_and_who_said_so() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // --stats --format json carries the error in detail.
+    let r = t.client(&[
+        "send",
+        "10.91.2.2:9",
+        "--size",
+        "1472",
+        "--dont-fragment",
+        "-r",
+        "-w",
+        "1s",
+        "--retries",
+        "1",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    r.expect_code(3);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["icmp"]["kind"], "message_too_long", "{v}");
+    assert_eq!(v["icmp"]["mtu"], 1400, "{v}");
+    // The path MTU is cached now: this host may report it before the router does.
+    assert!(
+        v["icmp"]["offender"] == "10.91.1.1" || v["icmp"]["offender"].is_null(),
+        "{v}"
+    );
 }
 
 #[test]

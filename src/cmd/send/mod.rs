@@ -89,7 +89,18 @@ fn run_inner(
     );
     let flushed = output.flush();
     if config.stats {
-        print_stats(&config, &counts, start.elapsed(), source.replay_counts());
+        let icmp = result
+            .as_ref()
+            .err()
+            .and_then(|e| e.downcast_ref::<crate::icmp::IcmpError>())
+            .map(|e| e.report);
+        print_stats(
+            &config,
+            &counts,
+            start.elapsed(),
+            source.replay_counts(),
+            icmp,
+        );
     }
     let ending = result?;
     flushed?;
@@ -249,6 +260,7 @@ fn print_stats(
     counts: &Counts,
     elapsed: Duration,
     replay: Option<(crate::capture::Skipped, u64)>,
+    icmp: Option<crate::sys::ErrorReport>,
 ) {
     let replies = &config.plan.replies;
     let waits = !matches!(replies, Replies::None);
@@ -275,11 +287,19 @@ fn print_stats(
     }
     summary.finish(elapsed, counts.sent);
     let json = config.format == Format::Json;
-    match replay {
-        Some((skipped, too_large)) => {
+    match (replay, icmp) {
+        (Some((skipped, too_large)), _) => {
             print_replay_stats(&summary, counts, &skipped, too_large, json)
         }
-        None => summary.print(json),
+        // The ICMP error that ended the run, in detail (SPEC §9).
+        (None, Some(report)) if json => {
+            let mut v = serde_json::to_value(&summary).expect("a summary serializes");
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("icmp".into(), crate::icmp::to_json(&report));
+            }
+            let _ = io::Write::write_all(&mut io::stderr(), format!("{v}\n").as_bytes());
+        }
+        (None, _) => summary.print(json),
     }
     if config.histogram && !counts.rtts_us.is_empty() && config.format != Format::Json {
         let chart = crate::stats::bar_chart(&counts.rtts_us, 8, 40);
