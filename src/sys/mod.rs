@@ -429,8 +429,8 @@ mod tests {
     #[test]
     fn kernel_drops_start_at_zero() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        if cfg!(target_os = "linux") {
-            assert_eq!(kernel_drops(rx.as_raw_fd()), Some(0));
-        }
+        // Elsewhere there is no SO_MEMINFO, and the answer is "not known".
+        let want = cfg!(target_os = "linux").then_some(0);
+        assert_eq!(kernel_drops(rx.as_raw_fd()), want);
     }
 }

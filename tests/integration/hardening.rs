@@ -121,9 +121,21 @@ fn a_second_sigint_exits_at_once_even_when_stuck() {
     for _ in 0..200 {
         let _ = tx.send_to(&[b'x'; 1400], addr); // ~280 KB: more than a pipe holds
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait for the event: the process blocked writing to the full pipe.
+    let pid = g.child.id();
+    let deadline = Instant::now() + crate::harness::LIMIT;
+    while !std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .unwrap_or_default()
+        .contains("pipe")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "listen never blocked on the full pipe"
+        );
+        std::thread::sleep(Duration::from_millis(2)); // polling interval of a bounded wait
+    }
     g.signal(libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(200)); // observation window: it must not exit
     assert!(
         g.child.try_wait().unwrap().is_none(),
         "blocked in write, it cannot have finished"
@@ -132,8 +144,9 @@ fn a_second_sigint_exits_at_once_even_when_stuck() {
     g.signal(libc::SIGINT);
     let r = g.finish();
     assert_eq!(r.code(), 130);
+    // A generous bound: a second SIGINT that did not end it would hang until LIMIT.
     assert!(
-        r.elapsed > Duration::ZERO && start.elapsed() < Duration::from_millis(500),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
@@ -152,14 +165,16 @@ fn sigint_during_a_busy_receive_flushes_every_counted_datagram() {
             n += 1;
         }
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // The event: datagrams are being printed, so the receive loop is busy.
+    s.guard.wait_stdout("datagrams printed", |o| o.len() > 1000);
     let start = Instant::now();
     s.guard.signal(libc::SIGINT);
     let r = s.finish();
     flood.join().unwrap();
     assert_eq!(r.code(), 130);
+    // A generous bound: it catches a receive loop that ignores the signal.
     assert!(
-        start.elapsed() < Duration::from_millis(500),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
@@ -196,7 +211,7 @@ fn idle_servers_use_no_cpu() {
     let e = Server::start(&["echo", "0", "--delay", "10ms"]);
     let pids = [l.guard.child.id(), e.guard.child.id()];
     let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
-    std::thread::sleep(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(10)); // observation window: idle, nothing happens
     let after: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
     for (b, a) in before.iter().zip(&after) {
         // A tick is 10 ms: an idle server blocked in poll accrues none.
@@ -234,7 +249,7 @@ fn thirty_seconds_of_flood_from_many_sources_leave_memory_and_fds_flat() {
                 let _ = s.send_to(b"flood", targets[(sent % 2) as usize]);
                 sent += 1;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50)); // pacing gap: 20,000 a second
         }
         let rss: Vec<u64> = pids.iter().map(|&p| proc_status(p, "VmRSS:")).collect();
         if start.elapsed() >= Duration::from_secs(5) && warm_rss.is_none() {
@@ -260,11 +275,8 @@ fn thirty_seconds_of_flood_from_many_sources_leave_memory_and_fds_flat() {
     let t = Instant::now();
     probe.send_to(b"after", echo.addr).unwrap();
     assert_eq!(recv(&probe).0, b"after");
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "{:?}",
-        t.elapsed()
-    );
+    // A generous bound: it catches a server still busy with the flood, not slowness.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(sent > 300_000, "{sent} sent");
     drop(listen);
 }

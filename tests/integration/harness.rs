@@ -222,7 +222,7 @@ impl Guard {
                     self.stderr()
                 );
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(2)); // polling interval of a bounded wait
         }
     }
 
@@ -240,7 +240,7 @@ impl Guard {
                     self.cmd
                 );
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(2)); // polling interval of a bounded wait
         }
     }
 
@@ -285,7 +285,7 @@ impl Guard {
                     self.stderr()
                 );
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(1)); // polling interval of a bounded wait
         };
         let elapsed = self.started.elapsed();
         for r in self.readers.drain(..) {

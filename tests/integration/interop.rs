@@ -40,7 +40,7 @@ fn bound_udp_port(pid: u32) -> u16 {
             }
         }
         assert!(Instant::now() < deadline, "process {pid} bound no UDP port");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5)); // polling interval of a bounded wait
     }
 }
 

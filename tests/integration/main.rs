@@ -1,18 +1,24 @@
 //! One integration-test binary: every test runs the real `dgram` and checks what a user
-//! sees (stdout, stderr, exit code, datagrams on the wire), on 127.0.0.1 / ::1 only.
+//! sees (stdout, stderr, exit code, datagrams on the wire), on 127.0.0.1 / ::1 or inside
+//! network namespaces the tests create. The modules that need /proc, namespaces or
+//! Linux's socket options are Linux-only.
 
 mod corpus;
 mod dns;
+#[cfg(target_os = "linux")]
 mod doctor;
 mod echo;
 mod errors;
+#[cfg(target_os = "linux")]
 mod hardening;
 mod harness;
+#[cfg(target_os = "linux")]
 mod icmp;
 mod interop;
 mod listen;
 mod multicast;
 mod relay;
+#[cfg(target_os = "linux")]
 mod replay;
 mod respond;
 mod send;

@@ -304,8 +304,9 @@ fn only_replies_from_the_target_count() {
     let t = target(&server);
     let echo = std::thread::spawn(move || {
         let (_, client) = recv(&server);
+        // In this order, from one thread: on loopback the stranger's datagram reaches the
+        // client's port first, and must not be taken for the reply.
         stranger.send_to(b"stranger", client).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
         server.send_to(b"real", client).unwrap();
     });
     run(&["send", &t, "q", "-r"])
@@ -322,7 +323,7 @@ fn a_closed_port_is_connection_refused_exit_3_at_once() {
     let r = run(&["send", &t, "hi", "--reply"]);
     r.expect_code(3)
         .expect_stderr(&format!("connection refused: nothing is listening on {t}"));
-    assert!(r.elapsed < Duration::from_secs(1), "took {:?}", r.elapsed);
+    // Exit 3, not the timeout's exit 1: the refusal was heard, not waited out.
     // Without --reply too: the ICMP error is already queued when dgram exits.
     run(&["send", &t, "hi"])
         .expect_code(3)
@@ -530,7 +531,7 @@ fn a_terminal_on_stdin_is_interactive() {
             let _ = child.wait();
             panic!("interactive send did not end at Ctrl-D");
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5)); // polling interval of a bounded wait
     };
     assert!(status.success(), "{status:?}");
     let requests: Vec<Vec<u8>> = echo.join().unwrap().into_iter().map(|(r, _)| r).collect();
@@ -641,7 +642,18 @@ fn long_sends_show_progress_on_a_terminal_only() {
         );
     }
     let mut buf = [0u8; 4096];
-    let n = std::io::Read::read(&mut &master, &mut buf).unwrap_or(0);
+    // Nothing to read is EAGAIN, or EIO once the terminal's other end is closed (pty(7));
+    // any other error is a failure, not "drew nothing".
+    let n = match std::io::Read::read(&mut &master, &mut buf) {
+        Ok(n) => n,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.raw_os_error() == Some(libc::EIO) =>
+        {
+            0
+        }
+        Err(e) => panic!("reading the terminal: {e}"),
+    };
     assert_eq!(String::from_utf8_lossy(&buf[..n]), "", "-q drew something");
 }
 
