@@ -245,9 +245,14 @@ fn dgram_s_own_capture_replays_what_it_received_with_its_timing() {
         started.elapsed()
     );
     // --speed 2 halves it; --match keeps only one port.
-    let (got, sent) = replayed(&pcap, 10, &["--speed", "2"]);
+    let (got, sent) = replayed(&pcap, 10, &["--speed", "2", "-f", "json"]);
     sent.expect_code(0);
     assert_eq!(got.len(), 10);
+    let line = sent.stderr.lines().rev().find(|l| l.starts_with('{')).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    // Nine 20 ms gaps halved: about 90 ms of sending (loose bounds).
+    let took = v["elapsed_s"].as_f64().unwrap();
+    assert!((0.080..0.160).contains(&took), "--speed 2 took {took} s");
     let (got, sent) = replayed(&pcap, 1, &["--match", ":9", "-w", "300ms"]);
     sent.expect_code(0).expect_stderr("unmatched 10");
     assert!(got.is_empty());
