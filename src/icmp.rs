@@ -46,7 +46,7 @@ pub fn classify(r: &ErrorReport) -> Kind {
         (ORIGIN_ICMP, 3, 9 | 10 | 13) | (ORIGIN_ICMP6, 1, 1 | 5 | 6) => Kind::Prohibited,
         (ORIGIN_ICMP, 3, _) | (ORIGIN_ICMP6, 1, _) => Kind::HostUnreachable,
         (ORIGIN_ICMP, 11, _) | (ORIGIN_ICMP6, 3, _) => Kind::TtlExceeded,
-        (ORIGIN_LOCAL, _, _) if r.errno == libc::EMSGSIZE => Kind::MessageTooLong,
+        // Local reports (an MTU this host already knows) and others: by their errno.
         _ => match r.errno {
             libc::ECONNREFUSED => Kind::PortUnreachable,
             libc::EHOSTUNREACH | libc::ENETUNREACH => Kind::HostUnreachable,
@@ -203,6 +203,59 @@ mod tests {
         assert_eq!(v["offender"], "192.0.2.1");
         assert!(to_json(&report(2, 3, 3, libc::ECONNREFUSED))["mtu"].is_null());
         assert_eq!(classify(&report(9, 0, 0, libc::EIO)), Kind::Other);
+        // ICMP type and code decide, whatever the errno says.
+        assert_eq!(classify(&report(2, 3, 0, 0)), Kind::HostUnreachable);
+        assert_eq!(classify(&report(3, 1, 3, 0)), Kind::HostUnreachable);
+        assert_eq!(classify(&report(2, 11, 0, 0)), Kind::TtlExceeded);
+        assert_eq!(classify(&report(2, 3, 13, 0)), Kind::Prohibited);
+        // Without an MTU, the message says so without a number.
+        let no_mtu = report(2, 3, 4, libc::EMSGSIZE);
+        assert_eq!(
+            message(&no_mtu, "198.51.100.2:53".parse().unwrap(), None),
+            "message too long for the path to 198.51.100.2 (reported by 192.0.2.1)"
+        );
+        let mut one = no_mtu;
+        one.info = 1;
+        assert!(message(&one, "198.51.100.2:53".parse().unwrap(), None)
+            .contains("MTU to 198.51.100.2 is 1"));
+        // A local report with another errno is that errno's kind.
+        assert_eq!(
+            classify(&report(1, 0, 0, libc::ECONNREFUSED)),
+            Kind::PortUnreachable
+        );
+        // A report of no known origin falls back to its errno.
+        for (errno, kind) in [
+            (libc::ECONNREFUSED, Kind::PortUnreachable),
+            (libc::EHOSTUNREACH, Kind::HostUnreachable),
+            (libc::ENETUNREACH, Kind::HostUnreachable),
+            (libc::EACCES, Kind::Prohibited),
+            (libc::EPERM, Kind::Prohibited),
+            (libc::EMSGSIZE, Kind::MessageTooLong),
+        ] {
+            assert_eq!(classify(&report(0, 0, 0, errno)), kind, "errno {errno}");
+        }
+        let e = IcmpError {
+            report: report(2, 3, 3, libc::ECONNREFUSED),
+            message: "connection refused: nothing is listening on x".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "connection refused: nothing is listening on x"
+        );
+        for k in [
+            Kind::PortUnreachable,
+            Kind::HostUnreachable,
+            Kind::TtlExceeded,
+            Kind::MessageTooLong,
+            Kind::Other,
+        ] {
+            assert!(
+                !k.name().is_empty()
+                    && k.name().chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            );
+        }
+        assert_eq!(Kind::TtlExceeded.name(), "ttl_exceeded");
+        assert_eq!(Kind::Other.name(), "other");
         assert!(m(report(9, 0, 0, libc::EIO), None)
             .starts_with("failed to send to 198.51.100.2:53: input/output error"));
     }

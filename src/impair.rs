@@ -176,6 +176,73 @@ mod tests {
     }
 
     #[test]
+    fn the_generator_is_splitmix64() {
+        // Known answers of the reference splitmix64 from seed 0 (Vigna, splitmix64.c).
+        let mut rng = Rng::new(0);
+        assert_eq!(rng.next(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(rng.next(), 0x6e78_9e6a_a1b9_65f4);
+        assert_eq!(rng.next(), 0x06c4_5d18_8009_454f);
+        let mut rng = Rng::new(0);
+        let u = rng.unit();
+        assert_eq!(
+            u,
+            (0xe220_a839_7b1d_cdafu64 >> 11) as f64 / (1u64 << 53) as f64
+        );
+    }
+
+    #[test]
+    fn an_impairment_is_active_when_any_part_is_asked_for() {
+        assert!(!Impairment::default().is_active());
+        for imp in [
+            Impairment {
+                drop: 0.1,
+                ..Impairment::default()
+            },
+            Impairment {
+                delay: Duration::from_millis(1),
+                ..Impairment::default()
+            },
+            Impairment {
+                jitter: Duration::from_millis(1),
+                ..Impairment::default()
+            },
+            Impairment {
+                duplicate: 0.1,
+                ..Impairment::default()
+            },
+            Impairment {
+                reorder: 0.1,
+                ..Impairment::default()
+            },
+        ] {
+            assert!(imp.is_active(), "{imp:?}");
+        }
+    }
+
+    #[test]
+    fn the_delay_is_the_base_plus_a_jitter_drawn_around_it() {
+        // The fourth draw of each decision sets the jitter: replay the same generator to
+        // know it, and check delay = base + jitter * (2j - 1), exactly.
+        let imp = Impairment {
+            delay: Duration::from_millis(50),
+            jitter: Duration::from_millis(20),
+            ..Impairment::default()
+        };
+        let mut rng = Rng::new(42);
+        let mut twin = Rng::new(42);
+        for _ in 0..100 {
+            let d = imp.decide(&mut rng);
+            let (_, _, _, j) = (twin.unit(), twin.unit(), twin.unit(), twin.unit());
+            let want = 0.050 + 0.020 * (2.0 * j - 1.0);
+            assert!(
+                (d.delay.as_secs_f64() - want).abs() < 1e-9,
+                "{:?} vs {want}",
+                d.delay
+            );
+        }
+    }
+
+    #[test]
     fn certainties_are_certain() {
         let mut rng = Rng::new(1);
         let all = Impairment {

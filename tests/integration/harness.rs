@@ -467,3 +467,13 @@ pub fn released_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// The last JSON object on stderr (a `--stats --format json` summary).
+pub fn json_last_line(stderr: &str) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON on stderr: {stderr}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}

@@ -4,16 +4,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use crate::harness::{arrives_within, peer, recv, responder, run, tool, Server};
-
-fn json_last_line(stderr: &str) -> serde_json::Value {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON: {stderr}"));
-    serde_json::from_str(line).unwrap()
-}
+use crate::harness::{arrives_within, json_last_line, peer, recv, responder, run, tool, Server};
 
 #[test]
 fn round_trips_through_the_relay_are_byte_exact_and_sessions_apart() {

@@ -1,15 +1,6 @@
 //! `--seq` and `--stats`: loss, reordering, duplicates, kernel drops, round trips, JSON.
 
-use crate::harness::{run, Server};
-
-fn json_last_line(stderr: &str) -> serde_json::Value {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON on stderr: {stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
-}
+use crate::harness::{json_last_line, run, Server};
 
 #[test]
 fn ten_thousand_seq_round_trips_through_a_lossy_echo_are_accounted_exactly() {

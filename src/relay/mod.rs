@@ -19,7 +19,7 @@ use crate::impair::{Delayed, Impairment, Rng, TimerQueue};
 use crate::output::{Datagram, Leg, Output};
 use crate::pcap::PcapWriter;
 use crate::signal::Signals;
-use crate::sys::{send_replies, RecvBatch, RecvMeta, Reply};
+use crate::sys::{RecvBatch, RecvMeta};
 
 /// Datagrams per receive call.
 const BATCH: usize = 64;
@@ -30,6 +30,8 @@ const MAX_HOLD: Duration = Duration::from_millis(100);
 /// After `--count` datagrams went up, replies are still relayed back until the relay has
 /// been quiet this long.
 const COUNT_GRACE: Duration = Duration::from_secs(1);
+
+mod outbound;
 
 /// A relay, fully decided.
 #[derive(Debug)]
@@ -106,6 +108,9 @@ pub struct Relay<'a> {
     down: Impaired,
     output: Option<&'a mut Output>,
     pcap: Option<PcapWriter>,
+    /// Datagrams waiting for [`Relay::send_queued`]: direction, client, bytes.
+    out: Vec<(bool, SocketAddr, std::ops::Range<usize>)>,
+    out_bytes: Vec<u8>,
     verbose: bool,
     trace: bool,
     /// What the relay counted.
@@ -140,6 +145,8 @@ impl<'a> Relay<'a> {
             down: impaired(plan.down, 0x9e37_79b9_7f4a_7c15),
             output,
             pcap,
+            out: Vec::with_capacity(BATCH),
+            out_bytes: Vec::with_capacity(64 * 1024),
             verbose: tracing::enabled!(tracing::Level::INFO),
             trace: tracing::enabled!(tracing::Level::DEBUG),
             counts: Counts::default(),
@@ -300,6 +307,7 @@ impl<'a> Relay<'a> {
                 self.show(true, meta.peer, payload, meta.len, time)?;
                 self.impair(true, meta.peer, payload, now);
             }
+            self.send_queued();
             if n < want {
                 return Ok(any);
             }
@@ -368,6 +376,7 @@ impl<'a> Relay<'a> {
                 self.show(false, client, payload, meta.len, time)?;
                 self.impair(false, client, payload, now);
             }
+            self.send_queued();
             if n < BATCH {
                 return Ok(any);
             }
@@ -508,143 +517,6 @@ impl<'a> Relay<'a> {
             })?;
         }
         Ok(())
-    }
-
-    /// Send one datagram on its way, through the direction's impairment.
-    fn impair(&mut self, up: bool, client: SocketAddr, payload: &[u8], now: Instant) {
-        let way = if up { &mut self.up } else { &mut self.down };
-        if !way.impairment.is_active() {
-            self.deliver(up, client, payload);
-            return;
-        }
-        let decision = way.impairment.decide(&mut way.rng);
-        let counts = if up {
-            &mut self.counts.up
-        } else {
-            &mut self.counts.down
-        };
-        if decision.drop {
-            counts.dropped += 1;
-            return;
-        }
-        if decision.copies == 2 {
-            counts.duplicated += 1;
-        }
-        for copy in 0..decision.copies {
-            let way = if up { &mut self.up } else { &mut self.down };
-            way.seq += 1;
-            let d = Delayed {
-                due: now + decision.delay,
-                seq: way.seq,
-                to: client,
-                from: None,
-                payload: payload.to_vec(),
-                hold: decision.hold && copy == 0,
-            };
-            if decision.delay.is_zero() {
-                self.release(up, d, now);
-            } else if way.timers.push(d) {
-                let counts = if up {
-                    &mut self.counts.up
-                } else {
-                    &mut self.counts.down
-                };
-                counts.delayed += 1;
-            } else {
-                let counts = if up {
-                    &mut self.counts.up
-                } else {
-                    &mut self.counts.down
-                };
-                counts.dropped += 1;
-            }
-        }
-    }
-
-    /// A datagram whose time has come: sent, or held back once (reorder).
-    fn release(&mut self, up: bool, d: Delayed, now: Instant) {
-        let way = if up { &mut self.up } else { &mut self.down };
-        if d.hold && way.held.is_none() {
-            way.held = Some((d, now + MAX_HOLD));
-            let counts = if up {
-                &mut self.counts.up
-            } else {
-                &mut self.counts.down
-            };
-            counts.reordered += 1;
-            return;
-        }
-        let held = way.held.take();
-        self.deliver(up, d.to, &d.payload);
-        if let Some((h, _)) = held {
-            self.deliver(up, h.to, &h.payload);
-        }
-    }
-
-    /// Send the datagrams whose delay or hold is over.
-    fn timers(&mut self, now: Instant) -> anyhow::Result<()> {
-        for up in [true, false] {
-            loop {
-                let way = if up { &mut self.up } else { &mut self.down };
-                let Some(d) = way.timers.pop_due(now) else {
-                    break;
-                };
-                self.release(up, d, now);
-            }
-            let way = if up { &mut self.up } else { &mut self.down };
-            if way.held.as_ref().is_some_and(|(_, due)| *due <= now) {
-                if let Some((h, _)) = way.held.take() {
-                    self.deliver(up, h.to, &h.payload);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Up on the client's session socket, or down to the client from the listening socket.
-    fn deliver(&mut self, up: bool, client: SocketAddr, payload: &[u8]) {
-        let result = if up {
-            match self.sessions.get(&client) {
-                Some(s) => s.upstream.send(payload).map(|_| ()),
-                None => Err(io::Error::other("session gone")),
-            }
-        } else {
-            let from = if self.wildcard {
-                self.sessions.get(&client).and_then(|s| s.local_ip)
-            } else {
-                None
-            };
-            let reply = Reply {
-                payload,
-                to: client,
-                from,
-            };
-            send_replies(self.listen.as_raw_fd(), self.local.is_ipv6(), &[reply]).map(|_| ())
-        };
-        let counts = if up {
-            &mut self.counts.up
-        } else {
-            &mut self.counts.down
-        };
-        match result {
-            Ok(()) => {
-                counts.forwarded += 1;
-                counts.bytes += payload.len() as u64;
-            }
-            Err(e) => {
-                counts.send_errors += 1;
-                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                    self.counts.icmp_errors += 1;
-                }
-                if counts.send_errors <= 5 {
-                    debug!(
-                        "relaying {} for {client} failed: {}",
-                        if up { "up" } else { "down" },
-                        crate::exit::describe_io(&e)
-                    );
-                }
-            }
-        }
     }
 
     /// Push printed and recorded datagrams out: the sockets are idle.
