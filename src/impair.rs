@@ -253,6 +253,22 @@ mod tests {
         let none = Impairment::default();
         assert!(!none.is_active());
         assert!((0..1000).all(|_| !none.decide(&mut rng).drop));
+        // Every kind, never and always.
+        let never = Impairment {
+            delay: Duration::from_millis(1),
+            ..Default::default()
+        };
+        for d in (0..1000).map(|_| never.decide(&mut rng)) {
+            assert!(!d.drop && d.copies == 1 && !d.hold, "{d:?}");
+        }
+        let always = Impairment {
+            duplicate: 1.0,
+            reorder: 1.0,
+            ..Default::default()
+        };
+        for d in (0..1000).map(|_| always.decide(&mut rng)) {
+            assert!(!d.drop && d.copies == 2 && d.hold, "{d:?}");
+        }
     }
 
     #[test]

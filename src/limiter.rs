@@ -68,6 +68,27 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::time::Duration;
 
+    #[test]
+    fn a_source_is_remembered_while_others_come_and_go() {
+        // guards: the generations must rotate at half the capacity, not at every source
+        let now = Instant::now();
+        let mut l = SourceLimiter::new(1.0, 2.0, 100);
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mut allowed = 0;
+        for i in 0..20u8 {
+            if l.allow(a, now) {
+                allowed += 1;
+            }
+            // Another source between each of a's: a's bucket must survive them.
+            assert!(l.allow(IpAddr::V4(Ipv4Addr::new(10, 1, 0, i)), now));
+        }
+        assert_eq!(
+            allowed, 2,
+            "a's burst of 2, then nothing in the same instant"
+        );
+        assert!(l.tracked() <= 100 && l.tracked() >= 21);
+    }
+
     fn src(i: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))
     }

@@ -61,6 +61,16 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn the_wait_is_for_the_missing_part_of_a_token() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 1.0, 0.0, t0);
+        // Half a token has accrued after 50 ms: the other half takes 50 ms more.
+        let wait = b.wait_time(t0 + Duration::from_millis(50));
+        assert!((wait.as_secs_f64() - 0.050).abs() < 1e-6, "{wait:?}");
+        assert_eq!(b.wait_time(t0 + Duration::from_millis(100)), Duration::ZERO);
+    }
+
+    #[test]
     fn a_pacer_sends_the_first_at_once_then_at_the_rate() {
         let t0 = Instant::now();
         let mut b = TokenBucket::pacer(10.0, t0);

@@ -112,6 +112,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn refusals_are_named_as_the_stats_print_them() {
+        let all = [
+            (Refusal::SourcePortZero, "source_port_zero"),
+            (Refusal::PrivilegedPort, "privileged_port"),
+            (Refusal::Itself, "itself"),
+            (Refusal::UnspecifiedSource, "unspecified_source"),
+            (Refusal::BroadcastSource, "broadcast_source"),
+            (Refusal::MulticastSource, "multicast_source"),
+            (Refusal::BroadcastDestination, "broadcast_destination"),
+            (Refusal::MulticastDestination, "multicast_destination"),
+            (Refusal::Truncated, "truncated"),
+        ];
+        for (r, name) in all {
+            assert_eq!(r.name(), name);
+            // The JSON stats serialize the same name.
+            assert_eq!(serde_json::to_value(r).unwrap(), name);
+        }
+    }
+
     fn host() -> Host {
         Host {
             local: "127.0.0.1:7000".parse().unwrap(),
