@@ -168,6 +168,36 @@ mod tests {
     }
 
     #[test]
+    fn malformed_and_overlong_durations_say_which() {
+        for bad in ["", ".", "1.2.3s", "ms"] {
+            assert!(
+                parse_duration(bad)
+                    .unwrap_err()
+                    .contains("expected a number and a unit"),
+                "{bad}"
+            );
+        }
+        // A year at most: 8,760 hours is one, 8,761 is too long.
+        assert_eq!(
+            parse_duration("8760h"),
+            Ok(Duration::from_secs(8760 * 3600))
+        );
+        assert!(parse_duration("8761h").unwrap_err().contains("too long"));
+        assert_eq!(parse_duration("25h"), Ok(Duration::from_secs(25 * 3600)));
+        let huge = "9".repeat(400);
+        assert!(parse_duration(&huge).unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn human_durations_switch_units_at_their_boundaries() {
+        assert_eq!(human_duration(Duration::from_micros(999)), "999µs");
+        assert_eq!(human_duration(Duration::from_millis(1)), "1ms");
+        assert_eq!(human_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1.00s");
+        assert_eq!(human_duration(Duration::from_micros(999_999)), "1000.0ms");
+    }
+
+    #[test]
     fn human_durations_pick_a_readable_unit() {
         assert_eq!(human_duration(Duration::from_micros(850)), "850µs");
         assert_eq!(human_duration(Duration::from_micros(12_340)), "12.3ms");
