@@ -414,19 +414,21 @@ mod tests {
         assert!(Match::parse(":99999").is_err());
     }
 
+    /// A pcap file header (little-endian, microseconds) of `linktype`.
+    fn pcap_header(linktype: u32) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend(0xa1b2_c3d4u32.to_le_bytes());
+        f.extend(2u16.to_le_bytes());
+        f.extend(4u16.to_le_bytes());
+        f.extend([0u8; 8]);
+        f.extend(65535u32.to_le_bytes());
+        f.extend(linktype.to_le_bytes());
+        f
+    }
+
     /// A pcap file (microseconds, raw IP) with the given IPv4/UDP payloads at 10 ms gaps.
     fn pcap(payloads: &[&[u8]], snaplen_cut: Option<usize>) -> Vec<u8> {
-        let mut f = Vec::new();
-        for v in [
-            0xa1b2_c3d4u32.to_le_bytes().to_vec(),
-            2u16.to_le_bytes().to_vec(),
-            4u16.to_le_bytes().to_vec(),
-            vec![0; 8],
-            65535u32.to_le_bytes().to_vec(),
-            101u32.to_le_bytes().to_vec(),
-        ] {
-            f.extend(v);
-        }
+        let mut f = pcap_header(101);
         for (i, p) in payloads.iter().enumerate() {
             let builder =
                 etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64).udp(4000, 5353);
@@ -492,17 +494,7 @@ mod tests {
             .udp(1111, 2222)
             .write(&mut frame, b"tagged")
             .unwrap();
-        let mut f = Vec::new();
-        for v in [
-            0xa1b2_c3d4u32.to_le_bytes().to_vec(),
-            2u16.to_le_bytes().to_vec(),
-            4u16.to_le_bytes().to_vec(),
-            vec![0; 8],
-            65535u32.to_le_bytes().to_vec(),
-            1u32.to_le_bytes().to_vec(),
-        ] {
-            f.extend(v);
-        }
+        let mut f = pcap_header(1);
         f.extend([0u8; 8]);
         f.extend((frame.len() as u32).to_le_bytes());
         f.extend((frame.len() as u32).to_le_bytes());

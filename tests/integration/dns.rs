@@ -8,7 +8,7 @@ use crate::harness::{peer, released_port, run, spawn_cmd, tool, Guard, Server};
 
 /// dnsmasq on 127.0.0.1 with a few records of each type, answering NXDOMAIN for other
 /// names under `example`; killed by PID when the guard drops.
-fn dnsmasq() -> Option<(Guard, SocketAddr)> {
+pub fn dnsmasq() -> Option<(Guard, SocketAddr)> {
     if !tool("dns::dnsmasq", "dnsmasq") {
         return None;
     }

@@ -234,22 +234,11 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
     {
         return;
     }
-    let port = crate::harness::released_port();
-    let mut dnsmasq = crate::harness::spawn_cmd(
-        "dnsmasq",
-        &[
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            &format!("--port={port}"),
-            "--address=/relayed.example/127.0.0.9",
-            "--log-facility=/dev/null",
-        ],
-        None,
-    );
-    dnsmasq.close_stdin();
+    // The DNS tests' dnsmasq, answered once it is up: test.example is 127.0.0.1.
+    let Some((_dnsmasq, upstream)) = crate::dns::dnsmasq() else {
+        return;
+    };
+    let port = upstream.port();
     let dir = std::env::temp_dir().join(format!("dgram-relay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("both.pcap");
@@ -264,7 +253,6 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
         "-n",
         "1",
     ]);
-    // dnsmasq may take a moment to bind: dig retries within its own bounded time.
     let dig = std::process::Command::new("dig")
         .args([
             "@127.0.0.1",
@@ -272,13 +260,13 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
             &relay.addr.port().to_string(),
             "+tries=3",
             "+time=1",
-            "relayed.example",
+            "test.example",
             "A",
             "+short",
         ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.9");
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.1");
     let r = relay.finish();
     r.expect_code(0);
     let out = r.stdout_str();
@@ -286,7 +274,7 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
     let down = format!("127.0.0.1:{port} -> ");
     assert!(out.contains(&up) && out.contains(&down), "{out}");
     assert!(
-        out.contains("status: NOERROR") && out.contains("relayed.example.\t0\tIN\tA\t127.0.0.9"),
+        out.contains("status: NOERROR") && out.contains("test.example.\t0\tIN\tA\t127.0.0.1"),
         "{out}"
     );
     if tool("relay::dig_through_the_relay (tshark)", "tshark") {
@@ -305,7 +293,7 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
             .unwrap();
         let rows = String::from_utf8_lossy(&t.stdout).to_string();
         assert!(
-            rows.contains("relayed.example\t0") && rows.contains("relayed.example\t1"),
+            rows.contains("test.example\t0") && rows.contains("test.example\t1"),
             "{rows}"
         );
     }
