@@ -261,13 +261,19 @@ impl Printer {
 }
 
 /// Bind a server's socket to its ADDR (bare PORT: loopback), with the receive buffer
-/// servers ask for by default.
-pub fn bind(opts: &ServerOpts) -> anyhow::Result<Bound> {
+/// servers ask for by default; a server that `replies` also asks for its replies' ICMP
+/// errors (SPEC §9) and, on a wildcard bind, each datagram's destination (PKTINFO: a
+/// socket bound to one unicast address receives no broadcast or multicast, and its
+/// replies leave from that address anyway).
+pub fn bind(opts: &ServerOpts, replies: bool) -> anyhow::Result<Bound> {
     let family = opts.family.family();
     let local = crate::addr::parse_local(&opts.addr, family)?;
     let mut options = opts.socket.options(family);
     options.reuse_port = opts.receive.reuse_port;
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
+    options.gro = opts.receive.gro;
+    options.recv_errors = replies;
+    options.pktinfo = replies && Replier::needs_destination(local);
     crate::socket::bind(local, &options)
 }
 
@@ -279,37 +285,8 @@ pub fn serve(
     signals: &Signals,
     extras: Extras<'_>,
 ) -> anyhow::Result<Ending> {
-    // UDP GRO (opt-in) takes a GSO sender's batch in one buffer, split again by RecvBatch.
-    // Off by default: on loopback, segmenting in the sender's send() is what paces a GSO
-    // flood to the receiver; with GRO the sender runs free and the receiver drops more
-    // (the benchmark's GSO case: 15-23% delivered with GRO, 66-75% without).
-    let gro = opts.gro
-        && match crate::sys::enable_gro(bound.socket.as_raw_fd()) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(
-                    "--gro: UDP GRO is not available here ({}); receiving without it",
-                    crate::exit::describe_io(&e)
-                );
-                false
-            }
-        };
-    // Replies from a wildcard bind need each datagram's destination (PKTINFO). Elsewhere
-    // it would be per-datagram work for nothing: a socket bound to one unicast address
-    // receives no broadcast or multicast, and its replies leave from that address.
     let local = bound.socket.local_addr()?;
-    let pktinfo = extras.reply.is_some()
-        && Replier::needs_destination(local)
-        && match crate::sys::enable_pktinfo(bound.socket.as_raw_fd(), local.is_ipv6()) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(
-                    "IP_PKTINFO is not available here ({}): replies leave from the kernel's choice of address",
-                    crate::exit::describe_io(&e)
-                );
-                false
-            }
-        };
+    let (gro, pktinfo) = (bound.gro, bound.pktinfo);
     // Join groups and the like first: whoever reacts to `listening on` (or the ready file)
     // must not race the socket's set-up. Their lines follow the announcement.
     let after = match extras.before_receive {
@@ -329,11 +306,6 @@ pub fn serve(
         crate::reply::Answer::Exec(e) => Some(e.clone()),
         _ => None,
     });
-    if extras.reply.is_some() {
-        // Replies' ICMP errors in detail, counted by kind (SPEC §9); elsewhere than Linux
-        // the plain errno stands.
-        let _ = crate::sys::enable_recverr(socket.as_raw_fd(), local.is_ipv6());
-    }
     let mut printer = Printer {
         icmp: std::collections::BTreeMap::new(),
         exec: exec_settings

@@ -16,7 +16,7 @@ use crate::signal::Signals;
 /// Run `dgram echo`.
 pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
-    let bound = serve::bind(opts)?;
+    let bound = serve::bind(opts, true)?;
     let local = bound.socket.local_addr()?;
     let safety = &args.safety;
     let settings = Settings {

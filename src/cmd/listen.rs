@@ -17,7 +17,7 @@ use crate::signal::Signals;
 pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
     let answer = answer(&args.respond)?;
-    let bound = serve::bind(opts)?;
+    let bound = serve::bind(opts, answer.is_some())?;
     let local = bound.socket.local_addr()?;
     let reply = match answer {
         Some(answer) => {

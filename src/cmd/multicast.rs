@@ -93,6 +93,7 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     options.reuse_addr = true;
     options.reuse_port = args.receive.reuse_port;
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
+    options.gro = args.receive.gro;
     let bound = crate::socket::bind(local, &options)?;
 
     let addrs: Vec<IpAddr> = groups.iter().map(SocketAddr::ip).collect();

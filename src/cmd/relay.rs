@@ -1,7 +1,6 @@
 //! `dgram relay`: a UDP proxy that shows and impairs what passes between clients and a
 //! real server (SPEC §4 relay). A recipe over [`crate::relay`].
 
-use std::os::fd::AsRawFd;
 use std::time::{Instant, SystemTime};
 
 use crate::addr::parse_target;
@@ -57,12 +56,8 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
             ..opts.socket.options(family)
         },
     };
-    let bound = serve::bind(opts)?;
+    let bound = serve::bind(opts, true)?;
     let local = bound.socket.local_addr()?;
-    if local.ip().is_unspecified() {
-        crate::sys::enable_pktinfo(bound.socket.as_raw_fd(), local.is_ipv6())
-            .io_context(|| "failed to ask for destination addresses (IP_PKTINFO)".into())?;
-    }
     let pcap = match &receive.pcap {
         Some(path) => Some(
             crate::pcap::PcapWriter::create(path)
