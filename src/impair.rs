@@ -56,6 +56,16 @@ impl Impairment {
     }
 }
 
+/// `--seed`, or one from the clock when none is given (logged with `-v`, so a run can be
+/// repeated).
+pub fn seed_or_now(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    })
+}
+
 /// splitmix64 (Steele, Lea, Flood 2014): small, fast, and good enough for coin flips.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -4,7 +4,6 @@
 //! `--format` asks.
 
 use std::rc::Rc;
-use std::time::SystemTime;
 
 use crate::cli::EchoArgs;
 use crate::exit::Ending;
@@ -32,11 +31,7 @@ pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
             duplicate: args.duplicate,
             reorder: args.reorder,
         },
-        seed: args.seed.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        }),
+        seed: crate::impair::seed_or_now(args.seed),
     };
     let extras = Extras {
         // Silent on stdout unless --format or --dns asks.

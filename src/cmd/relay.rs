@@ -1,7 +1,7 @@
 //! `dgram relay`: a UDP proxy that shows and impairs what passes between clients and a
 //! real server (SPEC §4 relay). A recipe over [`crate::relay`].
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crate::addr::parse_target;
 use crate::cli::{Directed, RelayArgs};
@@ -25,8 +25,8 @@ fn impairment(args: &RelayArgs, up: bool) -> Impairment {
     }
 }
 
-/// Run `dgram relay`.
-pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
+/// `dgram relay`'s flags checked into its plan, before anything is bound.
+pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
     let opts = &args.server;
     let receive = &opts.receive;
     if receive.gro || receive.stats_interval.is_some() {
@@ -34,12 +34,8 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
     }
     let family = opts.family.family();
     let upstream = parse_target(&args.to, family)?;
-    let seed = args.seed.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    });
-    let plan = Plan {
+    let seed = crate::impair::seed_or_now(args.seed);
+    Ok(Plan {
         upstream,
         idle_timeout: args.idle_timeout,
         max_sessions: args.max_sessions as usize,
@@ -55,7 +51,14 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
             recv_errors: true,
             ..opts.socket.options(family)
         },
-    };
+    })
+}
+
+/// Run `dgram relay`.
+pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
+    let plan = plan(&args)?;
+    let (opts, upstream, seed) = (&args.server, plan.upstream, plan.seed);
+    let receive = &opts.receive;
     let bound = serve::bind(opts, true)?;
     let local = bound.socket.local_addr()?;
     let pcap = match &receive.pcap {
@@ -142,4 +145,60 @@ fn report(relay: &Relay<'_>, json: bool, elapsed: std::time::Duration) {
         )
     };
     let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn relay(args: &[&str]) -> anyhow::Result<Plan> {
+        let cli = crate::cli::Cli::try_parse_from(["dgram", "relay"].iter().chain(args).copied())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let crate::cli::Command::Relay(args) = cli.command else {
+            unreachable!("parsed a relay")
+        };
+        plan(&args)
+    }
+
+    #[test]
+    fn impairments_go_the_way_they_name() {
+        let p = relay(&[
+            "--to",
+            "127.0.0.1:53",
+            "--drop",
+            "5%",
+            "--drop",
+            "down=50%",
+            "--delay",
+            "up=10ms",
+            "--seed",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(p.up.drop, 0.05);
+        assert_eq!(p.down.drop, 0.5);
+        assert_eq!(p.up.delay, std::time::Duration::from_millis(10));
+        assert!(p.down.delay.is_zero());
+        assert_eq!(p.seed, 3);
+        assert_eq!(p.upstream, "127.0.0.1:53".parse().unwrap());
+        assert_eq!(
+            (p.max_sessions, p.idle_timeout),
+            (1024, std::time::Duration::from_secs(60))
+        );
+        assert!(!relay(&["--to", "127.0.0.1:53"]).unwrap().up.is_active());
+    }
+
+    #[test]
+    fn what_does_not_apply_is_refused() {
+        for bad in [
+            &["--to", "127.0.0.1:53", "--gro"][..],
+            &["--to", "127.0.0.1:53", "--stats-interval", "1s"],
+        ] {
+            let e = relay(bad).unwrap_err();
+            assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{e:#}");
+        }
+        let e = relay(&["--to", "nonsense"]).unwrap_err();
+        assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{e:#}");
+    }
 }
