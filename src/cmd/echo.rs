@@ -12,13 +12,11 @@ use crate::reply::{Answer, Settings};
 use crate::serve::{self, Extras};
 use crate::signal::Signals;
 
-/// Run `dgram echo`.
-pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
-    let opts = &args.server;
-    let bound = serve::bind(opts, true)?;
-    let local = bound.socket.local_addr()?;
+/// How echo answers, from its flags and the address it binds (the rate limit is on by
+/// default off loopback). Pure: nothing is bound yet.
+pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
     let safety = &args.safety;
-    let settings = Settings {
+    Settings {
         answer: Rc::new(Answer::Echo),
         name: "echo",
         count_refused: false,
@@ -32,7 +30,14 @@ pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
             reorder: args.reorder,
         },
         seed: crate::impair::seed_or_now(args.seed),
-    };
+    }
+}
+
+/// Run `dgram echo`.
+pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
+    let opts = &args.server;
+    let bound = serve::bind(opts, true)?;
+    let settings = settings(&args, bound.socket.local_addr()?);
     let extras = Extras {
         // Silent on stdout unless --format or --dns asks.
         format: (opts.receive.format.is_some() || opts.receive.dns)
@@ -41,4 +46,61 @@ pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
         ..Extras::default()
     };
     serve::serve(bound, &opts.receive, signals, extras)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn echo(args: &[&str], local: &str) -> Settings {
+        let cli =
+            crate::cli::Cli::try_parse_from(["dgram", "echo"].iter().chain(args).copied()).unwrap();
+        let crate::cli::Command::Echo(args) = cli.command else {
+            unreachable!("parsed an echo")
+        };
+        settings(&args, local.parse().unwrap())
+    }
+
+    #[test]
+    fn the_rate_limit_is_on_off_loopback_unless_asked_otherwise() {
+        assert_eq!(echo(&[], "127.0.0.1:7").rate_limit, None);
+        assert_eq!(echo(&[], "0.0.0.0:7").rate_limit, Some(1000.0));
+        assert_eq!(echo(&[], "[::]:7").rate_limit, Some(1000.0));
+        assert_eq!(
+            echo(&["--rate-limit", "5"], "127.0.0.1:7").rate_limit,
+            Some(5.0)
+        );
+        assert_eq!(echo(&["--no-rate-limit"], "0.0.0.0:7").rate_limit, None);
+        assert_eq!(echo(&["--max-sources", "10"], "0.0.0.0:7").max_sources, 10);
+    }
+
+    #[test]
+    fn impairments_and_the_seed_come_from_the_flags() {
+        let s = echo(
+            &[
+                "--drop",
+                "5%",
+                "--delay",
+                "20ms",
+                "--jitter",
+                "5ms",
+                "--duplicate",
+                "0.1",
+                "--reorder",
+                "0.2",
+                "--seed",
+                "9",
+            ],
+            "127.0.0.1:7",
+        );
+        assert_eq!(s.impairment.drop, 0.05);
+        assert_eq!(s.impairment.delay, std::time::Duration::from_millis(20));
+        assert_eq!(s.impairment.jitter, std::time::Duration::from_millis(5));
+        assert_eq!((s.impairment.duplicate, s.impairment.reorder), (0.1, 0.2));
+        assert_eq!(s.seed, 9);
+        assert!(matches!(*s.answer, Answer::Echo));
+        assert!(!s.count_refused);
+        assert!(!echo(&[], "127.0.0.1:7").impairment.is_active());
+    }
 }
