@@ -13,34 +13,38 @@ use crate::reply::{Answer, Settings};
 use crate::serve::{self, Extras};
 use crate::signal::Signals;
 
+/// How listen answers as a mock server, once `answer` has said with what and the socket
+/// is bound: a fixed reply must fit a datagram to `local`, and the rate limit is on by
+/// default off loopback, as echo's. Pure: nothing is sent yet.
+pub fn settings(
+    args: &ListenArgs,
+    answer: Answer,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<Settings> {
+    if let Answer::Fixed(bytes) = &answer {
+        check_size(bytes.len(), &local).map_err(|e| usage!("--respond: {e}"))?;
+    }
+    let safety = &args.respond.safety;
+    Ok(Settings {
+        answer: Rc::new(answer),
+        name: "listen",
+        count_refused: true,
+        rate_limit: Settings::rate_limit_for(local, safety.rate_limit, safety.no_rate_limit),
+        max_sources: safety.max_sources as usize,
+        impairment: Impairment::default(),
+        seed: 0,
+    })
+}
+
 /// Run `dgram listen`.
 pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
     let answer = answer(&args.respond)?;
     let bound = serve::bind(opts, answer.is_some())?;
     let local = bound.socket.local_addr()?;
-    let reply = match answer {
-        Some(answer) => {
-            if let Answer::Fixed(bytes) = &answer {
-                check_size(bytes.len(), &local).map_err(|e| usage!("--respond: {e}"))?;
-            }
-            let safety = &args.respond.safety;
-            Some(Settings {
-                answer: Rc::new(answer),
-                name: "listen",
-                count_refused: true,
-                rate_limit: Settings::rate_limit_for(
-                    local,
-                    safety.rate_limit,
-                    safety.no_rate_limit,
-                ),
-                max_sources: safety.max_sources as usize,
-                impairment: Impairment::default(),
-                seed: 0,
-            })
-        }
-        None => None,
-    };
+    let reply = answer
+        .map(|answer| settings(&args, answer, local))
+        .transpose()?;
     let extras = Extras {
         format: Some(opts.receive.printed_format()),
         reply,
@@ -128,4 +132,76 @@ fn read_zone(path: &std::path::Path) -> anyhow::Result<String> {
         ));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn listen(args: &[&str]) -> ListenArgs {
+        let cli =
+            crate::cli::Cli::try_parse_from(["dgram", "listen", "0"].iter().chain(args).copied())
+                .unwrap();
+        let crate::cli::Command::Listen(args) = cli.command else {
+            unreachable!("parsed a listen")
+        };
+        args
+    }
+
+    fn answer_of(args: &[&str]) -> anyhow::Result<Option<Answer>> {
+        answer(&listen(args).respond)
+    }
+
+    fn error(args: &[&str]) -> String {
+        match answer_of(args) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn the_answer_is_what_the_flags_name() {
+        assert!(answer_of(&[]).unwrap().is_none());
+        let Some(Answer::Fixed(bytes)) = answer_of(&["--respond", "pong"]).unwrap() else {
+            panic!("a fixed answer")
+        };
+        assert_eq!(bytes, b"pong");
+        let Some(Answer::Fixed(bytes)) = answer_of(&["--respond", "6f6b", "-x"]).unwrap() else {
+            panic!("a fixed answer")
+        };
+        assert_eq!(bytes, b"ok");
+        let Some(Answer::Exec(exec)) = answer_of(&["--exec", "cat"]).unwrap() else {
+            panic!("an exec answer")
+        };
+        assert_eq!(exec.command, "cat");
+        assert!(matches!(
+            answer_of(&["--dns-answer", "example.com A 192.0.2.1"]).unwrap(),
+            Some(Answer::Dns(_))
+        ));
+    }
+
+    #[test]
+    fn what_cannot_answer_is_refused_before_binding() {
+        assert!(error(&["--respond", "zz", "-x"]).contains("invalid --respond"));
+        assert!(error(&["--dns-answer", "example.com A not-an-ip"]).contains("--dns-answer"));
+        assert!(error(&["-x"]).contains("apply to a responder"));
+        assert!(error(&["--rate-limit", "5"]).contains("apply to a responder"));
+        assert!(error(&["--exec", "cat", "-x"]).contains("apply to --respond"));
+    }
+
+    #[test]
+    fn a_responder_is_rate_limited_off_loopback_and_its_reply_fits_a_datagram() {
+        let args = listen(&["--respond", "x"]);
+        let fixed = || Answer::Fixed(b"x".to_vec());
+        let on = |local: &str| settings(&args, fixed(), local.parse().unwrap()).unwrap();
+        assert_eq!(on("127.0.0.1:7").rate_limit, None);
+        assert_eq!(on("0.0.0.0:7").rate_limit, Some(1000.0));
+        assert!(on("127.0.0.1:7").count_refused);
+        let big = Answer::Fixed(vec![0; 65_508]);
+        let refused = settings(&args, big, "127.0.0.1:7".parse().unwrap());
+        assert!(matches!(refused, Err(e) if format!("{e:#}").contains("--respond")));
+        let big = Answer::Fixed(vec![0; 65_507]);
+        assert!(settings(&args, big, "127.0.0.1:7".parse().unwrap()).is_ok());
+    }
 }
