@@ -9,7 +9,7 @@ use crate::harness::{arrives_within, json_last_line, peer, recv, responder, run,
 #[test]
 fn round_trips_through_the_relay_are_byte_exact_and_sessions_apart() {
     let echo = Server::start(&["echo", "0"]);
-    let relay = Server::start(&["relay", "0", "--to", &echo.addr.to_string()]);
+    let relay = relay_to(echo.addr, &[]);
     let (a, b) = (peer("127.0.0.1"), peer("127.0.0.1"));
     for size in [0usize, 1, 1472, 8192, 65_507] {
         let payload: Vec<u8> = (0..size).map(|i| (i * 13 + size) as u8).collect();
@@ -31,7 +31,7 @@ fn the_server_sees_one_source_port_per_client() {
     let server = peer("127.0.0.1");
     let t = server.local_addr().unwrap().to_string();
     let seen = responder(server, 3, |req| Some(req.to_vec()));
-    let relay = Server::start(&["relay", "0", "--to", &t]);
+    let relay = relay_to(&t, &[]);
     let (a, b) = (peer("127.0.0.1"), peer("127.0.0.1"));
     for (c, m) in [(&a, "a1"), (&b, "b1"), (&a, "a2")] {
         c.send_to(m.as_bytes(), relay.addr).unwrap();
@@ -46,18 +46,10 @@ fn the_server_sees_one_source_port_per_client() {
 #[test]
 fn idle_sessions_close_and_the_longest_idle_is_evicted() {
     let echo = Server::start(&["echo", "0"]);
-    let relay = Server::start(&[
-        "relay",
-        "0",
-        "--to",
-        &echo.addr.to_string(),
-        "--idle-timeout",
-        "200ms",
-        "-v",
-        "--stats",
-        "-f",
-        "json",
-    ]);
+    let relay = relay_to(
+        echo.addr,
+        &["--idle-timeout", "200ms", "-v", "--stats", "-f", "json"],
+    );
     let c = peer("127.0.0.1");
     c.send_to(b"one", relay.addr).unwrap();
     assert_eq!(recv(&c).0, b"one");
@@ -77,15 +69,7 @@ fn idle_sessions_close_and_the_longest_idle_is_evicted() {
         "{v}"
     );
     // --max-sessions 2 with three clients: the longest idle goes.
-    let relay = Server::start(&[
-        "relay",
-        "0",
-        "--to",
-        &echo.addr.to_string(),
-        "--max-sessions",
-        "2",
-        "-v",
-    ]);
+    let relay = relay_to(echo.addr, &["--max-sessions", "2", "-v"]);
     let clients = [peer("127.0.0.1"), peer("127.0.0.1"), peer("127.0.0.1")];
     for c in &clients {
         c.send_to(b"hi", relay.addr).unwrap();
@@ -101,7 +85,7 @@ fn idle_sessions_close_and_the_longest_idle_is_evicted() {
 fn drops_apply_to_the_direction_asked() {
     let server = peer("127.0.0.1");
     let t = server.local_addr().unwrap().to_string();
-    let relay = Server::start(&["relay", "0", "--to", &t, "--drop", "up=100%"]);
+    let relay = relay_to(&t, &["--drop", "up=100%"]);
     let c = peer("127.0.0.1");
     c.send_to(b"lost", relay.addr).unwrap();
     assert!(
@@ -109,7 +93,7 @@ fn drops_apply_to_the_direction_asked() {
         "nothing goes up"
     );
     drop(relay);
-    let relay = Server::start(&["relay", "0", "--to", &t, "--drop", "down=100%"]);
+    let relay = relay_to(&t, &["--drop", "down=100%"]);
     c.send_to(b"up only", relay.addr).unwrap();
     let (got, from) = recv(&server);
     assert_eq!(got, b"up only");
@@ -125,7 +109,7 @@ fn the_same_seed_drops_the_same_datagrams() {
     let run_once = |seed: &str| -> Vec<u64> {
         let server = peer("127.0.0.1");
         let t = server.local_addr().unwrap().to_string();
-        let relay = Server::start(&["relay", "0", "--to", &t, "--drop", "up=50%", "--seed", seed]);
+        let relay = relay_to(&t, &["--drop", "up=50%", "--seed", seed]);
         run(&[
             "send",
             &relay.addr.to_string(),
@@ -164,14 +148,7 @@ fn the_same_seed_drops_the_same_datagrams() {
 #[test]
 fn a_delay_down_adds_its_time_without_serialising() {
     let echo = Server::start(&["echo", "0"]);
-    let relay = Server::start(&[
-        "relay",
-        "0",
-        "--to",
-        &echo.addr.to_string(),
-        "--delay",
-        "down=100ms",
-    ]);
+    let relay = relay_to(echo.addr, &["--delay", "down=100ms"]);
     let started = Instant::now();
     let r = run(&[
         "send",
@@ -205,7 +182,7 @@ fn an_upstream_with_nothing_listening_is_counted_and_never_stops_the_relay() {
     let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
     let t = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let relay = Server::start(&["relay", "0", "--to", &t, "--stats", "-f", "json"]);
+    let relay = relay_to(&t, &["--stats", "-f", "json"]);
     let (a, b) = (peer("127.0.0.1"), peer("127.0.0.1"));
     for _ in 0..3 {
         a.send_to(b"anyone?", relay.addr).unwrap();
@@ -242,17 +219,10 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
     let dir = std::env::temp_dir().join(format!("dgram-relay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("both.pcap");
-    let relay = Server::start(&[
-        "relay",
-        "0",
-        "--to",
-        &format!("127.0.0.1:{port}"),
-        "--dns",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "-n",
-        "1",
-    ]);
+    let relay = relay_to(
+        format!("127.0.0.1:{port}"),
+        &["--dns", "--pcap", pcap.to_str().unwrap(), "-n", "1"],
+    );
     let dig = std::process::Command::new("dig")
         .args([
             "@127.0.0.1",
@@ -320,17 +290,10 @@ fn fds(pid: u32) -> usize {
 #[test]
 fn ten_thousand_clients_for_thirty_seconds_keep_memory_and_descriptors_bounded() {
     let echo = Server::start(&["echo", "0"]);
-    let relay = Server::start(&[
-        "relay",
-        "0",
-        "--to",
-        &echo.addr.to_string(),
-        "--max-sessions",
-        "1000",
-        "--stats",
-        "-f",
-        "json",
-    ]);
+    let relay = relay_to(
+        echo.addr,
+        &["--max-sessions", "1000", "--stats", "-f", "json"],
+    );
     let pid = relay.guard.child.id();
     let base_fds = fds(pid);
     let c = peer("127.0.0.1");
@@ -385,4 +348,12 @@ fn ten_thousand_clients_for_thirty_seconds_keep_memory_and_descriptors_bounded()
     let v = json_last_line(&r.stderr);
     assert!(v["sessions_evicted"].as_u64().unwrap() > 5_000, "{v}");
     assert!(v["sessions"].as_u64().unwrap() <= 1000, "{v}");
+}
+
+/// A relay on a port of its own to `upstream`, with `flags`, once it has announced itself.
+fn relay_to(upstream: impl std::fmt::Display, flags: &[&str]) -> Server {
+    let upstream = upstream.to_string();
+    let mut args = vec!["relay", "0", "--to", &upstream];
+    args.extend_from_slice(flags);
+    Server::start(&args)
 }
