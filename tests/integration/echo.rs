@@ -223,8 +223,7 @@ fn a_vanished_client_does_not_stop_the_server() {
     assert_eq!(recv(&c).0, b"still there?");
     s.guard.signal(libc::SIGTERM);
     let r = s.finish();
-    let line = r.stderr.lines().rev().find(|l| l.starts_with('{')).unwrap();
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let v = crate::harness::json_last_line(&r.stderr);
     // Counted by kind (SPEC §9). Not all twenty: loopback is exempt from the
     // per-host ICMP limit but not from the global one (net.ipv4.icmp_msgs_burst,
     // 50 here), which every test sending to a closed port shares in parallel.

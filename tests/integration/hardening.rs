@@ -102,8 +102,7 @@ fn echo_survives_a_flood_from_many_sources_and_a_storm_of_vanished_clients() {
     assert_eq!(fd_count(pid), fds, "file descriptors leaked");
     s.guard.signal(libc::SIGTERM);
     let r = s.finish();
-    let line = r.stderr.lines().rev().find(|l| l.starts_with('{')).unwrap();
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let v = crate::harness::json_last_line(&r.stderr);
     assert!(
         v["icmp_errors"]["port_unreachable"].as_u64().unwrap_or(0) >= 100,
         "the errors were counted by kind: {v}"

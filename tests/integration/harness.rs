@@ -469,6 +469,21 @@ pub fn released_port() -> u16 {
 }
 
 /// The last JSON object on stderr (a `--stats --format json` summary).
+/// The `text` field of every JSON line on stdout (`-f json`), in order.
+pub fn json_texts(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["text"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no text: {l}"))
+                .to_string()
+        })
+        .collect()
+}
+
 pub fn json_last_line(stderr: &str) -> serde_json::Value {
     let line = stderr
         .lines()

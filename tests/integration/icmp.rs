@@ -229,14 +229,7 @@ fn a_relay_counts_its_upstream_s_errors_by_kind_and_goes_on() {
         relay.signal(libc::SIGTERM);
         let r = relay.finish();
         r.expect_code(143);
-        let line = r
-            .stderr
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or_default();
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", r.stderr));
+        let v = crate::harness::json_last_line(&r.stderr);
         assert!(
             v["icmp"][kind].as_u64().unwrap_or(0) >= 1,
             "{upstream}: {v}"

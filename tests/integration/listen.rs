@@ -188,16 +188,7 @@ fn allow_and_deny_filter_and_filtered_datagrams_do_not_count() {
     send_from("127.0.0.3", &s, b"two");
     let r = s.finish();
     r.expect_code(0);
-    let texts: Vec<String> = r
-        .stdout_str()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let texts = crate::harness::json_texts(&r.stdout_str());
     assert_eq!(texts, ["one", "two"]);
     let stats: serde_json::Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
     assert_eq!(stats["filtered"], 1);

@@ -248,13 +248,7 @@ fn dgram_s_own_capture_replays_what_it_received_with_its_timing() {
     let (got, sent) = replayed(&pcap, 10, &["--speed", "2", "-f", "json"]);
     sent.expect_code(0);
     assert_eq!(got.len(), 10);
-    let line = sent
-        .stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let v = crate::harness::json_last_line(&sent.stderr);
     // Nine 20 ms gaps halved: about 90 ms of sending (loose bounds).
     let took = v["elapsed_s"].as_f64().unwrap();
     assert!((0.080..0.160).contains(&took), "--speed 2 took {took} s");

@@ -25,16 +25,7 @@ fn a_fixed_reply_in_every_encoding_and_every_request_recorded() {
         assert_eq!(recv(&c).0, want, "{flags:?}");
         let r = s.finish();
         r.expect_code(0);
-        let texts: Vec<String> = r
-            .stdout_str()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let texts = crate::harness::json_texts(&r.stdout_str());
         assert_eq!(texts, ["ping", "from python"]);
     }
 }
