@@ -45,7 +45,9 @@ pub fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
     let (Some(&lo), Some(&hi)) = (samples.iter().min(), samples.iter().max()) else {
         return String::new();
     };
-    let (lo_f, hi_f) = ((lo.max(1)) as f64, (hi.max(1)) as f64 * 1.000_001);
+    // The largest sample lands in the last bucket by the clamp below, so the top edge
+    // can be the largest sample itself.
+    let (lo_f, hi_f) = (lo.max(1) as f64, hi.max(1) as f64);
     let buckets = if hi_f / lo_f < 1.01 {
         1
     } else {
@@ -258,6 +260,95 @@ mod tests {
         // One value, or none: still sensible.
         assert_eq!(bar_chart(&[7, 7, 7], 8, 10).lines().count(), 2);
         assert_eq!(bar_chart(&[], 8, 10), "");
+    }
+
+    #[test]
+    fn bar_charts_are_log_spaced_from_the_smallest_to_the_largest_sample() {
+        let row = |lo: u64, hi: u64, bar: &str, n: u64| format!("{lo:>9}-{hi:<9} |{bar}| {n}\n");
+        let head = "rtt distribution (µs):\n";
+        assert_eq!(
+            bar_chart(&[1, 2, 3, 50], 2, 4),
+            format!("{head}{}{}", row(1, 7, "████", 3), row(7, 50, "█   ", 1))
+        );
+        assert_eq!(
+            bar_chart(&[150, 100, 1000], 2, 3),
+            format!(
+                "{head}{}{}",
+                row(100, 316, "███", 2),
+                row(316, 1000, "██ ", 1)
+            )
+        );
+        assert_eq!(
+            bar_chart(&[1000, 10_000_000], 2, 2),
+            format!(
+                "{head}{}{}",
+                row(1000, 100_000, "██", 1),
+                row(100_000, 10_000_000, "██", 1)
+            )
+        );
+        // Twice the smallest is a range worth two buckets; a hundredth more is not.
+        assert_eq!(bar_chart(&[100, 200], 2, 1).lines().count(), 3);
+        assert_eq!(
+            bar_chart(&[100, 100], 2, 1),
+            format!("{head}{}", row(100, 100, "█", 2))
+        );
+    }
+
+    #[test]
+    fn a_run_of_no_time_has_no_rate() {
+        let mut s = Summary::default();
+        s.finish(Duration::ZERO, 5);
+        assert_eq!(s.rate_pps, 0.0);
+        s.finish(Duration::from_millis(500), 5);
+        assert_eq!(s.rate_pps, 10.0);
+    }
+
+    #[test]
+    fn a_sender_and_a_receiver_each_get_their_own_lines() {
+        let sender = Summary {
+            sent: Some(1),
+            bytes: 4,
+            lost: Some(1),
+            reordered: Some(2),
+            ..Summary::default()
+        };
+        let text = sender.text();
+        assert!(text.starts_with("sent 1 datagram, 4 bytes in"), "{text}");
+        assert!(text.contains("replies reordered 2, duplicated 0"), "{text}");
+        assert!(
+            !text.contains("kernel drops") && !text.contains("seq:"),
+            "{text}"
+        );
+        let receiver = Summary {
+            received: Some(2),
+            owd_us: Some(Percentiles {
+                min: 1,
+                p50: 2,
+                p90: 3,
+                p99: 4,
+                max: 5,
+            }),
+            reordered: Some(0),
+            ..Summary::default()
+        };
+        let text = receiver.text();
+        assert!(text.contains("received 2 datagrams"), "{text}");
+        assert!(text.contains("kernel drops n/a"), "{text}");
+        assert!(
+            text.contains("seq: lost 0, reordered 0, duplicates 0; one-way delay min/p50/p90/p99/max = 1/2/3/4/5 µs"),
+            "{text}"
+        );
+        assert!(!text.contains("replies"), "{text}");
+        let receiver = Summary {
+            received: Some(2),
+            reordered: Some(1),
+            ..Summary::default()
+        };
+        let text = receiver.text();
+        assert!(
+            !text.contains("replies") && !text.contains("seq:"),
+            "{text}"
+        );
     }
 
     #[test]
