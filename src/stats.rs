@@ -286,8 +286,10 @@ mod tests {
                 row(100_000, 10_000_000, "██", 1)
             )
         );
-        // Twice the smallest is a range worth two buckets; a hundredth more is not.
+        // A range of 1% or more is worth the buckets asked for; less is one bucket.
         assert_eq!(bar_chart(&[100, 200], 2, 1).lines().count(), 3);
+        assert_eq!(bar_chart(&[100, 101], 2, 1).lines().count(), 3);
+        assert_eq!(bar_chart(&[1000, 1009], 2, 1).lines().count(), 2);
         assert_eq!(
             bar_chart(&[100, 100], 2, 1),
             format!("{head}{}", row(100, 100, "█", 2))
@@ -319,6 +321,14 @@ mod tests {
             !text.contains("kernel drops") && !text.contains("seq:"),
             "{text}"
         );
+        // With replies counted too (send -r): still the sender's lines.
+        let text = Summary {
+            received: Some(1),
+            ..sender
+        }
+        .text();
+        assert!(text.contains("received 1 datagram, 4 bytes"), "{text}");
+        assert!(!text.contains("kernel drops"), "{text}");
         let receiver = Summary {
             received: Some(2),
             owd_us: Some(Percentiles {
