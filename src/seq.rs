@@ -290,6 +290,14 @@ mod tests {
         );
         assert_eq!(&buf[24..], &[0xaa; 16]);
         assert_eq!(parse(&buf[..23]), None);
+        // Exactly a header is a header; another magic or version is not.
+        assert_eq!(parse(&buf[..24]).map(|h| h.seq), Some(7));
+        let mut other = buf.clone();
+        other[0] = b'X';
+        assert_eq!(parse(&other), None);
+        let mut other = buf.clone();
+        other[4] = 2;
+        assert_eq!(parse(&other), None);
         assert_eq!(parse(b"hello world, this is not a header"), None);
     }
 
@@ -325,6 +333,22 @@ mod tests {
         t.record(199_999 + 3 * WINDOW);
         assert_eq!(t.duplicates, 0);
         assert_eq!(t.reordered, 1);
+    }
+
+    #[test]
+    fn arrivals_older_than_the_window_are_late_and_a_short_jump_keeps_the_bits() {
+        let mut t = Tracker::default();
+        t.record(5 * WINDOW);
+        // Too old to remember: late and unique, never a duplicate, however often.
+        t.record(WINDOW);
+        t.record(WINDOW);
+        assert_eq!((t.reordered, t.duplicates), (2, 0));
+        assert_eq!(t.lost(), 5 * WINDOW + 1 - 3);
+        // A jump ahead within the window forgets only what slid out of it.
+        let mut t = track(&[10_000, 10_001, 10_002]);
+        t.record(10_020);
+        t.record(10_001);
+        assert_eq!((t.reordered, t.duplicates), (0, 1));
     }
 
     #[test]
