@@ -301,6 +301,15 @@ mod tests {
         assert_eq!(parse(b"hello world, this is not a header"), None);
     }
 
+    #[test]
+    fn now_is_read_from_the_clock() {
+        // After 2020-01-01, and moving.
+        let a = now_ns();
+        assert!(a > 1_577_836_800_000_000_000, "{a}");
+        std::thread::sleep(std::time::Duration::from_millis(2)); // for the clock to move
+        assert!(now_ns() > a);
+    }
+
     fn track(seqs: &[u64]) -> Tracker {
         let mut t = Tracker::default();
         for &s in seqs {
