@@ -361,6 +361,24 @@ mod tests {
     }
 
     #[test]
+    fn histogram_buckets_tile_the_values_without_gaps() {
+        // Every bucket up to the one holding u64::MAX: its lower bound maps back to it,
+        // and the value just below the next bucket's bound is still its own.
+        let last = Histogram::index(u64::MAX);
+        assert_eq!(last, (SUB + 58 * SUB + 31) as usize);
+        for i in 0..last {
+            let (lo, next) = (Histogram::lower_bound(i), Histogram::lower_bound(i + 1));
+            assert!(next > lo, "bucket {i}");
+            assert_eq!(Histogram::index(lo), i, "lower bound {lo}");
+            assert_eq!(Histogram::index(next - 1), i, "{}", next - 1);
+        }
+        assert_eq!(Histogram::index(31), 31);
+        assert_eq!(Histogram::lower_bound(SUB as usize), 32);
+        // Within about 3%: a bucket is never wider than 1/32 of its lower bound.
+        assert_eq!(Histogram::lower_bound(Histogram::index(1_000_000)), 999_424);
+    }
+
+    #[test]
     fn histogram_percentiles_are_close() {
         let mut h = Histogram::default();
         for v in 1..=100_000u64 {
