@@ -379,6 +379,41 @@ mod tests {
     }
 
     #[test]
+    fn accounting_keeps_each_sender_apart_and_bounds_how_many() {
+        let header = |seq: u64, sent_ns: u64| {
+            let mut b = vec![0; HEADER_LEN];
+            write(&mut b, seq, sent_ns);
+            b
+        };
+        let a: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: std::net::SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let mut acc = Accounting::default();
+        assert!(!acc.has_seq());
+        acc.record(a, b"no header", 0);
+        assert!(!acc.has_seq());
+        // a: 0, 2, 1, 1 (one lost... found late, one duplicate); b: 3 (three lost).
+        for seq in [0, 2, 1, 1] {
+            acc.record(a, &header(seq, 1_000_000), 3_000_000);
+        }
+        acc.record(b, &header(3, 2_000_000), 3_000_000);
+        assert!(acc.has_seq());
+        assert_eq!(acc.totals(), (3, 1, 1));
+        assert_eq!(acc.non_seq, 1);
+        // One-way delay in µs, a duplicate's too: 2000 µs from a, 1000 µs from b.
+        let owd = acc.owd.summary().unwrap();
+        assert_eq!((owd.min, owd.max), (1000, 2000));
+        // Past MAX_SENDERS, a new sender is counted as untracked, a known one still tracked.
+        for port in 3..(MAX_SENDERS as u16 + 1) {
+            acc.record(([127, 0, 0, 1], port).into(), &header(0, 0), 0);
+        }
+        acc.record(([127, 0, 0, 2], 1).into(), &header(0, 0), 0);
+        assert_eq!(acc.untracked, 1);
+        acc.record(a, &header(3, 0), 0);
+        assert_eq!(acc.untracked, 1);
+        assert_eq!(acc.totals(), (3, 1, 1));
+    }
+
+    #[test]
     fn histogram_percentiles_are_close() {
         let mut h = Histogram::default();
         for v in 1..=100_000u64 {
