@@ -187,7 +187,8 @@ pub fn run(
 }
 
 /// Hand every report of the socket's error queue to the handler; how many there were.
-fn drain_errors(fd: std::os::fd::RawFd, handler: &mut impl Handler) -> usize {
+/// Servers call it once more as they stop, so an error already queued is still counted.
+pub fn drain_errors(fd: std::os::fd::RawFd, handler: &mut impl Handler) -> usize {
     let mut n = 0;
     // Bounded: a flood of queued errors is drained a batch at a time between receives.
     while n < 1024 {

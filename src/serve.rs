@@ -376,6 +376,8 @@ pub fn serve(
             }
         }
     }
+    // ICMP errors already queued (for replies sent up to the end) are counted too.
+    recv::drain_errors(socket.as_raw_fd(), &mut printer);
     // Whatever happened, what was received is written before anything else is said.
     let flushed = printer.idle();
     let (stop, counted) = result?;
