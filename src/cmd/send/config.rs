@@ -311,7 +311,7 @@ fn os_bytes(s: &OsString) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use clap::Parser;
 
@@ -325,7 +325,8 @@ mod tests {
         Config::from_args(args, terminals)
     }
 
-    fn ok(args: &[&str]) -> Config {
+    /// The `Config` of `dgram send ARGS` (for the tests of the report too).
+    pub(in crate::cmd::send) fn ok(args: &[&str]) -> Config {
         config(args, Terminals::default()).unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
     }
 

@@ -1,0 +1,316 @@
+//! What a send reports when it ends: the `--stats` summary (with the replay's frame
+//! counts and lateness, or the ICMP error that ended it) and, when what was expected did
+//! not happen, the one-line reason behind exit 1.
+
+use std::io;
+use std::time::Duration;
+
+use super::Config;
+use crate::engine::send::{Counts, Replies};
+use crate::exit::Unmet;
+use crate::output::Format;
+use crate::stats::{percentiles, Summary};
+
+/// `--replay --stats`: the summary, then frames read, skipped by reason, and lateness.
+fn print_replay_stats(
+    summary: &Summary,
+    counts: &Counts,
+    skipped: &crate::capture::Skipped,
+    too_large: u64,
+    json: bool,
+) {
+    let l = &counts.lateness;
+    let (p50, p99, max) = (l.percentile(50.0), l.percentile(99.0), l.max_us());
+    if json {
+        let mut v = serde_json::to_value(summary).expect("a summary serializes");
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("frames".into(), skipped.frames.into());
+            let mut by_reason = serde_json::to_value(skipped).expect("counts serialize");
+            if let Some(r) = by_reason.as_object_mut() {
+                r.remove("frames");
+                r.insert("too_large".into(), too_large.into());
+            }
+            obj.insert("skipped".into(), by_reason);
+            if !l.is_empty() {
+                obj.insert(
+                    "lateness_us".into(),
+                    serde_json::json!({"p50": p50, "p99": p99, "max": max}),
+                );
+            }
+        }
+        let _ = io::Write::write_all(&mut io::stderr(), format!("{v}\n").as_bytes());
+        return;
+    }
+    summary.print(false);
+    let mut line = format!(
+        "replay: frames {}, sent {}; skipped: truncated {}, not UDP {}, unknown link {}, malformed {}, unmatched {}, too large {}",
+        skipped.frames,
+        counts.sent,
+        skipped.truncated,
+        skipped.not_udp,
+        skipped.unknown_link,
+        skipped.malformed,
+        skipped.unmatched,
+        too_large
+    );
+    if !l.is_empty() {
+        line.push_str(&format!("; lateness p50/p99/max = {p50}/{p99}/{max} µs"));
+    }
+    let _ = io::Write::write_all(&mut io::stderr(), format!("{line}\n").as_bytes());
+}
+
+/// Exit 1 when the expected did not happen.
+pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
+    let target = config.plan.target;
+    let (timeout, retries) = match &config.plan.replies {
+        Replies::Each {
+            timeout, retries, ..
+        } => (*timeout, *retries),
+        Replies::BySeq { timeout, .. } => (*timeout, 0),
+        _ => (Duration::ZERO, 0),
+    };
+    match &config.plan.replies {
+        Replies::Each { .. } | Replies::BySeq { .. } if counts.unanswered > 0 => {
+            let per_try = crate::units::human_duration(timeout);
+            let what = if counts.unanswered == 1 && counts.replies == 0 {
+                "no reply".to_string()
+            } else {
+                let n = counts.unanswered;
+                format!("no reply to {n} datagram{}", if n == 1 { "" } else { "s" })
+            };
+            let tries = match retries + 1 {
+                1 => format!("within {per_try}"),
+                tries => format!("after {tries} tries of {per_try}"),
+            };
+            // Say what came that did not count: a DNS reply to another query, a late one.
+            let ignored = match counts.stray {
+                0 => String::new(),
+                1 => " (1 datagram from it was not the answer and was ignored)".to_string(),
+                n => format!(" ({n} datagrams from it were not the answer and were ignored)"),
+            };
+            Err(Unmet(format!("{what} from {target} {tries}{ignored}")).into())
+        }
+        Replies::Each { .. } | Replies::BySeq { .. } if counts.mismatched > 0 => {
+            Err(Unmet(format!(
+                "{} of {} replies from {target} did not contain the --expect pattern",
+                counts.mismatched, counts.replies
+            ))
+            .into())
+        }
+        Replies::Each {
+            dns: Some(want), ..
+        } if counts.wrong_rcode.is_some() => Err(Unmet(format!(
+            "the reply from {target} has RCODE {}, not {} (--expect-rcode)",
+            crate::dns::rcode_name(counts.wrong_rcode.unwrap_or_default()),
+            crate::dns::rcode_name(want.rcode.unwrap_or_default())
+        ))
+        .into()),
+        Replies::Collect { timeout } if counts.replies == 0 => Err(Unmet(format!(
+            "no reply to --collect within {}",
+            crate::units::human_duration(*timeout)
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn print_stats(
+    config: &Config,
+    counts: &Counts,
+    elapsed: Duration,
+    replay: Option<(crate::capture::Skipped, u64)>,
+    icmp: Option<crate::sys::ErrorReport>,
+) {
+    let replies = &config.plan.replies;
+    let waits = !matches!(replies, Replies::None);
+    let mut summary = Summary {
+        sent: Some(counts.sent),
+        bytes: if waits {
+            counts.reply_bytes
+        } else {
+            counts.bytes
+        },
+        ..Summary::default()
+    };
+    if waits {
+        summary.received = Some(counts.replies);
+    }
+    if matches!(replies, Replies::Each { .. } | Replies::BySeq { .. }) {
+        if config.plan.seq {
+            summary.reordered = Some(counts.reordered);
+            summary.duplicates = Some(counts.duplicates);
+        }
+        summary.lost = Some(counts.unanswered);
+        let mut rtts = counts.rtts_us.clone();
+        summary.rtt_us = percentiles(&mut rtts);
+    }
+    summary.finish(elapsed, counts.sent);
+    let json = config.format == Format::Json;
+    match (replay, icmp) {
+        (Some((skipped, too_large)), _) => {
+            print_replay_stats(&summary, counts, &skipped, too_large, json)
+        }
+        // The ICMP error that ended the run, in detail (SPEC §9).
+        (None, Some(report)) if json => {
+            let mut v = serde_json::to_value(&summary).expect("a summary serializes");
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("icmp".into(), crate::icmp::to_json(&report));
+            }
+            let _ = io::Write::write_all(&mut io::stderr(), format!("{v}\n").as_bytes());
+        }
+        (None, _) => summary.print(json),
+    }
+    if config.histogram && !counts.rtts_us.is_empty() && config.format != Format::Json {
+        let chart = crate::stats::bar_chart(&counts.rtts_us, 8, 40);
+        let _ = io::Write::write_all(&mut io::stderr(), chart.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::send::config::tests::ok;
+
+    /// The exit-1 reason of `dgram send ARGS` that counted `counts`, if any.
+    fn reason(args: &[&str], counts: Counts) -> Option<String> {
+        let e = judge(&ok(args), &counts).err()?;
+        assert_eq!(crate::exit::code_for(&e), crate::exit::UNMET, "{e:#}");
+        Some(format!("{e:#}"))
+    }
+
+    const T: &str = "127.0.0.1:9";
+
+    #[test]
+    fn a_reply_that_never_came_says_how_long_and_how_often_it_was_awaited() {
+        let silent = || Counts {
+            sent: 1,
+            unanswered: 1,
+            ..Counts::default()
+        };
+        assert_eq!(
+            reason(&[T, "hi", "-r", "-w", "300ms"], silent()).as_deref(),
+            Some("no reply from 127.0.0.1:9 within 300ms")
+        );
+        assert_eq!(
+            reason(&[T, "hi", "-r", "-w", "1s", "--retries", "2"], silent()).as_deref(),
+            Some("no reply from 127.0.0.1:9 after 3 tries of 1.00s")
+        );
+        let some = Counts {
+            sent: 5,
+            replies: 3,
+            unanswered: 2,
+            ..Counts::default()
+        };
+        assert_eq!(
+            reason(&[T, "hi", "-r", "-n", "5", "-w", "2s"], some).as_deref(),
+            Some("no reply to 2 datagrams from 127.0.0.1:9 within 2.00s")
+        );
+        // One unanswered after other replies: which one is not said, how many is.
+        let one_of_two = Counts {
+            replies: 1,
+            unanswered: 1,
+            ..Counts::default()
+        };
+        assert_eq!(
+            reason(&[T, "hi", "-r", "-n", "2", "-w", "2s"], one_of_two).as_deref(),
+            Some("no reply to 1 datagram from 127.0.0.1:9 within 2.00s")
+        );
+    }
+
+    #[test]
+    fn datagrams_that_were_not_the_answer_are_mentioned() {
+        let stray = |n| Counts {
+            unanswered: 1,
+            stray: n,
+            ..Counts::default()
+        };
+        let args = [T, "hi", "-r", "-w", "1ms"];
+        assert_eq!(
+            reason(&args, stray(1)).as_deref(),
+            Some("no reply from 127.0.0.1:9 within 1ms (1 datagram from it was not the answer and was ignored)")
+        );
+        assert_eq!(
+            reason(&args, stray(4)).as_deref(),
+            Some("no reply from 127.0.0.1:9 within 1ms (4 datagrams from it were not the answer and were ignored)")
+        );
+    }
+
+    #[test]
+    fn replies_without_the_pattern_fail_after_every_reply_came() {
+        let mismatched = Counts {
+            replies: 3,
+            mismatched: 2,
+            ..Counts::default()
+        };
+        assert_eq!(
+            reason(&[T, "hi", "--expect", "ok", "-n", "3"], mismatched).as_deref(),
+            Some("2 of 3 replies from 127.0.0.1:9 did not contain the --expect pattern")
+        );
+        // Unanswered is said first: it is the bigger failure.
+        let both = Counts {
+            replies: 1,
+            unanswered: 1,
+            mismatched: 1,
+            ..Counts::default()
+        };
+        let why = reason(&[T, "hi", "--expect", "ok", "-n", "2"], both).unwrap();
+        assert!(why.starts_with("no reply to 1 datagram from"), "{why}");
+    }
+
+    #[test]
+    fn a_dns_answer_with_another_rcode_names_both() {
+        let counts = Counts {
+            replies: 1,
+            wrong_rcode: Some(3),
+            ..Counts::default()
+        };
+        assert_eq!(
+            reason(
+                &[T, "--dns", "example.com", "--expect-rcode", "NOERROR"],
+                counts
+            )
+            .as_deref(),
+            Some("the reply from 127.0.0.1:9 has RCODE NXDOMAIN, not NOERROR (--expect-rcode)")
+        );
+    }
+
+    #[test]
+    fn collect_fails_only_when_nobody_answered() {
+        let args = [T, "hi", "--collect", "-w", "500ms"];
+        assert_eq!(
+            reason(&args, Counts::default()).as_deref(),
+            Some("no reply to --collect within 500ms")
+        );
+        let answered = Counts {
+            replies: 1,
+            ..Counts::default()
+        };
+        assert_eq!(reason(&args, answered), None);
+    }
+
+    #[test]
+    fn what_was_not_asked_for_is_never_a_failure() {
+        let bad = || Counts {
+            sent: 2,
+            unanswered: 2,
+            mismatched: 2,
+            ..Counts::default()
+        };
+        // No --reply: nothing was awaited, so nothing can be missing.
+        assert_eq!(reason(&[T, "hi", "-n", "2"], bad()), None);
+        // Every reply came and matched.
+        let good = Counts {
+            sent: 2,
+            replies: 2,
+            ..Counts::default()
+        };
+        assert_eq!(reason(&[T, "hi", "--expect", "x", "-n", "2"], good), None);
+        // The RCODE is only judged when --expect-rcode asked for one.
+        let rcode = Counts {
+            replies: 1,
+            wrong_rcode: Some(3),
+            ..Counts::default()
+        };
+        assert_eq!(reason(&[T, "hi", "-r"], rcode), None);
+    }
+}
