@@ -53,18 +53,15 @@ pub fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
     } else {
         buckets.max(1)
     };
-    let ratio = (hi_f / lo_f).powf(1.0 / buckets as f64);
-    let edges: Vec<u64> = (0..=buckets)
-        .map(|i| (lo_f * ratio.powi(i as i32)).round() as u64)
-        .collect();
+    let ratio = nth_root(hi_f / lo_f, buckets);
+    let edges_f: Vec<f64> = (0..=buckets).map(|i| lo_f * ratio.powi(i as i32)).collect();
+    let edges: Vec<u64> = edges_f.iter().map(|e| e.round() as u64).collect();
     let mut counts = vec![0u64; buckets];
     for &v in samples {
-        let i = if buckets == 1 {
-            0
-        } else {
-            (((v.max(1) as f64) / lo_f).ln() / ratio.ln()).floor() as usize
-        };
-        counts[i.min(buckets - 1)] += 1;
+        // The bucket is how many inner edges the sample has reached.
+        let v = v.max(1) as f64;
+        let i = edges_f[1..buckets].iter().take_while(|&&e| v >= e).count();
+        counts[i] += 1;
     }
     let most = counts.iter().copied().max().unwrap_or(1).max(1);
     let mut out = String::from("rtt distribution (µs):\n");
@@ -78,6 +75,21 @@ pub fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
         ));
     }
     out
+}
+
+/// `x^(1/n)` for `x >= 1`, by bisection on `powi`: the chart's only root, and no `powf`,
+/// which would link libm into every start of dgram for one chart.
+fn nth_root(x: f64, n: usize) -> f64 {
+    let (mut lo, mut hi) = (1.0f64, x.max(1.0));
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if mid.powi(n as i32) < x {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
 }
 
 /// Everything a run counted. Fields that do not apply to a subcommand stay `None` and are
@@ -243,6 +255,20 @@ mod tests {
             })
         );
         assert_eq!(percentiles(&mut []), None);
+    }
+
+    #[test]
+    fn nth_roots_are_exact_to_the_last_digits() {
+        for (x, n, root) in [
+            (1000.0, 3, 10.0),
+            (2.0, 1, 2.0),
+            (1.0, 8, 1.0),
+            (1e7, 7, 10.0),
+        ] {
+            let r = nth_root(x, n);
+            assert!((r - root).abs() < 1e-12 * root, "{x}^(1/{n}) = {r}");
+        }
+        assert!((nth_root(2.0, 2) - std::f64::consts::SQRT_2).abs() < 1e-15);
     }
 
     #[test]

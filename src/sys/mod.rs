@@ -88,6 +88,20 @@ pub fn kill_group(pgid: u32) {
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
+/// The width of the terminal on `fd` in columns (TIOCGWINSZ), if it is one and says.
+pub fn terminal_columns(fd: RawFd) -> Option<u16> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which is valid and
+    // exclusively borrowed for the call.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size as *mut libc::winsize) };
+    (rc == 0 && size.ws_col > 0).then_some(size.ws_col)
+}
+
 /// The index of the interface called `name` (if_nametoindex(3)), or `None` if there is none.
 pub fn if_nametoindex(name: &str) -> Option<u32> {
     let c_name = std::ffi::CString::new(name).ok()?;

@@ -588,17 +588,19 @@ fn long_sends_show_progress_on_a_terminal_only() {
     let rx = peer("127.0.0.1");
     let t = target(&rx);
     let (master, slave) = crate::harness::pty();
-    let mut child = Command::new(crate::harness::bin())
+    let child = Command::new(crate::harness::bin())
         .args(["send", &t, "x", "-n", "300", "--rate", "200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(slave))
         .spawn()
         .unwrap();
+    let guard = crate::harness::Guard::adopt(child, "send -n 300 --rate 200 on a pty".into());
     let (tx, rx_lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut master = master;
         let mut buf = [0u8; 4096];
+        // Ends with EIO once the run has ended and its terminal end is closed.
         while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
             if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                 break;
@@ -617,10 +619,20 @@ fn long_sends_show_progress_on_a_terminal_only() {
             seen.extend(chunk);
         }
     }
+    guard.finish().expect_code(0);
+    while let Ok(chunk) = rx_lines.recv_timeout(crate::harness::LIMIT) {
+        seen.extend(chunk);
+    }
     let text = String::from_utf8_lossy(&seen).to_string();
-    assert!(text.contains("sent ") && text.contains("left"), "{text}");
-    let _ = child.kill();
-    let _ = child.wait();
+    // Each redraw is one line rewritten in place, with the rate and the time left; the
+    // run leaves the line cleared for what follows.
+    assert!(text.starts_with("\rsent "), "{text:?}");
+    assert!(
+        text.contains("/s  ") && text.contains(" left  ["),
+        "{text:?}"
+    );
+    assert!(!text.contains('\n'), "the line never scrolls: {text:?}");
+    assert!(text.ends_with("\r\x1b[K"), "left uncleared: {text:?}");
     // The same run with -q draws nothing.
     let (master, slave) = crate::harness::pty();
     let status = Command::new(crate::harness::bin())
