@@ -97,68 +97,9 @@ impl Config {
         }
         let bind = bind_address(args.bind.as_deref(), &target, family)?;
         let encoding = args.encoding.encoding();
-        let dns = match &args.dns {
-            Some(words) => {
-                let spec = crate::dns::parse_query(words).map_err(|e| usage!("--dns: {e}"))?;
-                let id = crate::dns::random_id();
-                let bytes = spec.encode(id).map_err(|e| usage!("--dns: {e}"))?;
-                let rcode = args
-                    .expect_rcode
-                    .as_deref()
-                    .map(crate::dns::parse_rcode)
-                    .transpose()
-                    .map_err(|e| usage!("--expect-rcode: {e}"))?;
-                let question = spec.message(id).queries.remove(0);
-                Some((
-                    bytes,
-                    DnsReply {
-                        id,
-                        question,
-                        rcode,
-                    },
-                ))
-            }
-            None => None,
-        };
-        let has_message = !args.message.is_empty();
-        if has_message && (args.file.is_some() || args.whole || args.lines || args.size.is_some()) {
-            return Err(usage!("MESSAGE cannot be combined with --file, --whole, --lines or --size: they name another payload"));
-        }
-        let (payload, dns) = match dns {
-            Some((bytes, reply)) => (Some(Payload::Message(bytes)), Some(reply)),
-            None => (None, None),
-        };
-        let payload = if let Some(p) = payload {
-            p
-        } else if has_message {
-            let joined = join_words(&args.message);
-            let bytes = decode(&joined, encoding).map_err(|e| usage!("invalid MESSAGE: {e}"))?;
-            Payload::Message(with_seq_room(bytes, args.seq))
-        } else if let Some(path) = args.replay.clone() {
-            let matches = args
-                .matches
-                .iter()
-                .map(|m| crate::capture::Match::parse(m))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| usage!("{e}"))?;
-            Payload::Replay(path, matches)
-        } else if let Some(path) = args.file.clone() {
-            Payload::File(path)
-        } else if let Some(size) = args.size {
-            // Checked before anything is allocated: --size 4G is refused at once.
-            let size = usize::try_from(size).unwrap_or(usize::MAX);
-            check_size(size, &target).map_err(|e| usage!("--size: {e}"))?;
-            if args.seq && size < seq::HEADER_LEN {
-                return Err(usage!(
-                    "--size {size} with --seq: at least {} bytes, the sequence header",
-                    seq::HEADER_LEN
-                ));
-            }
-            Payload::Size(size)
-        } else if args.whole {
-            Payload::Whole
-        } else {
-            Payload::Lines
+        let (payload, dns) = match dns_query(&args)? {
+            Some((query, reply)) => (Payload::Message(query), Some(reply)),
+            None => (payload(&args, encoding, &target)?, None),
         };
         if let Payload::Message(bytes) = &payload {
             check_size(bytes.len(), &target).map_err(|e| usage!("{e}"))?;
@@ -183,27 +124,7 @@ impl Config {
             .transpose()?;
         let is_dns = dns.is_some();
         let lines = payload == Payload::Lines;
-        let replies = if args.collect {
-            Replies::Collect {
-                timeout: args.timeout,
-            }
-        } else if (args.reply || expect.is_some()) && args.seq {
-            Replies::BySeq {
-                timeout: args.timeout,
-                expect,
-            }
-        } else if args.reply || expect.is_some() || dns.is_some() {
-            Replies::Each {
-                timeout: args.timeout,
-                retries: args.retries,
-                expect,
-                dns,
-            }
-        } else if lines && terminals.stdin {
-            Replies::Interactive
-        } else {
-            Replies::None
-        };
+        let replies = replies(&args, expect, dns, lines && terminals.stdin);
         let replay = matches!(payload, Payload::Replay(..));
         // A single payload goes once, unless --count or --duration ask for more.
         let count = match (lines || replay, args.count, args.duration) {
@@ -253,6 +174,103 @@ impl Config {
             stats: args.stats,
             histogram: args.histogram || terminals.stderr,
         })
+    }
+}
+
+/// `--dns NAME [TYPE]`: the query's bytes and what its answer must match, with
+/// `--expect-rcode`.
+fn dns_query(args: &SendArgs) -> anyhow::Result<Option<(Vec<u8>, DnsReply)>> {
+    let Some(words) = &args.dns else {
+        return Ok(None);
+    };
+    let spec = crate::dns::parse_query(words).map_err(|e| usage!("--dns: {e}"))?;
+    let id = crate::dns::random_id();
+    let bytes = spec.encode(id).map_err(|e| usage!("--dns: {e}"))?;
+    let rcode = args
+        .expect_rcode
+        .as_deref()
+        .map(crate::dns::parse_rcode)
+        .transpose()
+        .map_err(|e| usage!("--expect-rcode: {e}"))?;
+    let question = spec.message(id).queries.remove(0);
+    Ok(Some((
+        bytes,
+        DnsReply {
+            id,
+            question,
+            rcode,
+        },
+    )))
+}
+
+/// What is sent, when it is not a DNS query: MESSAGE, a capture, a file, `--size`
+/// generated bytes, stdin whole, or stdin lines (the default). Sizes are checked here,
+/// before anything is allocated or read.
+fn payload(args: &SendArgs, encoding: Encoding, target: &SocketAddr) -> anyhow::Result<Payload> {
+    let has_message = !args.message.is_empty();
+    if has_message && (args.file.is_some() || args.whole || args.lines || args.size.is_some()) {
+        return Err(usage!("MESSAGE cannot be combined with --file, --whole, --lines or --size: they name another payload"));
+    }
+    if has_message {
+        let joined = join_words(&args.message);
+        let bytes = decode(&joined, encoding).map_err(|e| usage!("invalid MESSAGE: {e}"))?;
+        return Ok(Payload::Message(with_seq_room(bytes, args.seq)));
+    }
+    if let Some(path) = &args.replay {
+        let matches = args
+            .matches
+            .iter()
+            .map(|m| crate::capture::Match::parse(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage!("{e}"))?;
+        return Ok(Payload::Replay(path.clone(), matches));
+    }
+    if let Some(path) = &args.file {
+        return Ok(Payload::File(path.clone()));
+    }
+    if let Some(size) = args.size {
+        // Checked before anything is allocated: --size 4G is refused at once.
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        check_size(size, target).map_err(|e| usage!("--size: {e}"))?;
+        if args.seq && size < seq::HEADER_LEN {
+            return Err(usage!(
+                "--size {size} with --seq: at least {} bytes, the sequence header",
+                seq::HEADER_LEN
+            ));
+        }
+        return Ok(Payload::Size(size));
+    }
+    Ok(if args.whole {
+        Payload::Whole
+    } else {
+        Payload::Lines
+    })
+}
+
+/// How replies are awaited: `--collect`, by `--seq` number, one per datagram (`--reply`,
+/// `--expect`, `--dns`), interactively (lines typed on a terminal), or not at all.
+fn replies(
+    args: &SendArgs,
+    expect: Option<Vec<u8>>,
+    dns: Option<DnsReply>,
+    typed: bool,
+) -> Replies {
+    let timeout = args.timeout;
+    if args.collect {
+        Replies::Collect { timeout }
+    } else if (args.reply || expect.is_some()) && args.seq {
+        Replies::BySeq { timeout, expect }
+    } else if args.reply || expect.is_some() || dns.is_some() {
+        Replies::Each {
+            timeout,
+            retries: args.retries,
+            expect,
+            dns,
+        }
+    } else if typed {
+        Replies::Interactive
+    } else {
+        Replies::None
     }
 }
 
