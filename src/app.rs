@@ -20,23 +20,48 @@ use crate::exit;
 
 /// Print the error once, as one line, and pick its exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    if !exit::is_quiet(err) {
-        let line = abbreviate(&format!("{err:#}").replace('\n', " "));
-        let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
+    if let Some(line) = error_line(err) {
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
     ExitCode::from(exit::code_for(err))
+}
+
+/// The one line `report` prints for `err` (newline included), or `None` for an error
+/// that ends quietly.
+pub fn error_line(err: &anyhow::Error) -> Option<String> {
+    if exit::is_quiet(err) {
+        return None;
+    }
+    let line = abbreviate(&format!("{err:#}").replace('\n', " "));
+    Some(format!("dgram: {line}\n"))
 }
 
 /// `--help` and `--version` print to stdout and exit 0; any other parse error becomes one
 /// line on stderr, exit 2: `dgram: invalid value 'abc' for '--count <N>': ... (see 'dgram send --help')`.
 pub fn clap_error(err: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = err.print();
-            return ExitCode::from(exit::SUCCESS);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match usage_line(err, &args) {
+        Some(line) => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            ExitCode::from(exit::USAGE)
         }
-        _ => {}
+        None => {
+            let _ = err.print();
+            ExitCode::from(exit::SUCCESS)
+        }
+    }
+}
+
+/// The one line (newline included) `clap_error` prints for a parse error of the command
+/// line `args` (program name first); `None` for `--help` and `--version`, which are not
+/// errors.
+pub fn usage_line(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        return None;
     }
     let rendered = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         let names: Vec<String> = Cli::command()
@@ -47,9 +72,8 @@ pub fn clap_error(err: &clap::Error) -> ExitCode {
     } else {
         err.render().to_string()
     };
-    let line = abbreviate(&fold_clap_message(&rendered, &subcommand_in_args()));
-    let _ = std::io::stderr().write_all(format!("dgram: {line}\n").as_bytes());
-    ExitCode::from(exit::USAGE)
+    let line = abbreviate(&fold_clap_message(&rendered, &subcommand_in(args)));
+    Some(format!("dgram: {line}\n"))
 }
 
 /// clap's message, first paragraph only, folded onto one line, with a pointer to --help.
@@ -90,18 +114,19 @@ fn abbreviate(line: &str) -> String {
         .join(" ")
 }
 
-/// The subcommand named on the command line, if any, for the `--help` pointer.
-fn subcommand_in_args() -> String {
+/// The subcommand named on the command line `args`, if any, for the `--help` pointer.
+fn subcommand_in(args: &[std::ffi::OsString]) -> String {
     let command = Cli::command();
     let names: Vec<String> = command
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
-    std::env::args_os()
+    args.iter()
         .skip(1)
-        .filter_map(|a| a.into_string().ok())
-        .find(|a| names.contains(a))
+        .filter_map(|a| a.to_str())
+        .find(|a| names.iter().any(|n| n == a))
         .unwrap_or_default()
+        .to_string()
 }
 
 /// tracing on stderr (never stdout: stdout is data). Default `warn`; `-v` info, `-vv`
@@ -191,6 +216,47 @@ mod tests {
         assert!(
             line.contains("required") && line.contains("<TARGET>"),
             "{line}"
+        );
+    }
+
+    fn argv(words: &[&str]) -> Vec<std::ffi::OsString> {
+        words.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    #[test]
+    fn the_usage_line_points_at_the_help_of_the_subcommand_named() {
+        let line_of = |words: &[&str]| {
+            let args = argv(words);
+            let err = Cli::parse_from_args(args.clone()).unwrap_err();
+            usage_line(&err, &args)
+        };
+        let line = line_of(&["dgram", "listen", "0", "--frobnicate"]).unwrap();
+        assert!(
+            line.starts_with("dgram: unexpected argument '--frobnicate'"),
+            "{line}"
+        );
+        assert!(line.ends_with("(see 'dgram listen --help')\n"), "{line}");
+        assert_eq!(line.lines().count(), 1);
+        // The subcommand is found wherever it is on the line.
+        let line = line_of(&["dgram", "-Z", "send"]).unwrap();
+        assert!(
+            line.ends_with("(see 'dgram send --help')\n")
+                || line.ends_with("(see 'dgram --help')\n"),
+            "{line}"
+        );
+        let line = line_of(&["dgram", "nosuchcommand"]).unwrap();
+        assert!(line.ends_with("(see 'dgram --help')\n"), "{line}");
+        // Help and version are not errors: no line.
+        assert_eq!(line_of(&["dgram", "--help"]), None);
+        assert_eq!(line_of(&["dgram", "send", "--version"]), None);
+    }
+
+    #[test]
+    fn an_error_is_one_line_unless_it_ends_quietly() {
+        let err = anyhow::anyhow!("first\nsecond").context("outer");
+        assert_eq!(
+            error_line(&err).as_deref(),
+            Some("dgram: outer: first second\n")
         );
     }
 }

@@ -55,7 +55,7 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
 
 /// What `--respond`, `--respond-file`, `--dns-answer` and `--dns-zone` ask to answer with,
 /// checked before anything is bound.
-fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
+pub fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
     let encoding = opts.encoding.encoding();
     let answer = if let Some(text) = &opts.respond {
         use std::os::unix::ffi::OsStrExt;

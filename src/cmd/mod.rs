@@ -42,6 +42,37 @@ pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
     }
 }
 
+/// Every refusal the command line decides on its own (exit 2), in the order `run` meets
+/// them, with no socket opened and nothing sent: the subcommands' pure checks (listen
+/// also reads the files its answer names). The malformed-command-line corpus runs this
+/// in-process, and a sample of it as processes to hold the two to the same line.
+pub fn check(command: Command) -> anyhow::Result<()> {
+    let no_terminals = send::Terminals::default();
+    match command {
+        Command::Send(args) => send::Config::from_args(args, no_terminals).map(drop),
+        Command::Multicast(MulticastCommand::Send(args)) => {
+            multicast::sender_options(&args)?;
+            send::Config::from_args(args.send, no_terminals).map(drop)
+        }
+        Command::Multicast(MulticastCommand::Join(args)) => multicast::join_plan(&args).map(drop),
+        Command::Listen(args) => {
+            listen::answer(&args.respond)?;
+            local_address(&args.server).map(drop)
+        }
+        Command::Echo(args) => local_address(&args.server).map(drop),
+        Command::Relay(args) => {
+            relay::plan(&args)?;
+            local_address(&args.server).map(drop)
+        }
+        Command::Doctor(_) | Command::Completions { .. } | Command::Manpage => Ok(()),
+    }
+}
+
+/// The address a server binds, as `serve::bind` reads it.
+fn local_address(opts: &crate::cli::ServerOpts) -> anyhow::Result<std::net::SocketAddr> {
+    Ok(crate::addr::parse_local(&opts.addr, opts.family.family())?)
+}
+
 /// Write generated documentation to stdout; a closed pipe is a quiet end.
 fn print_doc(bytes: &[u8]) -> anyhow::Result<Ending> {
     let mut out = crate::output::Output::stdout(crate::output::Format::Raw)?;

@@ -52,8 +52,16 @@ fn scope_iface(group: SocketAddr) -> Iface {
     }
 }
 
-/// Run `dgram multicast join`.
-pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
+/// What `multicast join` joins, checked from its flags alone (nothing bound yet): the
+/// groups, one port and family for all of them, the interface and the source.
+pub struct JoinPlan {
+    pub groups: Vec<SocketAddr>,
+    pub iface: Iface,
+    pub source: Option<IpAddr>,
+}
+
+/// Check `multicast join`'s groups, interface and source.
+pub fn join_plan(args: &JoinArgs) -> anyhow::Result<JoinPlan> {
     let family = args.family.family();
     let groups = args
         .groups
@@ -81,6 +89,21 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
             ));
         }
     }
+    Ok(JoinPlan {
+        groups,
+        iface,
+        source: args.source,
+    })
+}
+
+/// Run `dgram multicast join`.
+pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
+    let JoinPlan {
+        groups,
+        iface,
+        source,
+    } = join_plan(&args)?;
+    let first = groups[0];
     // The wildcard of the group's family on the group's port, shared (SO_REUSEADDR) with
     // other receivers of the group; IPv6 v6-only so IPv4 traffic stays out.
     let local = crate::socket::unspecified_for(&first);
@@ -97,7 +120,6 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let bound = crate::socket::bind(local, &options)?;
 
     let addrs: Vec<IpAddr> = groups.iter().map(SocketAddr::ip).collect();
-    let source = args.source;
     let diagnose = args.diagnose;
     let joins = |socket: &UdpSocket| -> anyhow::Result<Vec<String>> {
         let mut lines = Vec::new();
