@@ -333,6 +333,48 @@ mod tests {
     }
 
     #[test]
+    fn an_unbracketed_ipv6_address_gets_the_bracketed_form_as_a_hint() {
+        let hint = |s: &str| target(s).unwrap_err().to_string();
+        assert_eq!(
+            hint("::1:80"),
+            "invalid address '::1:80': an IPv6 address needs brackets, as in [::1]:80"
+        );
+        assert_eq!(
+            hint("fe80::2:53"),
+            "invalid address 'fe80::2:53': an IPv6 address needs brackets, as in [fe80::2]:53"
+        );
+        // When what is before the last ':' is no address either, a generic example.
+        assert_eq!(
+            hint("a:b:c"),
+            "invalid address 'a:b:c': an IPv6 address needs brackets, as in [::1]:9000"
+        );
+    }
+
+    #[test]
+    fn a_port_is_digits_only_even_where_rust_would_parse_a_sign() {
+        // "+80".parse::<u16>() is Ok(80): the digits check is what refuses it.
+        let e = target("127.0.0.1:+80").unwrap_err().0;
+        assert!(e.contains("invalid port '+80'"), "{e}");
+        assert!(local("+80").is_err());
+    }
+
+    #[test]
+    fn a_scope_is_only_applied_when_there_is_one() {
+        let scoped: SocketAddr = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 53, 0, 5));
+        assert_eq!(
+            with_scope(scoped, 0),
+            scoped,
+            "no %SCOPE keeps the resolver's"
+        );
+        let SocketAddr::V6(v6) = with_scope(scoped, 7) else {
+            panic!("still v6")
+        };
+        assert_eq!(v6.scope_id(), 7);
+        let v4 = sa("127.0.0.1:53");
+        assert_eq!(with_scope(v4, 7), v4);
+    }
+
+    #[test]
     fn family_mismatch_is_refused() {
         let e = parse_target("[::1]:53", Family::V4).unwrap_err().0;
         assert!(e.contains("family mismatch") && e.contains("-4"), "{e}");

@@ -252,6 +252,15 @@ mod tests {
     }
 
     #[test]
+    fn escapes_encode_each_byte_in_its_shortest_typed_form() {
+        assert_eq!(
+            encode(b"a\\\n\r\t\0 ~\x1f\x7f\xff", Encoding::Escapes),
+            br"a\\\n\r\t\0 ~\x1f\x7f\xff".to_vec()
+        );
+        assert_eq!(encode(b"", Encoding::Escapes), b"");
+    }
+
+    #[test]
     fn base64_takes_padding_or_not_and_wrapped_lines() {
         assert_eq!(decode(b"aGk=", Encoding::Base64), Ok(b"hi".to_vec()));
         assert_eq!(decode(b"aGk", Encoding::Base64), Ok(b"hi".to_vec()));

@@ -106,7 +106,12 @@ fn bad_positionals() -> Vec<Vec<OsString>> {
         "localhost",
     ] {
         v.push(vec!["send".into(), target.into(), "x".into()]);
-        v.push(vec!["relay".into(), "0".into(), "--to".into(), target.into()]);
+        v.push(vec![
+            "relay".into(),
+            "0".into(),
+            "--to".into(),
+            target.into(),
+        ]);
         v.push(vec![
             "listen".into(),
             target.into(),
@@ -331,7 +336,16 @@ fn well_formed_command_lines_pass_the_same_checks() {
     // A check that refused everything would pass the corpus: these must be accepted.
     for line in [
         &["send", "127.0.0.1:9", "x"][..],
-        &["send", "127.0.0.1:9", "-x", "abcd", "-n", "3", "--rate", "10"],
+        &[
+            "send",
+            "127.0.0.1:9",
+            "-x",
+            "abcd",
+            "-n",
+            "3",
+            "--rate",
+            "10",
+        ],
         &["send", "[::1]:53", "--dns", "example.com AAAA"],
         &["listen", "0", "-n", "1", "-w", "1s"],
         &["listen", "127.0.0.1:0", "--respond", "ok"],
