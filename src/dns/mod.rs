@@ -101,18 +101,23 @@ fn apply_flag(spec: &mut QuerySpec, flag: &str) -> Result<(), String> {
 }
 
 /// A domain name from the command line or a zone line, checked: no empty label, labels of
-/// at most 63 bytes, at most 255 bytes in all. Relative names are taken as absolute.
+/// at most 63 bytes, at most 255 bytes in all on the wire. Relative names are taken as
+/// absolute.
 pub fn parse_name(text: &str) -> Result<Name, String> {
     if text != "." && (text.starts_with('.') || text.contains("..")) {
         return Err(format!("invalid name '{text}': empty label"));
+    }
+    // On the wire: a length byte before each label and the root's zero byte at the end.
+    let wire = text.trim_end_matches('.').len() + 2;
+    if text != "." && wire > 255 {
+        return Err(format!(
+            "invalid name '{text}': {wire} bytes on the wire, over 255"
+        ));
     }
     let mut name = Name::from_ascii(text).map_err(|e| format!("invalid name '{text}': {e}"))?;
     name.set_fqdn(true);
     if name.iter().any(|label| label.len() > 63) {
         return Err(format!("invalid name '{text}': a label is over 63 bytes"));
-    }
-    if name.len() > 255 {
-        return Err(format!("invalid name '{text}': over 255 bytes"));
     }
     Ok(name)
 }

@@ -140,6 +140,9 @@ fn rcodes_by_name_and_number() {
     assert_eq!(parse_rcode("RCODE12"), Ok(12));
     assert!(parse_rcode("NOPE").unwrap_err().contains("NOPE"));
     assert!(parse_rcode("5000").is_err());
+    // Twelve bits in all (four in the header, eight in EDNS).
+    assert_eq!(parse_rcode("4095"), Ok(4095));
+    assert!(parse_rcode("4096").unwrap_err().contains("out of range"));
     assert_eq!(rcode_name(5), "REFUSED");
     assert_eq!(rcode_name(99), "RCODE99");
 }
@@ -188,4 +191,39 @@ fn garbage_gives_a_reason_not_a_panic() {
     assert!(decode(&past).is_err());
     // Counts larger than the message.
     assert!(decode(&[0, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_err());
+}
+
+#[test]
+fn a_message_s_rcode_is_read_from_it() {
+    for code in [0u16, 3, 5] {
+        let mut msg = Message::new(7, MessageType::Response, OpCode::Query);
+        msg.metadata.response_code = code.into();
+        let back = decode(&msg.to_vec().unwrap()).unwrap();
+        assert_eq!(rcode(&back), code);
+    }
+}
+
+#[test]
+fn labels_of_63_bytes_and_names_of_255_are_the_longest() {
+    let label = |n: usize| "a".repeat(n);
+    assert!(parse_name(&format!("{}.com", label(63))).is_ok());
+    let e = parse_name(&format!("{}.com", label(64))).unwrap_err();
+    assert!(e.contains("over 63 bytes") || e.contains("label"), "{e}");
+    // Four labels of 63, 63, 63 and 61 bytes: 255 bytes on the wire, the most there is.
+    let longest = format!("{0}.{0}.{0}.{1}", label(63), label(61));
+    assert!(parse_name(&longest).is_ok(), "{longest}");
+    let over = format!("{0}.{0}.{0}.{1}", label(63), label(62));
+    let e = parse_name(&over).unwrap_err();
+    assert!(e.ends_with("': 256 bytes on the wire, over 255"), "{e}");
+    assert!(
+        parse_name(&format!("{longest}.")).is_ok(),
+        "a trailing dot adds nothing"
+    );
+}
+
+#[test]
+fn message_ids_are_drawn_not_fixed() {
+    let ids: std::collections::BTreeSet<u16> = (0..32).map(|_| random_id()).collect();
+    // 32 draws of 16 bits: all the same only with probability 2^-496.
+    assert!(ids.len() > 1, "{ids:?}");
 }
