@@ -128,13 +128,7 @@ fn a_probe_is_a_smoke_test() {
 
 #[test]
 fn a_lowered_default_buffer_in_a_namespace_warns() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "needs root, which CI has"
-        );
-        eprintln!("skipped doctor::a_lowered_default_buffer: needs root for a network namespace");
+    if !crate::harness::root("doctor::a_lowered_default_buffer", "a network namespace") {
         return;
     }
     let ns = format!("dgram-doc-{}", std::process::id());
@@ -184,7 +178,10 @@ fn a_lowered_default_buffer_in_a_namespace_warns() {
             "{line}"
         );
     } else {
-        eprintln!("skipped doctor::a_lowered_default_buffer: this kernel refuses net.core.rmem_default in a network namespace (EINVAL)");
+        crate::harness::skip_for_host(
+            "doctor::a_lowered_default_buffer",
+            "this kernel refuses net.core.rmem_default in a network namespace (EINVAL)",
+        );
     }
     let _ = std::process::Command::new("ip")
         .args(["netns", "del", &ns])
@@ -193,14 +190,8 @@ fn a_lowered_default_buffer_in_a_namespace_warns() {
 
 #[test]
 fn nothing_leaves_loopback_without_probe() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root || !crate::harness::tool("doctor::nothing_leaves_loopback", "tshark") {
-        assert!(
-            root || std::env::var("CI").as_deref() != Ok("true"),
-            "needs root, which CI has"
-        );
-        eprintln!("skipped doctor::nothing_leaves_loopback: needs root and tshark");
+    let test = "doctor::nothing_leaves_loopback";
+    if !crate::harness::root(test, "network namespaces") || !crate::harness::tool(test, "tshark") {
         return;
     }
     let (a, b) = (

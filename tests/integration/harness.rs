@@ -445,18 +445,68 @@ pub fn read_pty_until(master: &std::fs::File, done: impl Fn(&str) -> bool) -> St
     }
 }
 
-/// Whether `program` is here for `test`; when it is not, one visible line says so, and
-/// under `CI=true` (where `.ci/run` installs every tool) the test fails instead.
+/// Under `CI=true`, `.ci/run` has installed every tool and runs as root: nothing skips.
+fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+static SKIPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One line on the terminal for a skipped test, numbered so the last says how many
+/// skipped in this run. Written to stderr itself: libtest hides what a passing test
+/// prints with `eprintln!`.
+fn skip_line(test: &str, reason: &str) {
+    let n = SKIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("skipped {test}: {reason} [{n} skipped so far]\n").as_bytes(),
+    );
+}
+
+/// `test` cannot run here for want of a tool or a privilege: say so in one visible
+/// line, or, under `CI=true`, fail.
+pub fn skip(test: &str, reason: &str) {
+    assert!(
+        !in_ci(),
+        "{test}: {reason}, and under CI=true nothing may skip (.ci/run installs every tool and runs as root)"
+    );
+    skip_line(test, reason);
+}
+
+/// `test` cannot run on this kernel or host (a feature it lacks, a limit it sets):
+/// allowed even in CI, and named in the line.
+pub fn skip_for_host(test: &str, reason: &str) {
+    skip_line(test, reason);
+}
+
+/// Whether this runs as root; when not, `test` is skipped (see [`skip`]) for `why`.
+pub fn root(test: &str, why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    skip(test, &format!("needs root for {why}"));
+    false
+}
+
+/// Whether `program` is here for `test`; when it is not, `test` is skipped (see [`skip`]).
 pub fn tool(test: &str, program: &str) -> bool {
     if have(program) {
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {program} is missing, and under CI=true nothing may skip (.ci/run installs it)"
-    );
-    eprintln!("skipped {test}: {program} is not installed");
+    skip(test, &format!("{program} is not installed"));
     false
+}
+
+/// A socket on a free privileged port of 127.0.0.1 (needs root), or `None`. Port 0
+/// cannot ask for a port below 1024, so this scans down from 1023 for a free one.
+pub fn privileged_peer() -> Option<UdpSocket> {
+    (600..1024)
+        .rev()
+        .find_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+        .inspect(|s| {
+            let _ = s.set_read_timeout(Some(LIMIT));
+        })
 }
 
 /// A free UDP port on 127.0.0.1 for a program that cannot bind port 0 and say which it

@@ -11,14 +11,7 @@ struct Topology {
 
 impl Topology {
     fn create(test: &str) -> Option<Topology> {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if !root || !tool(test, "ip") {
-            assert!(
-                root || std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: needs root, which CI has"
-            );
-            eprintln!("skipped {test}: needs root and iproute2 for network namespaces");
+        if !crate::harness::root(test, "network namespaces") || !tool(test, "ip") {
             return None;
         }
         // One topology per test, even when tests run at once.

@@ -14,14 +14,10 @@ struct Ns {
 
 impl Ns {
     fn create(test: &str, veth: bool) -> Option<Ns> {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if !root || !tool(test, "ip") || !tool(test, "tshark") {
-            assert!(
-                root || std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: needs root, which CI has"
-            );
-            eprintln!("skipped {test}: needs root, ip and tshark");
+        if !crate::harness::root(test, "network namespaces")
+            || !tool(test, "ip")
+            || !tool(test, "tshark")
+        {
             return None;
         }
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
