@@ -220,8 +220,22 @@ mod tests {
         assert_eq!(read_bounded(&b"hello!"[..], 5).unwrap(), None);
         // An endless input is refused after cap + 1 bytes.
         assert_eq!(read_bounded(io::repeat(b'x'), 1000).unwrap(), None);
-        assert_eq!(input_cap(100, Encoding::Text), 100);
-        assert!(input_cap(100, Encoding::Hex) >= 600);
+    }
+
+    #[test]
+    fn the_input_cap_holds_the_wordiest_typing_of_the_largest_datagram_and_no_more() {
+        const L: usize = 65_507;
+        assert_eq!(input_cap(L, Encoding::Text), L);
+        for encoding in [Encoding::Hex, Encoding::Base64, Encoding::Escapes] {
+            let cap = input_cap(L, encoding);
+            // Room for "0xHH" and two separators a byte (`\xHH` is only four), then 64 KiB
+            // of line breaks and indentation; and no more, so no input makes dgram hold
+            // much more than it could send.
+            assert_eq!(cap, 6 * L + 64 * 1024, "{encoding:?}");
+        }
+        let typed: Vec<u8> = (0..L).flat_map(|_| *b"0xab  ").collect();
+        assert_eq!(decode(&typed, Encoding::Hex).unwrap().len(), L);
+        assert!(typed.len() <= input_cap(L, Encoding::Hex));
     }
 
     #[test]

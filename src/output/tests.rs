@@ -184,6 +184,16 @@ fn output_buffers_until_flushed() {
 }
 
 #[test]
+fn documents_are_written_as_they_are_in_any_format() {
+    let mut out = Output::new(Vec::new(), Format::Hexdump);
+    out.write_all(b"# a man page\n").unwrap();
+    out.write_all(b"").unwrap();
+    out.write_all(b"\xff").unwrap();
+    out.flush().unwrap();
+    assert_eq!(out.into_inner(), b"# a man page\n\xff");
+}
+
+#[test]
 fn a_broken_pipe_is_stdout_closed() {
     struct Closed;
     impl Write for Closed {
