@@ -211,6 +211,47 @@ mod tests {
         assert!(!lines.next_into(&mut line).unwrap());
     }
 
+    /// A reader that hands out at most three bytes a read, after one EINTR.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        interrupted: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !std::mem::replace(&mut self.interrupted, true) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(3).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_line_read_in_pieces_is_still_cut_at_the_limit_and_eintr_is_retried() {
+        let input = [&[b'x'; 100][..], b"\nok\n"].concat();
+        let reader = Trickle {
+            data: &input,
+            interrupted: false,
+        };
+        let mut lines = Lines::with_max(reader, 5);
+        let mut line = Vec::new();
+        assert!(lines.next_into(&mut line).unwrap());
+        assert!(lines.was_cut());
+        assert!(line.len() <= 7, "{} bytes held", line.len());
+        // Any other error is the caller's to see.
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::PermissionDenied.into())
+            }
+        }
+        let e = Lines::new(Broken).next_into(&mut line).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+    }
+
     #[test]
     fn bounded_reads_stop_one_byte_past_the_cap() {
         assert_eq!(

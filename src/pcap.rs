@@ -282,4 +282,60 @@ mod tests {
             "no UDP checksum for a partial payload"
         );
     }
+
+    #[test]
+    fn an_odd_byte_is_summed_as_the_high_half_of_a_word() {
+        assert_eq!(checksum(&[&[0x01]]), !0x0100);
+        assert_eq!(checksum(&[&[0x00, 0x01, 0xf2]]), !0xf201);
+    }
+
+    #[test]
+    fn what_is_written_reads_back_through_the_capture_reader() {
+        use std::time::Duration;
+        let path = std::env::temp_dir().join(format!("dgram-pcap-{}.pcap", std::process::id()));
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let mut w = PcapWriter::create(&path).unwrap();
+        w.write(t, sa("127.0.0.1:5000"), sa("127.0.0.2:53"), b"four", 4)
+            .unwrap();
+        // An IPv6 peer of a socket bound to an IPv4 address: both written as IPv6.
+        let later = t + Duration::from_millis(1);
+        w.write(later, sa("[2001:db8::1]:1"), sa("127.0.0.1:2"), b"mixed", 5)
+            .unwrap();
+        w.write(t, sa("127.0.0.1:1"), sa("127.0.0.1:2"), b"abc", 3000)
+            .unwrap();
+        let meta = crate::sys::RecvMeta {
+            len: 2,
+            captured: 2,
+            peer: sa("127.0.0.9:7"),
+            dst: Some("127.0.0.3".parse().unwrap()),
+        };
+        w.write_arrival(t, &meta, sa("0.0.0.0:9"), b"hi").unwrap();
+        let unknown = crate::sys::RecvMeta { dst: None, ..meta };
+        w.write_arrival(t, &unknown, sa("127.0.0.4:9"), b"hi")
+            .unwrap();
+        w.flush().unwrap();
+        let mut r = crate::capture::CaptureReader::open(&path, vec![]).unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = r.next_datagram().unwrap() {
+            got.push(c);
+        }
+        std::fs::remove_file(&path).unwrap();
+        let ends: Vec<(SocketAddr, SocketAddr, &[u8])> =
+            got.iter().map(|c| (c.src, c.dst, &c.payload[..])).collect();
+        assert_eq!(
+            ends,
+            [
+                (sa("127.0.0.1:5000"), sa("127.0.0.2:53"), &b"four"[..]),
+                (sa("[2001:db8::1]:1"), sa("[::ffff:127.0.0.1]:2"), b"mixed"),
+                (sa("127.0.0.9:7"), sa("127.0.0.3:9"), b"hi"),
+                (sa("127.0.0.9:7"), sa("127.0.0.4:9"), b"hi"),
+            ]
+        );
+        // Microseconds, as the classic format keeps them.
+        assert_eq!(got[0].ts_ns, 1_700_000_000_123_456_000);
+        assert_eq!(got[1].ts_ns - got[0].ts_ns, 1_000_000);
+        // The datagram cut to 3 of its 3000 bytes is seen as cut, and skipped.
+        assert_eq!(r.skipped.frames, 5);
+        assert_eq!(r.skipped.truncated, 1);
+    }
 }
