@@ -69,22 +69,30 @@ impl Progress {
             return;
         };
         let now = Instant::now();
-        let elapsed = now - self.start;
+        if !self.due(now) {
+            return;
+        }
+        let columns = crate::sys::terminal_columns(2).unwrap_or(80);
+        let line = render(sent, goal, now - self.start, columns);
+        // One write a redraw: the line is never seen half drawn.
+        let _ = std::io::stderr().write_all(format!("\r{line}\x1b[K").as_bytes());
+        self.drawn = true;
+    }
+
+    /// Whether to redraw at `now`: once the send has shown itself long (planned so, or
+    /// running for a second), at most every [`REDRAW`].
+    fn due(&mut self, now: Instant) -> bool {
         if !self.shown {
-            if elapsed < LONG {
-                return;
+            if now - self.start < LONG {
+                return false;
             }
             self.shown = true;
         }
         if now < self.next_draw {
-            return;
+            return false;
         }
         self.next_draw = now + REDRAW;
-        let columns = crate::sys::terminal_columns(2).unwrap_or(80);
-        let line = render(sent, goal, elapsed, columns);
-        // One write a redraw: the line is never seen half drawn.
-        let _ = std::io::stderr().write_all(format!("\r{line}\x1b[K").as_bytes());
-        self.drawn = true;
+        true
     }
 
     /// Clear the line: the summary follows on a clean stderr.
@@ -173,6 +181,10 @@ mod tests {
             line.starts_with("sent 3000 datagrams  1000/s  7s left  ["),
             "{line}"
         );
+        // 3 s of 10: the bar is 30% full.
+        let bar = &line[line.find('[').unwrap() + 1..line.len() - 1];
+        let hashes = bar.chars().filter(|&c| c == '#').count();
+        assert_eq!(hashes, bar.len() * 3 / 10, "{line}");
         // Past its end (the last batch still going), nothing is left, not a negative.
         let over = render(10, Goal::Duration(secs(1.0)), secs(1.2), WIDE);
         assert!(over.contains("  0s left"), "{over}");
@@ -209,6 +221,34 @@ mod tests {
         let cut = render(5, Goal::Count(10), secs(1.0), 11);
         assert_eq!(cut, "sent 5/10 ");
         assert_eq!(render(5, Goal::Count(10), secs(1.0), 0), "");
+    }
+
+    /// Which of the instants `at` (ms from the start) draw, for a send planned `long`.
+    fn draws(long: bool, at: &[u64]) -> Vec<u64> {
+        let mut p = Progress::new(
+            None,
+            Some(Duration::from_secs(if long { 5 } else { 0 })),
+            None,
+        );
+        p.shown = long;
+        let start = p.start;
+        at.iter()
+            .copied()
+            .filter(|&ms| p.due(start + Duration::from_millis(ms)))
+            .collect()
+    }
+
+    #[test]
+    fn a_long_send_draws_at_once_then_ten_times_a_second_at_most() {
+        assert_eq!(
+            draws(true, &[0, 50, 99, 100, 150, 199, 200, 450]),
+            [0, 100, 200, 450]
+        );
+    }
+
+    #[test]
+    fn a_send_not_planned_long_draws_only_once_it_has_taken_a_second() {
+        assert_eq!(draws(false, &[0, 500, 999, 1000, 1050, 1100]), [1000, 1100]);
     }
 
     #[test]
