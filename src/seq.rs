@@ -148,7 +148,8 @@ const SUB: u64 = 32;
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            counts: vec![0; 64 * SUB as usize],
+            // A bucket for every u64: the largest value's is the last.
+            counts: vec![0; Histogram::index(u64::MAX) + 1],
             total: 0,
             min: u64::MAX,
             max: 0,
@@ -179,8 +180,7 @@ impl Histogram {
 
     /// Count one value.
     pub fn record(&mut self, v: u64) {
-        let i = Self::index(v).min(self.counts.len() - 1);
-        self.counts[i] += 1;
+        self.counts[Self::index(v)] += 1;
         self.total += 1;
         self.min = self.min.min(v);
         self.max = self.max.max(v);

@@ -211,7 +211,17 @@ mod tests {
         assert_eq!(r.metadata.id, 0x1234);
         assert_eq!(rcode_name(u16::from(r.metadata.response_code)), "FORMERR");
         assert!(r.metadata.recursion_desired);
+        // RD is copied as it was: clear stays clear.
+        broken[2] = 0x00;
+        let r = decode(&z.answer(&broken).unwrap()).unwrap();
+        assert!(!r.metadata.recursion_desired);
         assert_eq!(z.answer(b"short"), None);
+        // A bare header (no question) is a message: answered, with no answer.
+        let bare = [0x56, 0x78, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+        let r = decode(&z.answer(&bare).unwrap()).unwrap();
+        assert_eq!(r.metadata.id, 0x5678);
+        assert_eq!(rcode_name(u16::from(r.metadata.response_code)), "NOERROR");
+        assert!(r.answers.is_empty());
         // A response is never answered.
         let mut response = parse_query("x").unwrap().encode(1).unwrap();
         response[2] |= 0x80;
@@ -233,6 +243,14 @@ mod tests {
         let r = decode(&reply).unwrap();
         assert!(r.metadata.truncation);
         assert!(!r.answers.is_empty() && r.answers.len() < 40);
+        // As many as fit, not fewer: one more answer would not.
+        let mut more = r.clone();
+        more.add_answer(r.answers[0].clone());
+        assert!(
+            more.to_vec().unwrap().len() > 512,
+            "{} answers",
+            r.answers.len()
+        );
         // With EDNS 4096 all 40 fit, no TC.
         let bytes = parse_query("big.example TXT +bufsize=4096")
             .unwrap()
@@ -247,9 +265,11 @@ mod tests {
     #[test]
     fn lines_and_files_parse_or_say_where_they_do_not() {
         let mut z = Zone::default();
+        assert!(z.is_empty());
         z.add_file_text("; a mock zone\n\ntest.example 30 IN A 10.0.0.1 ; comment\nmx.example MX 10 mail.example.\n")
             .unwrap();
         assert_eq!(z.len(), 2);
+        assert!(!z.is_empty());
         let e = z
             .add_file_text("ok.example A 1.2.3.4\nbad.example A not-an-ip\n")
             .unwrap_err();

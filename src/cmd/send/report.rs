@@ -218,6 +218,20 @@ mod tests {
     }
 
     #[test]
+    fn by_sequence_number_a_missing_reply_is_not_retried() {
+        let lost = Counts {
+            sent: 4,
+            replies: 2,
+            unanswered: 2,
+            ..Counts::default()
+        };
+        assert_eq!(
+            reason(&[T, "hi", "-r", "--seq", "-n", "4", "-w", "250ms"], lost).as_deref(),
+            Some("no reply to 2 datagrams from 127.0.0.1:9 within 250ms")
+        );
+    }
+
+    #[test]
     fn datagrams_that_were_not_the_answer_are_mentioned() {
         let stray = |n| Counts {
             unanswered: 1,
