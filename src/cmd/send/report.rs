@@ -326,5 +326,12 @@ mod tests {
             ..Counts::default()
         };
         assert_eq!(reason(&[T, "hi", "-r"], rcode), None);
+        // The RCODE asked for came.
+        let answered = Counts {
+            replies: 1,
+            ..Counts::default()
+        };
+        let dns = [T, "--dns", "example.com", "--expect-rcode", "NXDOMAIN"];
+        assert_eq!(reason(&dns, answered), None);
     }
 }
