@@ -267,7 +267,7 @@ impl Printer {
 /// replies leave from that address anyway).
 pub fn bind(opts: &ServerOpts, replies: bool) -> anyhow::Result<Bound> {
     let family = opts.family.family();
-    let local = crate::addr::parse_local(&opts.addr, family)?;
+    let local = local_address(opts)?;
     let mut options = opts.socket.options(family);
     options.reuse_port = opts.receive.reuse_port;
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
@@ -275,6 +275,11 @@ pub fn bind(opts: &ServerOpts, replies: bool) -> anyhow::Result<Bound> {
     options.recv_errors = replies;
     options.pktinfo = replies && Replier::needs_destination(local);
     crate::socket::bind(local, &options)
+}
+
+/// The address a server binds (a bare PORT is loopback), checked with no socket opened.
+pub fn local_address(opts: &ServerOpts) -> anyhow::Result<std::net::SocketAddr> {
+    Ok(crate::addr::parse_local(&opts.addr, opts.family.family())?)
 }
 
 /// Announce, receive and print until a limit or a signal; shared by every receiving

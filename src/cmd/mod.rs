@@ -57,20 +57,15 @@ pub fn check(command: Command) -> anyhow::Result<()> {
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join_plan(&args).map(drop),
         Command::Listen(args) => {
             listen::answer(&args.respond)?;
-            local_address(&args.server).map(drop)
+            crate::serve::local_address(&args.server).map(drop)
         }
-        Command::Echo(args) => local_address(&args.server).map(drop),
+        Command::Echo(args) => crate::serve::local_address(&args.server).map(drop),
         Command::Relay(args) => {
             relay::plan(&args)?;
-            local_address(&args.server).map(drop)
+            crate::serve::local_address(&args.server).map(drop)
         }
         Command::Doctor(_) | Command::Completions { .. } | Command::Manpage => Ok(()),
     }
-}
-
-/// The address a server binds, as `serve::bind` reads it.
-fn local_address(opts: &crate::cli::ServerOpts) -> anyhow::Result<std::net::SocketAddr> {
-    Ok(crate::addr::parse_local(&opts.addr, opts.family.family())?)
 }
 
 /// Write generated documentation to stdout; a closed pipe is a quiet end.
