@@ -444,6 +444,17 @@ fn fragments_come_back_whole_and_what_is_not_udp_is_counted() {
 }
 
 #[test]
+fn reassembled_udp_shorter_than_its_header_is_malformed() {
+    // An empty first fragment (0 is a multiple of 8), then the 4-byte rest: whole, but
+    // no room for the 8-byte UDP header.
+    let [empty, _] = fragments(&udp_bytes(b""), 17, 0);
+    let [_, rest] = fragments(&[1, 2, 3, 4], 17, 0);
+    let (got, skipped) = read(pcap_of(101, &[empty, rest])).unwrap();
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(counts(&skipped), (2, 0, 0, 0, 1, 0));
+}
+
+#[test]
 fn a_datagram_whose_fragments_are_30_seconds_apart_is_given_up() {
     let payload = [7u8; 64];
     let udp = udp_bytes(&payload);
