@@ -162,6 +162,18 @@ mod tests {
     }
 
     #[test]
+    fn upstream_sockets_hear_icmp_errors_and_take_either_family() {
+        let p = relay(&["--to", "127.0.0.1:53"]).unwrap();
+        assert!(
+            p.options.recv_errors,
+            "upstream ICMP errors are counted (SPEC relay)"
+        );
+        assert!(!p.options.v6_only);
+        let p = relay(&["[::1]:0", "-6", "--to", "[::1]:53"]).unwrap();
+        assert!(p.options.recv_errors && !p.options.v6_only);
+    }
+
+    #[test]
     fn impairments_go_the_way_they_name() {
         let p = relay(&[
             "--to",

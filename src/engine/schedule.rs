@@ -72,7 +72,6 @@ impl Schedule {
 #[derive(Debug, Clone)]
 pub struct Lateness {
     buckets: Vec<u32>,
-    over: u64,
     n: u64,
     max_us: u64,
 }
@@ -81,7 +80,6 @@ impl Default for Lateness {
     fn default() -> Self {
         Lateness {
             buckets: vec![0; 100_000],
-            over: 0,
             n: 0,
             max_us: 0,
         }
@@ -92,9 +90,9 @@ impl Lateness {
     /// One datagram, `late` after its time.
     pub fn record(&mut self, late: Duration) {
         let us = late.as_micros().min(u128::from(u64::MAX)) as u64;
-        match self.buckets.get_mut(us as usize) {
-            Some(b) => *b = b.saturating_add(1),
-            None => self.over += 1,
+        // Past the exact range only the count and the maximum are kept.
+        if let Some(b) = self.buckets.get_mut(us as usize) {
+            *b = b.saturating_add(1);
         }
         self.n += 1;
         self.max_us = self.max_us.max(us);
