@@ -151,6 +151,7 @@ mod tests {
     #[test]
     fn lateness_percentiles_come_from_bounded_buckets() {
         let mut l = Lateness::default();
+        assert!(l.is_empty());
         assert_eq!(l.percentile(50.0), 0);
         for us in 1..=100u64 {
             l.record(Duration::from_micros(us));
@@ -162,6 +163,7 @@ mod tests {
         assert_eq!(l.max_us(), 3_000_000);
         assert_eq!(l.percentile(100.0), 3_000_000);
         assert_eq!(l.len(), 101);
+        assert!(!l.is_empty());
     }
 
     #[test]

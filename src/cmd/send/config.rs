@@ -495,10 +495,27 @@ pub(super) mod tests {
     #[test]
     fn bad_combinations_are_refused_before_any_io() {
         assert!(refused(&["255.255.255.255:9", "x"]).contains("add --broadcast"));
-        assert!(refused(&["127.0.0.1:9", "x", "--size", "3"]).contains("MESSAGE cannot"));
+        for other in [
+            &["--size", "3"][..],
+            &["--file", "f"],
+            &["--whole"],
+            &["--lines"],
+        ] {
+            let args = [&["127.0.0.1:9", "x"][..], other].concat();
+            assert!(refused(&args).contains("MESSAGE cannot"), "{args:?}");
+        }
         assert!(refused(&["127.0.0.1:9", "--size", "65508"]).contains("65508 bytes"));
         assert!(refused(&["[::1]:9", "--size", "65528"]).contains("IPv6 UDP limit of 65527"));
         assert!(refused(&["127.0.0.1:9", "--size", "10", "--seq"]).contains("at least"));
+        // Exactly the header is enough, and without --seq any size is.
+        let header = seq::HEADER_LEN.to_string();
+        assert!(ok(&["127.0.0.1:9", "--size", &header, "--seq"]).plan.seq);
+        let short = (seq::HEADER_LEN - 1).to_string();
+        assert!(refused(&["127.0.0.1:9", "--size", &short, "--seq"]).contains("at least"));
+        assert_eq!(
+            ok(&["127.0.0.1:9", "--size", "1"]).payload,
+            Payload::Size(1)
+        );
         assert!(
             refused(&["127.0.0.1:9", "x", "-r", "--seq", "--retries", "1"])
                 .contains("--retries with --seq")
@@ -513,5 +530,18 @@ pub(super) mod tests {
             ok(&["127.0.0.1:9", "x", "--bind", "4000"]).bind,
             "0.0.0.0:4000".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn a_replay_keeps_the_captured_pace_unless_told_otherwise() {
+        let speed = |extra: &[&str]| {
+            let args = [&["127.0.0.1:9", "--replay", "c.pcap"][..], extra].concat();
+            ok(&args).plan.replay_speed
+        };
+        assert_eq!(speed(&[]), Some(1.0));
+        assert_eq!(speed(&["--speed", "2.5"]), Some(2.5));
+        assert_eq!(speed(&["--speed", "max"]), None, "as fast as it goes");
+        assert_eq!(speed(&["--rate", "100"]), None, "the rate paces instead");
+        assert_eq!(ok(&["127.0.0.1:9", "x"]).plan.replay_speed, None);
     }
 }
