@@ -228,17 +228,26 @@ impl Guard {
 
     /// Wait (bounded) until stderr contains `text`.
     pub fn wait_stderr(&self, text: &str) -> String {
-        let deadline = Instant::now() + LIMIT;
+        match self.stderr_within(text, LIMIT) {
+            Some(err) => err,
+            None => panic!(
+                "timed out waiting for {text:?} on stderr of {}\nstderr: {}",
+                self.cmd,
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Stderr once it contains `text`, or `None` if it does not within `wait`.
+    pub fn stderr_within(&self, text: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
         loop {
             let err = self.stderr();
             if err.contains(text) {
-                return err;
+                return Some(err);
             }
             if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {text:?} on stderr of {}\nstderr: {err}",
-                    self.cmd
-                );
+                return None;
             }
             std::thread::sleep(Duration::from_millis(2)); // polling interval of a bounded wait
         }
