@@ -47,38 +47,23 @@ fn pcap(payloads: &[&[u8]], snaplen_cut: Option<usize>) -> Vec<u8> {
         if let Some(cut) = snaplen_cut {
             frame.truncate(cut.min(orig));
         }
-        f.extend(1_700_000_000u32.to_le_bytes());
-        f.extend(((i as u32) * 10_000).to_le_bytes());
-        f.extend((frame.len() as u32).to_le_bytes());
-        f.extend((orig as u32).to_le_bytes());
-        f.extend(frame);
+        record(&mut f, 1_700_000_000, (i as u32) * 10_000, &frame, orig);
     }
     f
 }
 
-fn read_all(bytes: &[u8], matches: Vec<Match>) -> anyhow::Result<(Vec<Captured>, Skipped)> {
-    let dir = std::env::temp_dir().join(format!(
-        "dgram-capture-{}-{}",
-        std::process::id(),
-        bytes.len()
-    ));
-    std::fs::write(&dir, bytes).unwrap();
-    let mut r = CaptureReader::open(&dir, matches)?;
-    let mut out = Vec::new();
-    let result = loop {
-        match r.next_datagram() {
-            Ok(Some(c)) => out.push(c),
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        }
-    };
-    std::fs::remove_file(&dir).unwrap();
-    result.map(|()| (out, r.skipped))
+/// Append one pcap record: its time, the `frame` as captured, `orig` bytes on the wire.
+fn record(f: &mut Vec<u8>, sec: u32, frac: u32, frame: &[u8], orig: usize) {
+    f.extend(sec.to_le_bytes());
+    f.extend(frac.to_le_bytes());
+    f.extend((frame.len() as u32).to_le_bytes());
+    f.extend((orig as u32).to_le_bytes());
+    f.extend(frame);
 }
 
 #[test]
 fn a_pcap_gives_its_datagrams_with_their_times_and_addresses() {
-    let (got, skipped) = read_all(&pcap(&[b"one", b"two", b""], None), vec![]).unwrap();
+    let (got, skipped) = read_matching(pcap(&[b"one", b"two", b""], None), vec![]).unwrap();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].payload, b"one");
     assert_eq!(got[2].payload, b"");
@@ -87,7 +72,7 @@ fn a_pcap_gives_its_datagrams_with_their_times_and_addresses() {
     assert_eq!(got[1].ts_ns - got[0].ts_ns, 10_000_000);
     assert_eq!(skipped.frames, 3);
     let (got, skipped) =
-        read_all(&pcap(&[b"one"], None), vec![Match::parse(":53").unwrap()]).unwrap();
+        read_matching(pcap(&[b"one"], None), vec![Match::parse(":53").unwrap()]).unwrap();
     assert!(got.is_empty());
     assert_eq!(skipped.unmatched, 1);
 }
@@ -103,12 +88,7 @@ fn vlan_tagged_ethernet_frames_give_their_datagrams() {
         .udp(1111, 2222)
         .write(&mut frame, b"tagged")
         .unwrap();
-    let mut f = pcap_header(1);
-    f.extend([0u8; 8]);
-    f.extend((frame.len() as u32).to_le_bytes());
-    f.extend((frame.len() as u32).to_le_bytes());
-    f.extend(&frame);
-    let (got, _) = read_all(&f, vec![]).unwrap();
+    let (got, _) = read(pcap_at(1, false, &[(0, 0, frame)])).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].payload, b"tagged");
     assert_eq!(got[0].dst, "10.0.0.2:2222".parse().unwrap());
@@ -136,20 +116,24 @@ fn the_fuzz_corpus_replays_without_panics() {
 #[test]
 fn cut_datagrams_are_skipped_and_bad_files_named() {
     let (got, skipped) =
-        read_all(&pcap(&[b"a long enough payload", b"ok"], Some(40)), vec![]).unwrap();
+        read_matching(pcap(&[b"a long enough payload", b"ok"], Some(40)), vec![]).unwrap();
     assert_eq!(
         got.iter().map(|c| c.payload.clone()).collect::<Vec<_>>(),
         [b"ok".to_vec()]
     );
     assert_eq!(skipped.truncated, 1);
-    let e = read_all(b"this is not a capture at all, just some bytes", vec![]).unwrap_err();
+    let e = read_matching(
+        b"this is not a capture at all, just some bytes".to_vec(),
+        vec![],
+    )
+    .unwrap_err();
     assert!(
         format!("{e:#}").contains("not a pcap or pcapng capture (offset 0)"),
         "{e:#}"
     );
     let whole = pcap(&[b"first", b"second"], None);
     let cut = &whole[..whole.len() - 3];
-    let e = read_all(cut, vec![]).unwrap_err();
+    let e = read_matching(cut.to_vec(), vec![]).unwrap_err();
     assert!(
         format!("{e:#}").contains("cut in the middle of a record at offset"),
         "{e:#}"
@@ -179,11 +163,7 @@ fn pcap_at(linktype: u32, nanos: bool, frames: &[(u32, u32, Vec<u8>)]) -> Vec<u8
         f[..4].copy_from_slice(&0xa1b2_3c4du32.to_le_bytes());
     }
     for (sec, frac, frame) in frames {
-        f.extend(sec.to_le_bytes());
-        f.extend(frac.to_le_bytes());
-        f.extend((frame.len() as u32).to_le_bytes());
-        f.extend((frame.len() as u32).to_le_bytes());
-        f.extend(frame);
+        record(&mut f, *sec, *frac, frame, frame.len());
     }
     f
 }
