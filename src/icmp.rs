@@ -57,6 +57,35 @@ pub fn classify(r: &ErrorReport) -> Kind {
     }
 }
 
+/// ICMP errors counted by kind: a server's `icmp_errors` (SPEC §9), a JSON object of
+/// kind names and counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Tally(std::collections::BTreeMap<&'static str, u64>);
+
+impl Tally {
+    /// Count `r`; how many of its kind there are now (the first few are worth a log line).
+    pub fn add(&mut self, r: &ErrorReport) -> u64 {
+        let n = self.0.entry(classify(r).name()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Every error counted.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// For the text summaries: `3 (host_unreachable 1, port_unreachable 2)`, or `0`.
+    pub fn summary(&self) -> String {
+        if self.0.is_empty() {
+            return "0".to_string();
+        }
+        let kinds: Vec<String> = self.0.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        format!("{} ({})", self.total(), kinds.join(", "))
+    }
+}
+
 /// An ICMP error that ended a send: its message, and the report behind it (for the
 /// `icmp` object of `--stats --format json`). Exit 3, as every network error.
 #[derive(Debug)]
@@ -129,6 +158,21 @@ mod tests {
             offender: Some("192.0.2.1".parse().unwrap()),
             dest: Some("198.51.100.2:53".parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn a_tally_counts_by_kind_and_sums_them() {
+        let mut t = Tally::default();
+        assert_eq!((t.total(), t.summary()), (0, "0".to_string()));
+        assert_eq!(t.add(&report(2, 3, 3, libc::ECONNREFUSED)), 1);
+        assert_eq!(t.add(&report(2, 3, 3, libc::ECONNREFUSED)), 2);
+        assert_eq!(t.add(&report(2, 3, 1, libc::EHOSTUNREACH)), 1);
+        assert_eq!(t.total(), 3);
+        assert_eq!(t.summary(), "3 (host_unreachable 1, port_unreachable 2)");
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            serde_json::json!({"host_unreachable": 1, "port_unreachable": 2})
+        );
     }
 
     #[test]

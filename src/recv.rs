@@ -189,12 +189,21 @@ pub fn run(
 /// Hand every report of the socket's error queue to the handler; how many there were.
 /// Servers call it once more as they stop, so an error already queued is still counted.
 pub fn drain_errors(fd: std::os::fd::RawFd, handler: &mut impl Handler) -> usize {
+    drain_reports(fd, |report| handler.icmp(report))
+}
+
+/// Hand every report of the socket's error queue to `each`; how many there were.
+/// Bounded: a flood of queued errors is drained a batch at a time between receives
+/// (what is left keeps POLLERR up, so the next wake takes the next batch).
+pub fn drain_reports(
+    fd: std::os::fd::RawFd,
+    mut each: impl FnMut(crate::sys::ErrorReport),
+) -> usize {
     let mut n = 0;
-    // Bounded: a flood of queued errors is drained a batch at a time between receives.
     while n < 1024 {
         match crate::sys::take_error_report(fd) {
             Ok(Some(report)) => {
-                handler.icmp(report);
+                each(report);
                 n += 1;
             }
             _ => break,
@@ -204,7 +213,7 @@ pub fn drain_errors(fd: std::os::fd::RawFd, handler: &mut impl Handler) -> usize
 }
 
 /// The errnos an ICMP error for an earlier send leaves on a socket.
-fn is_icmp_errno(e: &io::Error) -> bool {
+pub fn is_icmp_errno(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(

@@ -48,7 +48,7 @@ struct Printer {
     /// `--exec`: the workers that compute replies.
     exec: Option<crate::exec::ExecPool>,
     /// ICMP errors the replies met, by kind.
-    icmp: std::collections::BTreeMap<&'static str, u64>,
+    icmp: crate::icmp::Tally,
     local: std::net::SocketAddr,
     received: u64,
     bytes: u64,
@@ -154,10 +154,7 @@ impl Handler for Printer {
     }
 
     fn icmp(&mut self, report: crate::sys::ErrorReport) {
-        let kind = crate::icmp::classify(&report);
-        let n = self.icmp.entry(kind.name()).or_insert(0);
-        *n += 1;
-        if *n <= 3 {
+        if self.icmp.add(&report) <= 3 {
             tracing::info!(
                 "{}",
                 crate::icmp::message(&report, report.dest.unwrap_or(self.local), None)
@@ -312,7 +309,7 @@ pub fn serve(
         _ => None,
     });
     let mut printer = Printer {
-        icmp: std::collections::BTreeMap::new(),
+        icmp: crate::icmp::Tally::default(),
         exec: exec_settings
             .as_ref()
             .map(crate::exec::ExecPool::start)
@@ -495,14 +492,8 @@ fn report_replies(
         return; // -q
     }
     let mut line = replier.summary_line(printer.received, printer.filtered);
-    let icmp: u64 = printer.icmp.values().sum();
-    if icmp > 0 {
-        let kinds: Vec<String> = printer
-            .icmp
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
-        line.push_str(&format!(", ICMP errors {icmp} ({})", kinds.join(", ")));
+    if printer.icmp.total() > 0 {
+        line.push_str(&format!(", ICMP errors {}", printer.icmp.summary()));
     }
     if let Some(pool) = &printer.exec {
         let e = &pool.counts;

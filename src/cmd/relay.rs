@@ -132,14 +132,15 @@ fn report(relay: &Relay<'_>, json: bool, elapsed: std::time::Duration) {
             )
         };
         format!(
-            "{}\n{}\nsessions: opened {}, expired {}, evicted {}, live {}; upstream ICMP errors {}; filtered {}; in {:.3}s",
+            "{}\n{}\nsessions: opened {}, expired {}, evicted {}, live {}; upstream ICMP errors {}; client ICMP errors {}; filtered {}; in {:.3}s",
             way("up", &c.up),
             way("down", &c.down),
             c.sessions_opened,
             c.sessions_expired,
             c.sessions_evicted,
             relay.sessions(),
-            c.icmp_errors,
+            c.icmp_errors.summary(),
+            c.client_icmp_errors.summary(),
             c.filtered,
             elapsed.as_secs_f64()
         )

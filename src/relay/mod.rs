@@ -71,9 +71,10 @@ pub struct Counts {
     pub sessions_opened: u64,
     pub sessions_expired: u64,
     pub sessions_evicted: u64,
-    pub icmp_errors: u64,
-    /// The upstream's ICMP errors by kind (SPEC §9).
-    pub icmp: std::collections::BTreeMap<&'static str, u64>,
+    /// The upstream's ICMP errors, by kind (SPEC §9).
+    pub icmp_errors: crate::icmp::Tally,
+    /// The ICMP errors replies to clients met (a client gone, a path to it broken).
+    pub client_icmp_errors: crate::icmp::Tally,
     pub filtered: u64,
     pub truncated: u64,
 }
@@ -234,10 +235,18 @@ impl<'a> Relay<'a> {
                 Err(e) => return Err(anyhow::Error::new(IoError(e)).context("failed to wait")),
             }
             let first_session = if counted { 1 } else { 2 };
+            // A queued ICMP error keeps POLLERR up until the error queue is read: read
+            // it first, or the poll would never sleep again.
+            if !counted && polls[1].revents & libc::POLLERR != 0 {
+                self.client_errors(None);
+            }
             if !counted && polls[1].revents != 0 && self.relay_up(&mut client_batch)? {
                 last_traffic = Instant::now();
             }
             for (i, p) in polls[first_session..].iter().enumerate() {
+                if p.revents & libc::POLLERR != 0 {
+                    self.upstream_errors(keys[i], None);
+                }
                 if p.revents != 0 && self.relay_down(keys[i], &mut upstream_batch)? {
                     last_traffic = Instant::now();
                 }
@@ -279,8 +288,11 @@ impl<'a> Relay<'a> {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // An ICMP error for a reply sent to a client that went away.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                // An ICMP error for a reply sent to a client (gone, or its path broken).
+                Err(e) if crate::recv::is_icmp_errno(&e) => {
+                    self.client_errors(Some(&e));
+                    continue;
+                }
                 Err(e) => return Err(anyhow::Error::new(IoError(e)).context("failed to receive")),
             };
             let now = Instant::now();
@@ -314,6 +326,62 @@ impl<'a> Relay<'a> {
         }
     }
 
+    /// Count the errors queued on the listening socket: replies to clients that met an
+    /// ICMP error. `e`: the errno a call gave for them, counted when nothing was queued.
+    pub(super) fn client_errors(&mut self, e: Option<&io::Error>) {
+        let tally = &mut self.counts.client_icmp_errors;
+        let mut first = Vec::new();
+        let n = crate::recv::drain_reports(self.listen.as_raw_fd(), |r| {
+            if tally.add(&r) <= 3 {
+                first.push(r);
+            }
+        });
+        if n == 0 {
+            if let Some(errno) = e.and_then(io::Error::raw_os_error) {
+                tally.add(&crate::sys::ErrorReport::from_errno(errno));
+            }
+        }
+        for r in first {
+            info!(
+                "reply to a client: {}",
+                crate::icmp::message(&r, r.dest.unwrap_or(self.local), None)
+            );
+        }
+    }
+
+    /// Count the errors queued on `client`'s upstream socket, for its session; the first
+    /// of a session is logged. `e`: as for [`Relay::client_errors`].
+    pub(super) fn upstream_errors(&mut self, client: SocketAddr, e: Option<&io::Error>) {
+        let Some(s) = self.sessions.get_mut(&client) else {
+            return;
+        };
+        let tally = &mut self.counts.icmp_errors;
+        let mut first = None;
+        let mut n = crate::recv::drain_reports(s.upstream.as_raw_fd(), |r| {
+            tally.add(&r);
+            first.get_or_insert(r);
+        });
+        if n == 0 {
+            if let Some(errno) = e.and_then(io::Error::raw_os_error) {
+                let r = crate::sys::ErrorReport::from_errno(errno);
+                tally.add(&r);
+                first = Some(r);
+                n = 1;
+            }
+        }
+        let before = s.icmp_errors;
+        s.icmp_errors += n as u64;
+        if before == 0 {
+            if let Some(r) = first {
+                warn!(
+                    "upstream {} for client {client}: {}",
+                    self.plan.upstream,
+                    crate::icmp::message(&r, self.plan.upstream, None)
+                );
+            }
+        }
+    }
+
     /// Everything queued on a session's socket: each reply back to its client.
     fn relay_down(&mut self, client: SocketAddr, batch: &mut RecvBatch) -> anyhow::Result<bool> {
         let Some(fd) = self.sessions.get(&client).map(|s| s.upstream.as_raw_fd()) else {
@@ -327,36 +395,7 @@ impl<'a> Relay<'a> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // An ICMP error from upstream: counted for its session, never fatal.
-                    self.counts.icmp_errors += 1;
-                    let mut kinds = 0;
-                    while let Ok(Some(report)) = crate::sys::take_error_report(fd) {
-                        *self
-                            .counts
-                            .icmp
-                            .entry(crate::icmp::classify(&report).name())
-                            .or_insert(0) += 1;
-                        kinds += 1;
-                        if kinds >= 64 {
-                            break;
-                        }
-                    }
-                    if kinds == 0 {
-                        *self
-                            .counts
-                            .icmp
-                            .entry(crate::icmp::Kind::Other.name())
-                            .or_insert(0) += 1;
-                    }
-                    if let Some(s) = self.sessions.get_mut(&client) {
-                        s.icmp_errors += 1;
-                        if s.icmp_errors == 1 {
-                            warn!(
-                                "upstream {} for client {client}: {}",
-                                self.plan.upstream,
-                                crate::exit::describe_io(&e)
-                            );
-                        }
-                    }
+                    self.upstream_errors(client, Some(&e));
                     return Ok(any);
                 }
             };

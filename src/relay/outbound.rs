@@ -156,13 +156,10 @@ impl Relay<'_> {
                 &mut self.counts.down
             };
             // What went is counted; the first that did not is an error and is skipped.
-            let sent = match result {
-                Ok(n) => n,
+            let (sent, failed) = match result {
+                Ok(n) => (n, None),
                 Err(e) => {
                     counts.send_errors += 1;
-                    if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                        self.counts.icmp_errors += 1;
-                    }
                     if counts.send_errors <= 5 {
                         debug!(
                             "relaying {} for {client} failed: {}",
@@ -170,7 +167,7 @@ impl Relay<'_> {
                             crate::exit::describe_io(&e)
                         );
                     }
-                    0
+                    (0, Some(e))
                 }
             };
             let counts = if up {
@@ -180,6 +177,14 @@ impl Relay<'_> {
             };
             counts.forwarded += sent as u64;
             counts.bytes += payloads[..sent].iter().map(|p| p.len() as u64).sum::<u64>();
+            // An earlier datagram's ICMP error, given back by this send: counted by kind.
+            match failed {
+                Some(e) if crate::recv::is_icmp_errno(&e) && up => {
+                    self.upstream_errors(client, Some(&e));
+                }
+                Some(e) if crate::recv::is_icmp_errno(&e) => self.client_errors(Some(&e)),
+                _ => {}
+            }
             i += sent.max(1);
         }
         self.out.clear();

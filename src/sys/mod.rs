@@ -44,6 +44,22 @@ pub struct ErrorReport {
     pub dest: Option<SocketAddr>,
 }
 
+impl ErrorReport {
+    /// What is known of an error the kernel gave only as an errno (no error queue on this
+    /// platform, or a report already taken): classified by the errno alone.
+    pub fn from_errno(errno: i32) -> Self {
+        ErrorReport {
+            errno,
+            origin: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            info: 0,
+            offender: None,
+            dest: None,
+        }
+    }
+}
+
 /// What the kernel said about one received datagram.
 #[derive(Clone, Copy, Debug)]
 pub struct RecvMeta {

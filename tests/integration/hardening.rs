@@ -279,3 +279,75 @@ fn thirty_seconds_of_flood_from_many_sources_leave_memory_and_fds_flat() {
     assert!(sent > 300_000, "{sent} sent");
     drop(listen);
 }
+
+#[test]
+fn servers_with_errors_queued_for_vanished_clients_do_not_spin() {
+    // guards: relay read the error of a reply to a gone client as a bare ECONNREFUSED
+    // and left the report queued, so POLLERR woke its poll at once, forever (100% CPU).
+    let echo = Server::start(&["echo", "0"]);
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &echo.addr.to_string(),
+        "--stats",
+        "-f",
+        "json",
+        "-v",
+    ]);
+    let respond = Server::start(&[
+        "listen",
+        "0",
+        "--respond",
+        "ok",
+        "--stats",
+        "-f",
+        "json",
+        "-v",
+    ]);
+    for s in [&relay, &respond] {
+        // Rounds of vanished clients until one reply met a closed port (logged with -v;
+        // the global ICMP bucket, shared with parallel tests, can be empty for a while).
+        let mut rounds = 0;
+        loop {
+            for _ in 0..20 {
+                let gone = peer("127.0.0.1");
+                gone.send_to(b"bye", s.addr).unwrap();
+            }
+            rounds += 1;
+            if s.guard
+                .stderr_within("nothing is listening on 127.0.0.1:", Duration::from_secs(1))
+                .is_some()
+            {
+                break;
+            }
+            assert!(rounds < 10, "no ICMP error logged after {rounds} rounds");
+        }
+    }
+    // An observation window of one second with nothing to do but errors queued.
+    let pids = [relay.guard.child.id(), respond.guard.child.id()];
+    let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    std::thread::sleep(Duration::from_secs(1)); // observation window: nothing should happen
+    for (pid, b) in pids.iter().zip(before) {
+        let spent = cpu_ticks(*pid) - b;
+        assert!(
+            spent <= 10,
+            "{spent} ticks in a second with only queued errors"
+        );
+    }
+    // Both still answer, and counted the errors by kind.
+    let c = peer("127.0.0.1");
+    c.send_to(b"still there?", relay.addr).unwrap();
+    assert_eq!(recv(&c).0, b"still there?");
+    c.send_to(b"and you?", respond.addr).unwrap();
+    assert_eq!(recv(&c).0, b"ok");
+    for (s, key) in [(relay, "client_icmp_errors"), (respond, "icmp_errors")] {
+        s.guard.signal(libc::SIGTERM);
+        let r = s.finish();
+        let v = crate::harness::json_last_line(&r.stderr);
+        assert!(
+            v[key]["port_unreachable"].as_u64().unwrap_or(0) >= 1,
+            "{key}: {v}"
+        );
+    }
+}

@@ -224,9 +224,109 @@ fn a_relay_counts_its_upstream_s_errors_by_kind_and_goes_on() {
         r.expect_code(143);
         let v = crate::harness::json_last_line(&r.stderr);
         assert!(
-            v["icmp"][kind].as_u64().unwrap_or(0) >= 1,
+            v["icmp_errors"][kind].as_u64().unwrap_or(0) >= 1,
             "{upstream}: {v}"
         );
         assert_eq!(v["sessions_opened"], 3, "{v}");
+    }
+}
+
+#[test]
+fn echo_and_relay_count_what_their_clients_paths_say_and_go_on() {
+    // Clients whose addresses the router cannot reach back (an unreachable and a
+    // prohibit route) and a client that is gone: each reply of the servers meets another
+    // ICMP error. Both keep serving, and count each by kind.
+    let Some(t) = Topology::create("icmp::echo_and_relay_count") else {
+        return;
+    };
+    let (c, r, s) = (t.ns("c"), t.ns("r"), t.ns("s"));
+    let script = [
+        format!("ip -n {c} addr add 10.91.9.5/32 dev rc && ip -n {c} addr add 10.91.8.5/32 dev rc"),
+        format!("ip -n {c} addr add fd91:9::5/128 dev rc nodad && ip -n {c} addr add fd91:8::5/128 dev rc nodad"),
+        // The requests come from sources the router has no way back to: no reverse-path
+        // filter may drop them on the way in.
+        format!("ip netns exec {r} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.cr.rp_filter=0"),
+    ]
+    .join(" && ");
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "could not add the client addresses");
+    let in_s = |args: &[&str]| {
+        let mut full = vec!["netns", "exec", s.as_str(), crate::harness::bin()];
+        full.extend_from_slice(args);
+        spawn_cmd("ip", &full, None)
+    };
+    let echo = in_s(&["echo", "[::]:0", "--stats", "-f", "json", "-v"]);
+    let echo_port = echo.announced().port();
+    let relay = in_s(&[
+        "relay",
+        "[::]:0",
+        "--to",
+        &format!("127.0.0.1:{echo_port}"),
+        "--stats",
+        "-f",
+        "json",
+        "-v",
+    ]);
+    let relay_port = relay.announced().port();
+    for (server, port) in [(&echo, echo_port), (&relay, relay_port)] {
+        for (to, from, says) in [
+            (
+                "10.91.2.2",
+                "10.91.9.5:0",
+                "host unreachable: 10.91.9.5 (reported by 10.91.2.1)",
+            ),
+            (
+                "10.91.2.2",
+                "10.91.8.5:0",
+                "prohibited by a firewall: 10.91.8.5:",
+            ),
+            (
+                "[fd91:2::2]",
+                "[fd91:9::5]:0",
+                "host unreachable: fd91:9::5 (reported by fd91:2::1)",
+            ),
+            (
+                "[fd91:2::2]",
+                "[fd91:8::5]:0",
+                "prohibited by a firewall: [fd91:8::5]:",
+            ),
+        ] {
+            let target = format!("{to}:{port}");
+            t.client(&["send", &target, "hello", "--bind", from])
+                .expect_code(0);
+            server.wait_stderr(says);
+        }
+        // A client gone before its reply: port unreachable from its host.
+        t.client(&["send", &format!("10.91.2.2:{port}"), "bye"])
+            .expect_code(0);
+        server.wait_stderr("connection refused: nothing is listening on 10.91.1.2:");
+        // Still serving.
+        t.client(&[
+            "send",
+            &format!("[fd91:2::2]:{port}"),
+            "still there?",
+            "--expect",
+            "still there?",
+        ])
+        .expect_code(0);
+    }
+    for (server, key) in [(relay, "client_icmp_errors"), (echo, "icmp_errors")] {
+        server.signal(libc::SIGTERM);
+        let r = server.finish();
+        r.expect_code(143);
+        let v = crate::harness::json_last_line(&r.stderr);
+        for (kind, at_least) in [
+            ("host_unreachable", 2),
+            ("prohibited", 2),
+            ("port_unreachable", 1),
+        ] {
+            assert!(
+                v[key][kind].as_u64().unwrap_or(0) >= at_least,
+                "{key} {kind}: {v}"
+            );
+        }
     }
 }
