@@ -451,3 +451,361 @@ fn dgram_and_dig_read_the_same_answers_alike() {
         );
     }
 }
+
+/// The header bits of a `flags` list of the JSON `dns` object, as the 16-bit flags word
+/// (opcode and rcode added) that tshark's `dns.flags` shows.
+fn flags_word(dns: &serde_json::Value) -> u16 {
+    let mut word = 0u16;
+    for f in dns["flags"].as_array().unwrap() {
+        word |= match f.as_str().unwrap() {
+            "qr" => 0x8000,
+            "aa" => 0x0400,
+            "tc" => 0x0200,
+            "rd" => 0x0100,
+            "ra" => 0x0080,
+            "ad" => 0x0020,
+            "cd" => 0x0010,
+            other => panic!("flag {other}"),
+        };
+    }
+    let opcode = match dns["opcode"].as_str().unwrap() {
+        "QUERY" => 0,
+        other => panic!("opcode {other}"),
+    };
+    let rcode = match dns["rcode"].as_str().unwrap() {
+        "NOERROR" => 0,
+        "NXDOMAIN" => 3,
+        other => panic!("rcode {other}"),
+    };
+    word | opcode << 11 | rcode
+}
+
+/// An answer record's data as tshark's fields give it, in presentation form.
+fn tshark_data(
+    rtype: &str,
+    fields: &std::collections::HashMap<&str, Vec<String>>,
+    i: usize,
+) -> String {
+    let f = |name: &str| fields[name].get(i).cloned().unwrap_or_default();
+    match rtype {
+        "1" => f("dns.a"),
+        "28" => f("dns.aaaa"),
+        "16" => f("dns.txt"),
+        "15" => format!("{} {}.", f("dns.mx.preference"), f("dns.mx.mail_exchange")),
+        "33" => format!(
+            "{} {} {} {}.",
+            f("dns.srv.priority"),
+            f("dns.srv.weight"),
+            f("dns.srv.port"),
+            f("dns.srv.target")
+        ),
+        other => panic!("type {other}"),
+    }
+}
+
+#[test]
+fn dgram_and_tshark_decode_the_same_bytes_alike() {
+    // The same messages, decoded twice: by a relay with --dns -f json (dgram's decoder)
+    // and by tshark from the relay's --pcap of them (a decoder nobody here wrote). Both
+    // must agree on ID, flags, counts, names, types, TTLs and data, for every record
+    // type dnsmasq returns.
+    let Some((_dnsmasq, upstream)) = dnsmasq() else {
+        return;
+    };
+    if !tool(
+        "dns::dgram_and_tshark_decode_the_same_bytes_alike",
+        "tshark",
+    ) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("dgram-dns-tshark-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("legs.pcap");
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &upstream.to_string(),
+        "--dns",
+        "-f",
+        "json",
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]);
+    let queries = [
+        "test.example A",
+        "host.example AAAA",
+        "host.example A",
+        "txt.example TXT",
+        "mx.example MX",
+        "_sip._udp.example SRV",
+        "missing.example A",
+    ];
+    for q in queries {
+        run(&["send", &relay.addr.to_string(), "--dns", q]).expect_code(0);
+    }
+    relay.guard.signal(libc::SIGTERM);
+    let r = relay.finish();
+    r.expect_code(143);
+    // dgram's decode, by (id, response).
+    let mut ours = std::collections::BTreeMap::new();
+    for line in r.stdout_str().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let dns = v["dns"].clone();
+        let id = dns["id"].as_u64().unwrap();
+        ours.insert((id, v["dir"] == "down"), dns);
+    }
+    assert_eq!(ours.len(), 2 * queries.len(), "{}", r.stdout_str());
+    let names = [
+        "dns.id",
+        "dns.flags",
+        "dns.count.queries",
+        "dns.count.answers",
+        "dns.count.auth_rr",
+        "dns.count.add_rr",
+        "dns.qry.name",
+        "dns.qry.type",
+        "dns.resp.name",
+        "dns.resp.type",
+        "dns.resp.ttl",
+        "dns.a",
+        "dns.aaaa",
+        "dns.txt",
+        "dns.mx.preference",
+        "dns.mx.mail_exchange",
+        "dns.srv.service",
+        "dns.srv.proto",
+        "dns.srv.name",
+        "dns.srv.priority",
+        "dns.srv.weight",
+        "dns.srv.port",
+        "dns.srv.target",
+        "dns.rr.udp_payload_size",
+    ];
+    let mut args = vec![
+        "-r".to_string(),
+        pcap.to_str().unwrap().to_string(),
+        "-d".into(),
+        format!("udp.port=={},dns", upstream.port()),
+        "-T".into(),
+        "fields".into(),
+        "-E".into(),
+        "separator=|".into(),
+        "-E".into(),
+        "occurrence=a".into(),
+        "-E".into(),
+        "aggregator=~".into(),
+    ];
+    for n in names {
+        args.extend(["-e".to_string(), n.to_string()]);
+    }
+    let t = std::process::Command::new("tshark")
+        .args(&args)
+        .output()
+        .unwrap();
+    let rows = String::from_utf8_lossy(&t.stdout).to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in rows.lines() {
+        let cols: Vec<&str> = row.split('|').collect();
+        assert_eq!(cols.len(), names.len(), "{row}");
+        let fields: std::collections::HashMap<&str, Vec<String>> = names
+            .iter()
+            .zip(&cols)
+            .map(|(n, c)| {
+                let values = if c.is_empty() {
+                    Vec::new()
+                } else {
+                    c.split('~').map(str::to_string).collect()
+                };
+                (*n, values)
+            })
+            .collect();
+        let one = |n: &str| fields[n].first().cloned().unwrap_or_default();
+        let flags = u16::from_str_radix(one("dns.flags").trim_start_matches("0x"), 16).unwrap();
+        let id = u64::from_str_radix(one("dns.id").trim_start_matches("0x"), 16).unwrap();
+        let key = (id, flags & 0x8000 != 0);
+        let dns = ours
+            .get(&key)
+            .unwrap_or_else(|| panic!("tshark saw {key:?}, dgram did not: {row}"));
+        seen.insert(key);
+        assert_eq!(flags, flags_word(dns), "flags of {key:?}: {dns}");
+        let count = |n: &str| one(n).parse::<usize>().unwrap();
+        assert_eq!(
+            count("dns.count.queries"),
+            dns["question"].as_array().unwrap().len()
+        );
+        let answers = dns["answer"].as_array().unwrap();
+        assert_eq!(count("dns.count.answers"), answers.len(), "{row}");
+        assert_eq!(
+            count("dns.count.auth_rr"),
+            dns["authority"].as_array().unwrap().len()
+        );
+        let opt = usize::from(!dns["edns"].is_null());
+        assert_eq!(
+            count("dns.count.add_rr"),
+            dns["additional"].as_array().unwrap().len() + opt
+        );
+        assert_eq!(
+            format!("{}.", one("dns.qry.name")),
+            dns["question"][0]["name"].as_str().unwrap()
+        );
+        let type_number = |name: &str| match name {
+            "A" => "1",
+            "AAAA" => "28",
+            "TXT" => "16",
+            "MX" => "15",
+            "SRV" => "33",
+            other => panic!("type {other}"),
+        };
+        assert_eq!(
+            one("dns.qry.type"),
+            type_number(dns["question"][0]["type"].as_str().unwrap())
+        );
+        if opt == 1 {
+            assert_eq!(
+                one("dns.rr.udp_payload_size"),
+                dns["edns"]["udp"].to_string(),
+                "{row}"
+            );
+        }
+        // tshark names an SRV record's owner by its parts, every other by dns.resp.name.
+        let (mut named, mut srv) = (0, 0);
+        for (i, a) in answers.iter().enumerate() {
+            let owner = if a["type"] == "SRV" {
+                srv += 1;
+                let part = |n: &str| fields[n][srv - 1].clone();
+                format!(
+                    "{}.{}.{}",
+                    part("dns.srv.service"),
+                    part("dns.srv.proto"),
+                    part("dns.srv.name")
+                )
+            } else {
+                named += 1;
+                fields["dns.resp.name"][named - 1].clone()
+            };
+            assert_eq!(format!("{owner}."), a["name"].as_str().unwrap(), "{row}");
+            let rtype = &fields["dns.resp.type"][i];
+            assert_eq!(rtype, type_number(a["type"].as_str().unwrap()));
+            assert_eq!(fields["dns.resp.ttl"][i], a["ttl"].to_string());
+            let data = a["data"].as_str().unwrap().replace('"', "");
+            assert_eq!(tshark_data(rtype, &fields, i), data, "{row}");
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        ours.len(),
+        "tshark decoded every message: {rows}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn retries_resend_the_same_query_and_a_truncated_answer_is_shown_as_one() {
+    // A silent server: three tries, one query, byte for byte (same ID, as dig does).
+    let rx = peer("127.0.0.1");
+    let t = rx.local_addr().unwrap().to_string();
+    run(&[
+        "send",
+        &t,
+        "--dns",
+        "example.com",
+        "-w",
+        "100ms",
+        "--retries",
+        "2",
+    ])
+    .expect_code(1)
+    .expect_stderr("no reply");
+    let tries: Vec<Vec<u8>> = (0..3).map(|_| crate::harness::recv(&rx).0).collect();
+    assert!(tries.iter().all(|q| q == &tries[0]), "{tries:?}");
+    assert!(!crate::harness::arrives_within(
+        &rx,
+        Duration::from_millis(50)
+    ));
+    // An answer with TC set: shown as truncated, and still the reply (exit 0).
+    for format in ["dns", "json"] {
+        let server = peer("127.0.0.1");
+        let t = server.local_addr().unwrap().to_string();
+        let answers = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let mut reply = buf[..n].to_vec();
+            reply[2] |= 0x80 | 0x02; // QR, TC
+            server.send_to(&reply, from).unwrap();
+        });
+        let r = run(&["send", &t, "--dns", "example.com TXT", "-f", format]);
+        answers.join().unwrap();
+        r.expect_code(0);
+        let out = r.stdout_str();
+        if format == "dns" {
+            assert!(out.contains(";; flags: qr tc rd;"), "{out}");
+            assert!(out.contains(";; Truncated"), "{out}");
+        } else {
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            assert_eq!(
+                v["dns"]["flags"],
+                serde_json::json!(["qr", "tc", "rd"]),
+                "{v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn query_flags_go_on_the_wire_as_tshark_reads_them() {
+    // The queries send --dns builds, recorded by listen --pcap and read by tshark.
+    if !tool("dns::query_flags_go_on_the_wire", "tshark") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("dgram-dns-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (query, want) in [
+        (
+            "example.com",
+            // RD, type A, class IN, EDNS 1232 without DO
+            "example.com|1|1|0x0001|1|1232|0",
+        ),
+        (
+            "example.com TYPE65 CH +norecurse +dnssec +bufsize=4096",
+            "example.com|0|65|0x0003|1|4096|1",
+        ),
+        ("example.com MX +noedns", "example.com|1|15|0x0001|0||"),
+    ] {
+        let pcap = dir.join("q.pcap");
+        let s = Server::start(&["listen", "0", "-n", "1", "--pcap", pcap.to_str().unwrap()]);
+        let port = s.addr.port();
+        run(&["send", &s.addr.to_string(), "--dns", query, "-w", "1ms"]);
+        s.finish().expect_code(0);
+        let t = std::process::Command::new("tshark")
+            .args([
+                "-r",
+                pcap.to_str().unwrap(),
+                "-d",
+                &format!("udp.port=={port},dns"),
+                "-T",
+                "fields",
+                "-E",
+                "separator=|",
+                "-e",
+                "dns.qry.name",
+                "-e",
+                "dns.flags.recdesired",
+                "-e",
+                "dns.qry.type",
+                "-e",
+                "dns.qry.class",
+                "-e",
+                "dns.count.add_rr",
+                "-e",
+                "dns.rr.udp_payload_size",
+                "-e",
+                "dns.resp.z.do",
+            ])
+            .output()
+            .unwrap();
+        let row = String::from_utf8_lossy(&t.stdout).trim().to_string();
+        assert_eq!(row, want, "{query}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
