@@ -330,6 +330,8 @@ fn multicast_join_receives_what_socat_sends() {
 /// Two network namespaces joined by a veth pair, removed on drop.
 struct Netns {
     names: [String; 2],
+    /// Apart from other tests' pairs: a number of this process's own.
+    id: String,
 }
 
 impl Netns {
@@ -338,7 +340,9 @@ impl Netns {
         if !crate::harness::root(test, "network namespaces") || !crate::harness::tool(test, "ip") {
             return None;
         }
-        let id = std::process::id();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}-{n}", std::process::id());
         let names = [format!("dgram-a-{id}"), format!("dgram-b-{id}")];
         let sh = |cmd: String| {
             std::process::Command::new("sh")
@@ -352,12 +356,12 @@ impl Netns {
             && sh(format!("ip link add va-{id} netns {a} type veth peer name vb-{id} netns {b}"))
             && sh(format!("ip -n {a} link set lo up && ip -n {a} link set va-{id} up && ip -n {a} addr add fd99::1/64 dev va-{id} nodad && ip -n {a} addr add fd99::3/64 dev va-{id} nodad && ip -n {a} addr add 10.99.0.1/24 dev va-{id}"))
             && sh(format!("ip -n {b} link set lo up && ip -n {b} link set vb-{id} up && ip -n {b} addr add fd99::2/64 dev vb-{id} nodad && ip -n {b} addr add 10.99.0.2/24 dev vb-{id}"));
-        let ns = Netns { names };
+        let ns = Netns { names, id };
         ok.then_some(ns)
     }
 
     fn iface(&self, side: usize) -> String {
-        format!("v{}-{}", ["a", "b"][side], std::process::id())
+        format!("v{}-{}", ["a", "b"][side], self.id)
     }
 }
 
@@ -586,4 +590,63 @@ fn multicast_send_collect_gathers_answers_from_members() {
     ])
     .expect_code(0)
     .expect_stdout(b"member here: who is there\n");
+}
+
+#[test]
+fn mdns_over_ipv6_decodes_on_its_own_group_and_port() {
+    // [ff02::fb]:5353 in a namespace pair of this test's own (IPv6 multicast does not
+    // loop on lo): port 5353 there is free, and nothing reaches another host.
+    let Some(ns) = Netns::create() else {
+        return;
+    };
+    let (a, b) = (&ns.names[0], &ns.names[1]);
+    let g = in_ns(
+        b,
+        &[
+            "multicast",
+            "join",
+            "[ff02::fb]:5353",
+            "--iface",
+            &ns.iface(1),
+            "--dns",
+            "-n",
+            "2",
+            "-w",
+            "5s",
+        ],
+    );
+    g.wait_stderr("joined ");
+    // A question for x.local AAAA with the unicast-response bit, then its answer with the
+    // cache-flush bit, as mDNS responders send them.
+    let question = "0000 0000 0001 0000 0000 0000 0178 056c6f63616c00 001c 8001";
+    let answer = "0000 8400 0000 0001 0000 0000 0178 056c6f63616c00 001c 8001 00000078 0010 fd990000000000000000000000000001";
+    for hex in [question, answer] {
+        in_ns(
+            a,
+            &[
+                "multicast",
+                "send",
+                "[ff02::fb]:5353",
+                "--iface",
+                &ns.iface(0),
+                "-x",
+                hex,
+            ],
+        )
+        .finish()
+        .expect_code(0);
+    }
+    let r = g.finish();
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(
+        out.contains(";x.local.\t\tIN\tAAAA\t; unicast-response\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("x.local.\t120\tIN\tAAAA\tfd99::1\t; cache-flush\n"),
+        "{out}"
+    );
+    // The peer line names the sender: one of its addresses on the veth (fd99::1, ::3).
+    assert!(out.starts_with(";; [fd99::"), "{out}");
 }
