@@ -39,11 +39,16 @@ HARD_LIMIT = 60
 class Proc:
     """A child process that is always killed and reaped by its own PID."""
 
-    def __init__(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None, env=None):
+    def __init__(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None, env=None,
+                 group=False):
         self.argv = argv
         self.err = tempfile.TemporaryFile() if stderr is None else None
+        # group: a program that forks children of its own (socat's fork relay) runs in a
+        # process group of its own, whose ID is its PID; stop() signals the whole group.
+        self.group = group
         self.p = subprocess.Popen(argv, stdin=stdin, stdout=stdout,
-                                  stderr=self.err if stderr is None else stderr, env=env)
+                                  stderr=self.err if stderr is None else stderr, env=env,
+                                  start_new_session=group)
         self.started = time.monotonic()
         self.rusage = None
         self.status = None
@@ -90,7 +95,10 @@ class Proc:
     def stop(self, sig=signal.SIGTERM):
         if self.status is None:
             try:
-                os.kill(self.p.pid, sig)
+                if self.group:
+                    os.killpg(self.p.pid, sig)
+                else:
+                    os.kill(self.p.pid, sig)
             except ProcessLookupError:
                 pass
             self.reap(timeout=5)
@@ -455,7 +463,8 @@ class Bench:
             rx = Proc([self.dgram, "relay", "127.0.0.1:0", "--to", f"127.0.0.1:{echo_port}"])
         else:
             port = free_port()
-            rx = Proc(["socat", f"UDP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"UDP:127.0.0.1:{echo_port}"])
+            rx = Proc(["socat", f"UDP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"UDP:127.0.0.1:{echo_port}"],
+                      group=True)
             wait_bound(port)
             return rx, port
         return rx, int(rx.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
@@ -463,34 +472,44 @@ class Bench:
     def case_relay(self):
         """Through a relay to the reference echo: 64 in flight, and the RTT one adds."""
         n1, n64 = self.args.count // 40, self.args.count // 4
-        print(f"11. relay to the reference echo, 64 B: {n64:,} round trips 64 in flight; {n1:,} one in flight, "
-              f"the RTT the relay adds over the direct path; the reference relay is C, one session", flush=True)
+        print(f"11. relay to the reference echo, 64 B: {n64:,} round trips 64 in flight; {n1:,} rounds of one "
+              f"round trip on each path (direct, and through each relay), interleaved (bench/ref/rtts.c: the "
+              f"wake-up latency of this machine swings by more than a relay adds, so the paths are sampled in "
+              f"the same moments); the added RTT is each path's percentile minus the direct path's; the "
+              f"reference relay is C, one session", flush=True)
         echo = Proc([self.r("echo")])
         with echo:
             eport = int(echo.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-            direct = self.rtt_to(eport, n1, 1)
-            results = {}
-            for who in ["reference", "dgram", "socat"]:
-                if who == "socat" and not self.peers.get("socat", True):
-                    continue
-                rx, port = self.relay_server(who, eport)
-                with rx:
-                    many = self.rtt_to(port, n64 if who != "socat" else n64 // 10, 64)
-                    one = self.rtt_to(port, n1, 1)
+            whos = ["reference", "dgram"] + (["socat"] if self.peers.get("socat", True) else [])
+            relays = {who: self.relay_server(who, eport) for who in whos}
+            many = {}
+            try:
+                for who in whos:
+                    many[who] = self.rtt_to(relays[who][1], n64 if who != "socat" else n64 // 10, 64)
+                ports = [eport] + [relays[who][1] for who in whos]
+                out = subprocess.run([self.r("rtts"), "127.0.0.1", str(n1), "64", *map(str, ports)],
+                                     capture_output=True, text=True, timeout=HARD_LIMIT).stdout
+            finally:
+                for rx, _ in relays.values():
                     rx.stop()
-                results[who] = (many, one)
             echo.stop()
-        ref_rate = results["reference"][0]["replies"] / max(results["reference"][0]["seconds"], 1e-9)
-        ref_add = results["reference"][1]["p50_us"] - direct["p50_us"]
-        ref_add99 = results["reference"][1]["p99_us"] - direct["p99_us"]
+        one = {}
+        for line in out.splitlines():
+            v = {k: float(x) for k, x in re.findall(r"(\w+)=([\d.]+)", line)}
+            one[int(v["port"])] = v
+        direct = one[eport]
+        ref_rate = many["reference"]["replies"] / max(many["reference"]["seconds"], 1e-9)
+        added = {who: (one[relays[who][1]]["p50_us"] - direct["p50_us"],
+                       one[relays[who][1]]["p99_us"] - direct["p99_us"]) for who in whos}
         self.row("relay direct rtt p50", "reference echo", direct["p50_us"], "us")
-        for who, (many, one) in results.items():
+        for who in whos:
             first = who == "reference"
-            rate = many["replies"] / max(many["seconds"], 1e-9)
+            m = many[who]
+            rate = m["replies"] / max(m["seconds"], 1e-9)
             self.row("relay 64 in flight", who, rate, "replies/s", None if first else ref_rate, "reference")
-            self.row("relay 64: lost+merged+dup", who, int(many["lost"] + many["bad"] + many["dup"]), f"of {int(many['replies'] + many['lost']):,}")
-            self.row("relay added rtt p50", who, one["p50_us"] - direct["p50_us"], "us", None if first else ref_add, "reference")
-            self.row("relay added rtt p99", who, one["p99_us"] - direct["p99_us"], "us", None if first else ref_add99, "reference")
+            self.row("relay 64: lost+merged+dup", who, int(m["lost"] + m["bad"] + m["dup"]), f"of {int(m['replies'] + m['lost']):,}")
+            self.row("relay added rtt p50", who, added[who][0], "us", None if first else added["reference"][0], "reference")
+            self.row("relay added rtt p99", who, added[who][1], "us", None if first else added["reference"][1], "reference")
 
     def case_respond(self):
         """listen --respond against echo with 64 in flight; --exec with a trivial command."""

@@ -39,7 +39,7 @@ fi
 
 ref="$PWD/target/bench-ref"
 mkdir -p "$ref" bench/results
-for p in flood sink count oneshot startup echo rtt relay; do
+for p in flood sink count oneshot startup echo rtt rtts relay; do
   cc -O2 -Wall -o "$ref/$p" "bench/ref/$p.c"
 done
 # The start-up reference in Rust, with dgram's release profile.
