@@ -175,22 +175,39 @@ fn the_fuzz_corpus_replays_without_panics() {
 
 #[test]
 fn garbage_gives_a_reason_not_a_panic() {
-    assert!(decode(b"")
-        .unwrap_err()
-        .contains("shorter than a DNS header"));
-    assert!(decode(b"hello").is_err());
-    // A header that claims a question, then nothing.
-    assert!(decode(&[0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]).is_err());
-    // A compression pointer to itself.
-    let mut looped = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-    assert!(decode(&looped).is_err());
-    // A pointer past the end.
-    let mut past = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    past.extend_from_slice(&[0xc0, 200, 0, 1, 0, 1]);
-    assert!(decode(&past).is_err());
-    // Counts larger than the message.
-    assert!(decode(&[0, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_err());
+    let reason = |bytes: &[u8]| decode(bytes).unwrap_err();
+    let header = |qd: u8, an: u8| vec![0, 1, 0x81, 0, 0, qd, 0, an, 0, 0, 0, 0];
+    assert_eq!(reason(b""), "0 bytes, shorter than a DNS header (12)");
+    assert_eq!(reason(b"hello"), "5 bytes, shorter than a DNS header (12)");
+    // A header that claims a question, then nothing; counts larger than the message.
+    assert!(reason(&header(1, 0)).contains("end of input"));
+    assert!(reason(&[0, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).contains("end of input"));
+    // A compression pointer to itself, and one past the end.
+    for (ptr, says) in [(12u8, "ptr: 12"), (200, "ptr: 200")] {
+        let mut m = header(1, 0);
+        m.extend_from_slice(&[0xc0, ptr, 0, 1, 0, 1]);
+        let r = reason(&m);
+        assert!(
+            r.contains("points to data not prior") && r.contains(says),
+            "{r}"
+        );
+    }
+    // Records whose length disagrees with their type: an A record of 2 bytes (then
+    // more), an AAAA record of 4 (the decoder reads on for 16, past the end); and an A
+    // record cut after 2 of its 4 bytes.
+    let mut m = header(0, 1);
+    m.extend_from_slice(&[1, b'x', 0, 0, 1, 0, 1, 0, 0, 0, 120, 0, 2, 127, 0, 0, 1]);
+    assert!(reason(&m).contains("rdata length"), "{}", reason(&m));
+    let mut m = header(0, 1);
+    m.extend_from_slice(&[1, b'x', 0, 0, 28, 0, 1, 0, 0, 0, 120, 0, 4, 127, 0, 0, 1]);
+    assert!(reason(&m).contains("end of input"), "{}", reason(&m));
+    let mut m = header(0, 1);
+    m.extend_from_slice(&[1, b'x', 0, 0, 1, 0, 1, 0, 0, 0, 120, 0, 4, 127, 0]);
+    assert!(reason(&m).contains("read: 2 expected: 4"), "{}", reason(&m));
+    // A record cut inside its fixed fields.
+    let mut m = header(0, 1);
+    m.extend_from_slice(&[1, b'x', 0, 0, 1, 0]);
+    assert!(reason(&m).contains("end of input"), "{}", reason(&m));
 }
 
 #[test]

@@ -207,9 +207,12 @@ fn bad_queries_are_refused_and_nothing_is_sent() {
     let rx = peer("127.0.0.1");
     let t = rx.local_addr().unwrap().to_string();
     let long_label = format!("{}.com", "x".repeat(64));
+    // 63 + 63 + 63 + 62 bytes of labels: 256 bytes on the wire.
+    let long_name = format!("{0}.{0}.{0}.{1}", "x".repeat(63), "x".repeat(62));
     for (query, says) in [
         ("a..b", "empty label"),
         (long_label.as_str(), "exceed 63"),
+        (long_name.as_str(), "256 bytes on the wire, over 255"),
         ("example.com BOGUS", "'BOGUS'"),
         ("example.com +frobnicate", "+frobnicate"),
     ] {
