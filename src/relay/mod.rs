@@ -82,6 +82,8 @@ pub struct Counts {
 /// A client's session.
 struct Session {
     upstream: UdpSocket,
+    /// The upstream socket's own address: the relay's side of the upstream leg.
+    upstream_local: SocketAddr,
     last: Instant,
     /// The address the client sent to (PKTINFO, on a wildcard bind): replies leave from it.
     local_ip: Option<IpAddr>,
@@ -319,7 +321,7 @@ impl<'a> Relay<'a> {
                 self.show(true, meta.peer, payload, meta.len, time)?;
                 self.impair(true, meta.peer, payload, now);
             }
-            self.send_queued();
+            self.send_queued()?;
             if n < want {
                 return Ok(any);
             }
@@ -415,7 +417,7 @@ impl<'a> Relay<'a> {
                 self.show(false, client, payload, meta.len, time)?;
                 self.impair(false, client, payload, now);
             }
-            self.send_queued();
+            self.send_queued()?;
             if n < BATCH {
                 return Ok(any);
             }
@@ -456,13 +458,10 @@ impl<'a> Relay<'a> {
                 return Ok(false);
             }
         };
+        let upstream_local = upstream.local_addr()?;
         if self.verbose {
-            let via = upstream
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
             info!(
-                "session {} opened: {via} -> {}",
+                "session {} opened: {upstream_local} -> {}",
                 meta.peer, self.plan.upstream
             );
         }
@@ -471,6 +470,7 @@ impl<'a> Relay<'a> {
             meta.peer,
             Session {
                 upstream,
+                upstream_local,
                 last: now,
                 local_ip: meta.dst,
                 icmp_errors: 0,
@@ -482,19 +482,24 @@ impl<'a> Relay<'a> {
     /// Close the sessions idle past `--idle-timeout`.
     fn expire(&mut self, now: Instant) {
         let idle = self.plan.idle_timeout;
-        let before = self.sessions.len();
-        let verbose = self.verbose;
+        let mut closed = Vec::new();
         self.sessions.retain(|client, s| {
             let live = now < s.last + idle;
-            if !live && verbose {
+            if !live {
+                closed.push(*client);
+            }
+            live
+        });
+        self.counts.sessions_expired += closed.len() as u64;
+        // Logged once the sockets are closed: the line says what is already so.
+        if self.verbose {
+            for client in closed {
                 info!(
                     "session {client} closed: idle for {}",
                     crate::units::human_duration(idle)
                 );
             }
-            live
-        });
-        self.counts.sessions_expired += (before - self.sessions.len()) as u64;
+        }
     }
 
     fn next_expiry(&self) -> Option<Instant> {
@@ -512,7 +517,22 @@ impl<'a> Relay<'a> {
             .min()
     }
 
-    /// Print and record one datagram passing.
+    /// The relay's address on `client`'s leg: where the client sent to.
+    pub(super) fn relay_side(&self, client: SocketAddr) -> SocketAddr {
+        match self.sessions.get(&client).and_then(|s| s.local_ip) {
+            Some(ip) if self.wildcard => SocketAddr::new(ip, self.local.port()),
+            _ => self.local,
+        }
+    }
+
+    /// The relay's address on `client`'s upstream leg: its session's socket.
+    pub(super) fn upstream_side(&self, client: SocketAddr) -> SocketAddr {
+        self.sessions
+            .get(&client)
+            .map_or(self.local, |s| s.upstream_local)
+    }
+
+    /// Print one datagram as it arrives, and record it on the leg it came by.
     fn show(
         &mut self,
         up: bool,
@@ -532,14 +552,17 @@ impl<'a> Relay<'a> {
                 }
             );
         }
-        if let Some(pcap) = &mut self.pcap {
+        if self.pcap.is_some() {
+            // The leg it arrived on; the leg it leaves on is recorded as it is sent.
             let (from, to) = if up {
-                (client, upstream)
+                (client, self.relay_side(client))
             } else {
-                (upstream, client)
+                (upstream, self.upstream_side(client))
             };
-            pcap.write(time, from, to, payload, len)
-                .io_context(|| "failed to write --pcap".into())?;
+            if let Some(pcap) = &mut self.pcap {
+                pcap.write(time, from, to, payload, len)
+                    .io_context(|| "failed to write --pcap".into())?;
+            }
         }
         if let Some(output) = self.output.as_deref_mut() {
             output.write(&Datagram {

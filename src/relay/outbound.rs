@@ -10,6 +10,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::{Relay, MAX_HOLD};
+use crate::exit::IoContext;
 use crate::impair::Delayed;
 use crate::sys::{send_replies, Reply};
 
@@ -102,8 +103,7 @@ impl Relay<'_> {
                 }
             }
         }
-        self.send_queued();
-        Ok(())
+        self.send_queued()
     }
 
     /// Queue a datagram up on the client's session socket, or down to the client from the
@@ -116,7 +116,7 @@ impl Relay<'_> {
 
     /// Send what [`deliver`](Self::deliver) queued: consecutive datagrams of one session
     /// and direction in one `sendmmsg` (the usual case: a batch from one socket).
-    pub(super) fn send_queued(&mut self) {
+    pub(super) fn send_queued(&mut self) -> anyhow::Result<()> {
         let mut i = 0;
         while i < self.out.len() {
             let (up, client, _) = self.out[i];
@@ -177,6 +177,22 @@ impl Relay<'_> {
             };
             counts.forwarded += sent as u64;
             counts.bytes += payloads[..sent].iter().map(|p| p.len() as u64).sum::<u64>();
+            // What left, on the leg it left by (what an impairment dropped never does).
+            if sent > 0 && self.pcap.is_some() {
+                let upstream = self.plan.upstream;
+                let (from, to) = if up {
+                    (self.upstream_side(client), upstream)
+                } else {
+                    (self.relay_side(client), client)
+                };
+                let time = std::time::SystemTime::now();
+                if let Some(pcap) = &mut self.pcap {
+                    for p in &payloads[..sent] {
+                        pcap.write(time, from, to, p, p.len())
+                            .io_context(|| "failed to write --pcap".into())?;
+                    }
+                }
+            }
             // An earlier datagram's ICMP error, given back by this send: counted by kind.
             match failed {
                 Some(e) if crate::recv::is_icmp_errno(&e) && up => {
@@ -189,5 +205,6 @@ impl Relay<'_> {
         }
         self.out.clear();
         self.out_bytes.clear();
+        Ok(())
     }
 }

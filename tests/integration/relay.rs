@@ -50,10 +50,14 @@ fn idle_sessions_close_and_the_longest_idle_is_evicted() {
         echo.addr,
         &["--idle-timeout", "200ms", "-v", "--stats", "-f", "json"],
     );
+    let pid = relay.guard.child.id();
+    let base = fds(pid);
     let c = peer("127.0.0.1");
     c.send_to(b"one", relay.addr).unwrap();
     assert_eq!(recv(&c).0, b"one");
+    assert_eq!(fds(pid), base + 1, "a session holds one socket");
     relay.guard.wait_stderr("closed: idle for 200ms");
+    assert_eq!(fds(pid), base, "a closed session's socket is released");
     c.send_to(b"two", relay.addr).unwrap();
     assert_eq!(recv(&c).0, b"two");
     relay.guard.signal(libc::SIGINT);
@@ -85,14 +89,38 @@ fn idle_sessions_close_and_the_longest_idle_is_evicted() {
 fn drops_apply_to_the_direction_asked() {
     let server = peer("127.0.0.1");
     let t = server.local_addr().unwrap().to_string();
-    let relay = relay_to(&t, &["--drop", "up=100%"]);
+    let pcap = std::env::temp_dir().join(format!("dgram-relay-drop-{}.pcap", std::process::id()));
+    let relay = relay_to(&t, &["--drop", "up=100%", "--pcap", pcap.to_str().unwrap()]);
     let c = peer("127.0.0.1");
     c.send_to(b"lost", relay.addr).unwrap();
     assert!(
         !arrives_within(&server, Duration::from_millis(300)),
         "nothing goes up"
     );
-    drop(relay);
+    let relay_port = relay.addr.port();
+    relay.guard.signal(libc::SIGTERM);
+    relay.finish().expect_code(143);
+    // The capture shows where it was lost: it came in on the client's leg, and never
+    // left on the upstream's.
+    if tool(
+        "relay::drops_apply_to_the_direction_asked (tshark)",
+        "tshark",
+    ) {
+        let t = std::process::Command::new("tshark")
+            .args(["-r", pcap.to_str().unwrap(), "-T", "fields"])
+            .args(["-e", "udp.srcport", "-e", "udp.dstport", "-e", "data.data"])
+            .output()
+            .unwrap();
+        let rows = String::from_utf8_lossy(&t.stdout).to_string();
+        let want = format!(
+            "{}\t{}\t{}\n",
+            c.local_addr().unwrap().port(),
+            relay_port,
+            "6c6f7374" // "lost"
+        );
+        assert_eq!(rows, want);
+    }
+    std::fs::remove_file(&pcap).unwrap();
     let relay = relay_to(&t, &["--drop", "down=100%"]);
     c.send_to(b"up only", relay.addr).unwrap();
     let (got, from) = recv(&server);
@@ -240,6 +268,7 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.1");
+    let relay_port = relay.addr.port().to_string();
     let r = relay.finish();
     r.expect_code(0);
     let out = r.stdout_str();
@@ -255,8 +284,14 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
             .args([
                 "-r",
                 pcap.to_str().unwrap(),
+                "-d",
+                &format!("udp.port=={port},dns"),
                 "-T",
                 "fields",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "udp.dstport",
                 "-e",
                 "dns.qry.name",
                 "-e",
@@ -264,11 +299,33 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
             ])
             .output()
             .unwrap();
-        let rows = String::from_utf8_lossy(&t.stdout).to_string();
-        assert!(
-            rows.contains("test.example\t0") && rows.contains("test.example\t1"),
-            "{rows}"
+        let rows: Vec<Vec<String>> = String::from_utf8_lossy(&t.stdout)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect();
+        // Both legs, each way: dig -> relay, relay -> dnsmasq, and back.
+        let port = port.to_string();
+        let legs: Vec<(bool, bool, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r[0] == relay_port || r[1] == relay_port,
+                    r[0] == port || r[1] == port,
+                    r[3].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            legs,
+            [
+                (true, false, "0"),
+                (false, true, "0"),
+                (false, true, "1"),
+                (true, false, "1")
+            ],
+            "{rows:?}"
         );
+        assert!(rows.iter().all(|r| r[2] == "test.example"), "{rows:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
