@@ -417,3 +417,78 @@ fn relay_to(upstream: impl std::fmt::Display, flags: &[&str]) -> Server {
     args.extend_from_slice(flags);
     Server::start(&args)
 }
+
+#[test]
+fn allow_count_duration_and_the_open_relay_warning() {
+    let echo = Server::start(&["echo", "0"]);
+    // --allow: a client from elsewhere is dropped and counted; --count 2 ends the run
+    // once two went up and the replies stopped.
+    let relay = relay_to(
+        echo.addr,
+        &[
+            "--allow",
+            "127.0.0.2/32",
+            "--count",
+            "2",
+            "--stats",
+            "-f",
+            "json",
+        ],
+    );
+    let (stranger, friend) = (peer("127.0.0.1"), peer("127.0.0.2"));
+    stranger.send_to(b"let me in", relay.addr).unwrap();
+    for m in [&b"one"[..], b"two"] {
+        friend.send_to(m, relay.addr).unwrap();
+        assert_eq!(recv(&friend).0, m);
+    }
+    assert!(!arrives_within(&stranger, Duration::from_millis(50)));
+    let r = relay.finish();
+    r.expect_code(0);
+    let v = json_last_line(&r.stderr);
+    assert_eq!(
+        (v["filtered"].as_u64(), v["sent"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
+    assert!(
+        !r.stderr.contains("takes clients from other hosts"),
+        "{}",
+        r.stderr
+    );
+    // --count unmet when --timeout ends it: exit 1, saying how many.
+    relay_to(echo.addr, &["--count", "5", "--timeout", "200ms"])
+        .finish()
+        .expect_code(1)
+        .expect_stderr("relayed 0 of 5 datagrams up");
+    // --duration ends it with exit 0.
+    let start = Instant::now();
+    relay_to(echo.addr, &["--duration", "300ms"])
+        .finish()
+        .expect_code(0);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    // Bound off loopback without --allow: a warning, since anyone can use the upstream.
+    let open = Server::start(&[
+        "relay",
+        "0.0.0.0:0",
+        "--to",
+        &echo.addr.to_string(),
+        "--duration",
+        "100ms",
+    ]);
+    open.finish()
+        .expect_code(0)
+        .expect_stderr("takes clients from other hosts: anyone who can reach it can use");
+    let guarded = Server::start(&[
+        "relay",
+        "0.0.0.0:0",
+        "--to",
+        &echo.addr.to_string(),
+        "--allow",
+        "127.0.0.0/8",
+        "--duration",
+        "100ms",
+    ]);
+    let r = guarded.finish();
+    r.expect_code(0);
+    assert!(!r.stderr.contains("takes clients"), "{}", r.stderr);
+}
