@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -88,7 +88,13 @@ struct Session {
     /// The address the client sent to (PKTINFO, on a wildcard bind): replies leave from it.
     local_ip: Option<IpAddr>,
     icmp_errors: u64,
+    /// Its upstream socket's token in the poller.
+    token: u64,
 }
+
+/// The poller's tokens: the signal pipe, the listening socket, then one per session.
+const WAKE: u64 = 0;
+const LISTEN: u64 = 1;
 
 /// One direction's impairment state.
 struct Impaired {
@@ -107,6 +113,12 @@ pub struct Relay<'a> {
     wildcard: bool,
     filter: SourceFilter,
     sessions: HashMap<SocketAddr, Session>,
+    /// Each session's client, by its token.
+    tokens: HashMap<u64, SocketAddr>,
+    next_token: u64,
+    poller: crate::sys::Poller,
+    /// No session expires before this (None: no sessions); see [`Relay::expire`].
+    next_expiry: Option<Instant>,
     up: Impaired,
     down: Impaired,
     output: Option<&'a mut Output>,
@@ -144,6 +156,10 @@ impl<'a> Relay<'a> {
             wildcard: local.ip().is_unspecified(),
             filter,
             sessions: HashMap::new(),
+            tokens: HashMap::new(),
+            next_token: LISTEN + 1,
+            poller: crate::sys::Poller::new(BATCH)?,
+            next_expiry: None,
             up: impaired(plan.up, 0),
             down: impaired(plan.down, 0x9e37_79b9_7f4a_7c15),
             output,
@@ -169,9 +185,10 @@ impl<'a> Relay<'a> {
         let mut counted_at: Option<Instant> = None;
         let mut client_batch = RecvBatch::with(BATCH, self.plan.max_size, ancillary(self.wildcard));
         let mut upstream_batch = RecvBatch::new(BATCH, self.plan.max_size);
-        let mut polls: Vec<libc::pollfd> = Vec::new();
-        let mut keys: Vec<SocketAddr> = Vec::new();
-        let wake_fd = signals.wake_fd();
+        let mut events = Vec::with_capacity(BATCH);
+        self.poller.add(signals.wake_fd(), WAKE)?;
+        self.poller.add(self.listen.as_raw_fd(), LISTEN)?;
+        let mut listening = true;
         loop {
             if let Some(sig) = signals.pending() {
                 self.flush()?;
@@ -208,20 +225,16 @@ impl<'a> Relay<'a> {
                     None => Ok(Ending::Done),
                 };
             }
+            // Past --count, clients are no longer read (their errors still are).
+            if counted && listening {
+                self.poller
+                    .set_readable(self.listen.as_raw_fd(), LISTEN, false)?;
+                listening = false;
+            }
             // Wait for the socket, a session, the next timer, or a limit.
-            polls.clear();
-            keys.clear();
-            polls.push(pollfd(wake_fd));
-            if !counted {
-                polls.push(pollfd(self.listen.as_raw_fd()));
-            }
-            for (client, s) in &self.sessions {
-                polls.push(pollfd(s.upstream.as_raw_fd()));
-                keys.push(*client);
-            }
             let deadline = [
                 self.next_timer(),
-                self.next_expiry(),
+                self.next_expiry,
                 end,
                 self.plan.timeout.map(|t| last_traffic + t),
                 counted_at.map(|c| last_traffic.max(c) + COUNT_GRACE),
@@ -231,26 +244,36 @@ impl<'a> Relay<'a> {
             .min();
             self.flush()?;
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match crate::sys::poll_fds(&mut polls, timeout) {
+            match self.poller.wait(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(anyhow::Error::new(IoError(e)).context("failed to wait")),
             }
-            let first_session = if counted { 1 } else { 2 };
-            // A queued ICMP error keeps POLLERR up until the error queue is read: read
-            // it first, or the poll would never sleep again.
-            if !counted && polls[1].revents & libc::POLLERR != 0 {
-                self.client_errors(None);
-            }
-            if !counted && polls[1].revents != 0 && self.relay_up(&mut client_batch)? {
-                last_traffic = Instant::now();
-            }
-            for (i, p) in polls[first_session..].iter().enumerate() {
-                if p.revents & libc::POLLERR != 0 {
-                    self.upstream_errors(keys[i], None);
-                }
-                if p.revents != 0 && self.relay_down(keys[i], &mut upstream_batch)? {
-                    last_traffic = Instant::now();
+            for ev in &events {
+                // A queued ICMP error keeps the descriptor ready until the error queue
+                // is read: read it first, or the wait would never sleep again.
+                match ev.token {
+                    WAKE => {} // a signal: seen at the top of the loop
+                    LISTEN => {
+                        if ev.error {
+                            self.client_errors(None);
+                        }
+                        if ev.readable && listening && self.relay_up(&mut client_batch)? {
+                            last_traffic = Instant::now();
+                        }
+                    }
+                    token => {
+                        // A session evicted by this round's new ones is gone: skip it.
+                        let Some(&client) = self.tokens.get(&token) else {
+                            continue;
+                        };
+                        if ev.error {
+                            self.upstream_errors(client, None);
+                        }
+                        if ev.readable && self.relay_down(client, &mut upstream_batch)? {
+                            last_traffic = Instant::now();
+                        }
+                    }
                 }
             }
         }
@@ -441,7 +464,7 @@ impl<'a> Relay<'a> {
                 .min_by_key(|(_, s)| s.last)
                 .map(|(c, _)| *c)
             {
-                self.sessions.remove(&oldest);
+                self.close(oldest);
                 self.counts.sessions_evicted += 1;
                 if self.verbose {
                     info!(
@@ -459,6 +482,13 @@ impl<'a> Relay<'a> {
             }
         };
         let upstream_local = upstream.local_addr()?;
+        let token = self.next_token;
+        self.next_token += 1;
+        self.poller.add(upstream.as_raw_fd(), token)?;
+        self.tokens.insert(token, meta.peer);
+        // The earliest a session can expire: no later than this new one's end.
+        let ends = now + self.plan.idle_timeout;
+        self.next_expiry = Some(self.next_expiry.map_or(ends, |t| t.min(ends)));
         if self.verbose {
             info!(
                 "session {} opened: {upstream_local} -> {}",
@@ -474,6 +504,7 @@ impl<'a> Relay<'a> {
                 last: now,
                 local_ip: meta.dst,
                 icmp_errors: 0,
+                token,
             },
         );
         Ok(true)
@@ -481,19 +512,28 @@ impl<'a> Relay<'a> {
 
     /// Close the sessions idle past `--idle-timeout`.
     fn expire(&mut self, now: Instant) {
+        // Sessions only grow later (traffic moves `last` on), so none ends before
+        // `next_expiry`: the sessions are looked at when it comes, not on every wake.
+        if self.next_expiry.is_none_or(|t| now < t) {
+            return;
+        }
         let idle = self.plan.idle_timeout;
         let mut closed = Vec::new();
-        self.sessions.retain(|client, s| {
-            let live = now < s.last + idle;
-            if !live {
+        let mut next: Option<Instant> = None;
+        for (client, s) in &self.sessions {
+            let ends = s.last + idle;
+            if now >= ends {
                 closed.push(*client);
+            } else {
+                next = Some(next.map_or(ends, |t| t.min(ends)));
             }
-            live
-        });
+        }
+        self.next_expiry = next;
         self.counts.sessions_expired += closed.len() as u64;
-        // Logged once the sockets are closed: the line says what is already so.
-        if self.verbose {
-            for client in closed {
+        for client in closed {
+            self.close(client);
+            // Logged once the socket is closed: the line says what is already so.
+            if self.verbose {
                 info!(
                     "session {client} closed: idle for {}",
                     crate::units::human_duration(idle)
@@ -502,11 +542,12 @@ impl<'a> Relay<'a> {
         }
     }
 
-    fn next_expiry(&self) -> Option<Instant> {
-        self.sessions
-            .values()
-            .map(|s| s.last + self.plan.idle_timeout)
-            .min()
+    /// End `client`'s session: out of the poller, its socket closed.
+    fn close(&mut self, client: SocketAddr) {
+        if let Some(s) = self.sessions.remove(&client) {
+            let _ = self.poller.remove(s.upstream.as_raw_fd());
+            self.tokens.remove(&s.token);
+        }
     }
 
     fn next_timer(&self) -> Option<Instant> {
@@ -598,14 +639,6 @@ fn ancillary(wildcard: bool) -> crate::sys::Ancillary {
     crate::sys::Ancillary {
         gro: false,
         pktinfo: wildcard,
-    }
-}
-
-fn pollfd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
     }
 }
 
