@@ -121,7 +121,8 @@ mod epoll {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+// Built for the tests on Linux too, so the fallback is checked where the tests run.
+#[cfg(any(not(target_os = "linux"), test))]
 mod fallback {
     use super::{millis, Event};
     use std::io;
@@ -202,61 +203,76 @@ mod fallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
 
-    #[test]
-    fn a_wait_reports_the_ready_descriptors_by_token() {
-        let mut p = Poller::new(8).unwrap();
-        let (a, b) = (
-            UdpSocket::bind("127.0.0.1:0").unwrap(),
-            UdpSocket::bind("127.0.0.1:0").unwrap(),
-        );
-        p.add(a.as_raw_fd(), 7).unwrap();
-        p.add(b.as_raw_fd(), 9).unwrap();
-        let mut events = Vec::new();
-        // Nothing ready: the timeout ends the wait, with nothing found.
-        p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
-        assert!(events.is_empty());
-        a.send_to(b"x", b.local_addr().unwrap()).unwrap();
-        p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(
-            events,
-            [Event {
-                token: 9,
-                readable: true,
-                error: false
-            }]
-        );
-        // Level-triggered: still there, still reported; not while reading is off.
-        p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(events.len(), 1);
-        p.set_readable(b.as_raw_fd(), 9, false).unwrap();
-        p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
-        assert!(events.is_empty());
-        p.set_readable(b.as_raw_fd(), 9, true).unwrap();
-        p.remove(b.as_raw_fd()).unwrap();
-        p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
-        assert!(events.is_empty(), "a removed descriptor is not reported");
+    /// The same checks for each implementation: epoll, and the poll(2) fallback.
+    macro_rules! poller_tests {
+        ($name:ident, $poller:ty) => {
+            mod $name {
+                use super::super::Event;
+                use std::net::UdpSocket;
+                use std::os::fd::AsRawFd;
+                use std::time::Duration;
+
+                fn poller() -> $poller {
+                    <$poller>::new(8).unwrap()
+                }
+
+                #[test]
+                fn a_wait_reports_the_ready_descriptors_by_token() {
+                    let mut p = poller();
+                    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    p.add(a.as_raw_fd(), 7).unwrap();
+                    p.add(b.as_raw_fd(), 9).unwrap();
+                    let mut events = Vec::new();
+                    // Nothing ready: the timeout ends the wait, with nothing found.
+                    p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
+                    assert!(events.is_empty());
+                    a.send_to(b"x", b.local_addr().unwrap()).unwrap();
+                    p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+                    let ready = Event {
+                        token: 9,
+                        readable: true,
+                        error: false,
+                    };
+                    assert_eq!(events, [ready]);
+                    // Level-triggered: still there, still reported; not while reading is off.
+                    p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+                    assert_eq!(events, [ready]);
+                    p.set_readable(b.as_raw_fd(), 9, false).unwrap();
+                    p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
+                    assert!(events.is_empty());
+                    p.set_readable(b.as_raw_fd(), 9, true).unwrap();
+                    p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+                    assert_eq!(events, [ready]);
+                    p.remove(b.as_raw_fd()).unwrap();
+                    p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
+                    assert!(events.is_empty(), "a removed descriptor is not reported");
+                }
+
+                #[test]
+                fn a_queued_icmp_error_is_reported_as_an_error() {
+                    let mut p = poller();
+                    let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    let to = closed.local_addr().unwrap();
+                    drop(closed);
+                    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    s.connect(to).unwrap();
+                    p.add(s.as_raw_fd(), 1).unwrap();
+                    s.send(b"anyone?").unwrap();
+                    let mut events = Vec::new();
+                    p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+                    assert!(
+                        events.len() == 1 && events[0].error && events[0].token == 1,
+                        "{events:?}"
+                    );
+                }
+            }
+        };
     }
 
-    #[test]
-    fn a_queued_icmp_error_is_reported_as_an_error() {
-        let mut p = Poller::new(8).unwrap();
-        let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = closed.local_addr().unwrap();
-        drop(closed);
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.connect(to).unwrap();
-        p.add(s.as_raw_fd(), 1).unwrap();
-        s.send(b"anyone?").unwrap();
-        let mut events = Vec::new();
-        p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
-        assert!(
-            events.len() == 1 && events[0].error && events[0].token == 1,
-            "{events:?}"
-        );
-    }
+    poller_tests!(native, super::super::Poller);
+    poller_tests!(portable, super::super::fallback::Poller);
 
     #[test]
     fn timeouts_round_up_to_whole_milliseconds() {
