@@ -114,6 +114,49 @@ fn exec_answers_with_what_the_command_prints() {
 }
 
 #[test]
+fn exec_sees_the_request_in_its_environment_and_its_stderr_reaches_ours() {
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "1",
+        "--exec",
+        r#"echo "child says hi" >&2; printf '%s|%s|%s|%s' "$DGRAM_PEER" "$DGRAM_PEER_ADDR" "$DGRAM_LOCAL" "$DGRAM_LEN""#,
+    ]);
+    let c = peer("127.0.0.1");
+    c.send_to(b"twelve bytes", s.addr).unwrap();
+    let me = c.local_addr().unwrap();
+    assert_eq!(
+        String::from_utf8(recv(&c).0).unwrap(),
+        format!("{me}|127.0.0.1|{}|12", s.addr)
+    );
+    let r = s.finish();
+    r.expect_code(0).expect_stderr("child says hi\n");
+    // Empty stdout, and stdout over the largest datagram: no reply, the latter counted.
+    for (cmd, key) in [
+        ("true", None),
+        ("head -c 70000 /dev/zero", Some("exec_too_large")),
+    ] {
+        let s = Server::start(&[
+            "listen", "0", "-n", "1", "--exec", cmd, "--stats", "-f", "json",
+        ]);
+        c.send_to(b"?", s.addr).unwrap();
+        let r = s.finish();
+        r.expect_code(0);
+        assert!(!arrives_within(&c, Duration::from_millis(100)), "{cmd}");
+        let v = json_last_line(&r.stderr);
+        assert_eq!(
+            (v["exec_started"].as_u64(), v["replied"].as_u64()),
+            (Some(1), Some(0)),
+            "{v}"
+        );
+        if let Some(key) = key {
+            assert_eq!(v[key], 1, "{v}");
+        }
+    }
+}
+
+#[test]
 fn a_child_past_its_timeout_is_killed_and_leaves_nothing_behind() {
     let dir = std::env::temp_dir().join(format!("dgram-exec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -285,4 +328,74 @@ fn a_one_line_mock_dns_server_answers_dig() {
     assert_eq!(&reply[..2], &[0xab, 0xcd]);
     assert_eq!(reply[3] & 0x0f, 1, "RCODE FORMERR");
     drop(s);
+}
+
+#[test]
+fn a_zone_file_answers_and_each_request_is_recorded_as_dns() {
+    let dir = std::env::temp_dir().join(format!("dgram-zone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zone = dir.join("mock.zone");
+    std::fs::write(
+        &zone,
+        "; a mock zone for a CI job\nweb.test A 10.0.0.7   ; the web server\n\nweb.test 30 AAAA fd00::7\nmail.test MX 10 web.test.\n",
+    )
+    .unwrap();
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--dns-zone",
+        zone.to_str().unwrap(),
+        "-f",
+        "json",
+        "--dns",
+    ]);
+    let t = s.addr.to_string();
+    for (query, record) in [
+        ("web.test", "web.test.\t60\tIN\tA\t10.0.0.7"),
+        ("web.test AAAA", "web.test.\t30\tIN\tAAAA\tfd00::7"),
+        ("mail.test MX", "mail.test.\t60\tIN\tMX\t10 web.test."),
+    ] {
+        let r = run(&["send", &t, "--dns", query]);
+        r.expect_code(0);
+        let out = r.stdout_str();
+        assert!(out.contains(&format!("\n{record}\n")), "{query}: {out}");
+        assert!(out.contains(";; flags: qr aa rd;"), "{query}: {out}");
+    }
+    // Shorter than a DNS header: not a query, so no answer at all (not even FORMERR).
+    let c = peer("127.0.0.1");
+    c.send_to(b"hello", s.addr).unwrap();
+    assert!(!arrives_within(&c, Duration::from_millis(200)));
+    s.guard.signal(libc::SIGTERM);
+    let r = s.finish();
+    r.expect_code(143);
+    // Every request is on stdout, as the client asked it.
+    let asked: Vec<(String, String)> = r
+        .stdout_str()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["dns"]["error"].is_null())
+        .map(|v| {
+            let q = &v["dns"]["question"][0];
+            (
+                q["name"].as_str().unwrap().to_string(),
+                q["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            ("web.test.".to_string(), "A".to_string()),
+            ("web.test.".into(), "AAAA".into()),
+            ("mail.test.".into(), "MX".into())
+        ]
+    );
+    // The garbage is recorded too, with why it is not DNS.
+    let last = json_last_line(&r.stdout_str());
+    assert_eq!(last["text"], "hello");
+    assert_eq!(
+        last["dns"]["error"],
+        "5 bytes, shorter than a DNS header (12)"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
