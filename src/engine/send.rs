@@ -44,6 +44,14 @@ pub enum Replies {
         timeout: Duration,
         expect: Option<Vec<u8>>,
     },
+    /// `--replay --reply`: sent at the capture's pace, never held up by a reply; every
+    /// reply from the target printed as it comes, counted but not matched (a capture's
+    /// payloads carry no sequence number), then up to `timeout` after the last datagram
+    /// while fewer replies than datagrams came.
+    Streamed {
+        timeout: Duration,
+        expect: Option<Vec<u8>>,
+    },
     /// Every reply from anyone (an unconnected socket) until `timeout` after the last
     /// datagram.
     Collect { timeout: Duration },
@@ -243,7 +251,9 @@ pub fn run<R: Read>(
         }
         if !sending && state.outstanding.is_none() {
             let until = match plan.replies {
-                Replies::BySeq { timeout, .. } if state.counts.replies < state.counts.sent => {
+                Replies::BySeq { timeout, .. } | Replies::Streamed { timeout, .. }
+                    if state.counts.replies < state.counts.sent =>
+                {
                     Some(stopped_sending + timeout)
                 }
                 Replies::Collect { timeout } => Some(stopped_sending + timeout),
@@ -268,8 +278,10 @@ pub fn run<R: Read>(
         }
     };
     progress.finish();
-    if let Replies::BySeq { .. } = plan.replies {
+    if let Replies::BySeq { .. } | Replies::Streamed { .. } = plan.replies {
         state.counts.unanswered = state.counts.sent.saturating_sub(state.counts.replies);
+    }
+    if let Replies::BySeq { .. } = plan.replies {
         state.counts.reordered = state.tracker.reordered;
         state.counts.duplicates = state.tracker.duplicates;
     }
@@ -440,6 +452,10 @@ impl State<'_> {
                         Some(Duration::from_nanos(
                             seq::now_ns().saturating_sub(header.sent_ns),
                         ))
+                    }
+                    Replies::Streamed { expect, .. } => {
+                        check_expect(expect, payload, &meta.peer, self.counts);
+                        None
                     }
                     Replies::Collect { .. } | Replies::Interactive | Replies::None => None,
                 };

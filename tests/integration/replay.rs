@@ -329,3 +329,77 @@ fn files_that_are_not_captures_are_refused_with_their_offset() {
     s.finish().expect_code(0).expect_stdout(b"cut me\ncut me\n");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn replies_print_as_they_come_without_holding_the_schedule() {
+    // guards: --replay --reply waited for each reply before the next datagram, so a
+    // 100 ms echo stretched ten datagrams 20 ms apart to a second, 0.7 s late.
+    let dir = std::env::temp_dir().join(format!("dgram-replay-reply-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("ticks.pcap");
+    let rx = Server::start(&["listen", "0", "--pcap", pcap.to_str().unwrap(), "-n", "10"]);
+    run(&[
+        "send",
+        &rx.addr.to_string(),
+        "tick",
+        "-n",
+        "10",
+        "-i",
+        "20ms",
+    ])
+    .expect_code(0);
+    rx.finish().expect_code(0);
+    let echo = Server::start(&["echo", "0", "--delay", "100ms"]);
+    let r = run(&[
+        "send",
+        &echo.addr.to_string(),
+        "--replay",
+        pcap.to_str().unwrap(),
+        "--reply",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    r.expect_code(0);
+    assert_eq!(
+        crate::harness::json_texts(&r.stdout_str()),
+        vec!["tick"; 10]
+    );
+    let v = crate::harness::json_last_line(&r.stderr);
+    assert_eq!(
+        (v["sent"].as_u64(), v["received"].as_u64()),
+        (Some(10), Some(10)),
+        "{v}"
+    );
+    // Each left on time, though every reply took 100 ms (a generous bound: 50 ms).
+    let late = v["lateness_us"]["max"].as_u64().unwrap();
+    assert!(late < 50_000, "a datagram left {late} µs late: {v}");
+    // A silent target: exit 1, saying how many went unanswered.
+    let silent = crate::harness::peer("127.0.0.1");
+    run(&[
+        "send",
+        &silent.local_addr().unwrap().to_string(),
+        "--replay",
+        pcap.to_str().unwrap(),
+        "--reply",
+        "-w",
+        "100ms",
+    ])
+    .expect_code(1)
+    .expect_stderr("no reply to 10 datagrams");
+    // --count takes the first N; --interval replaces the captured gaps.
+    let (got, sent) = replayed(&pcap, 3, &["--count", "3"]);
+    sent.expect_code(0);
+    assert_eq!(got, vec![b"tick".to_vec(); 3]);
+    let (got, sent) = replayed(&pcap, 10, &["--interval", "1ms", "-f", "json"]);
+    sent.expect_code(0);
+    assert_eq!(got.len(), 10);
+    let took = crate::harness::json_last_line(&sent.stderr)["elapsed_s"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        took < 0.150,
+        "the captured 180 ms of gaps were kept: {took} s"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

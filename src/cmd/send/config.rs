@@ -258,6 +258,8 @@ fn replies(
     let timeout = args.timeout;
     if args.collect {
         Replies::Collect { timeout }
+    } else if (args.reply || expect.is_some()) && args.replay.is_some() {
+        Replies::Streamed { timeout, expect }
     } else if (args.reply || expect.is_some()) && args.seq {
         Replies::BySeq { timeout, expect }
     } else if args.reply || expect.is_some() || dns.is_some() {

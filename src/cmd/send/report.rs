@@ -66,11 +66,13 @@ pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
         Replies::Each {
             timeout, retries, ..
         } => (*timeout, *retries),
-        Replies::BySeq { timeout, .. } => (*timeout, 0),
+        Replies::BySeq { timeout, .. } | Replies::Streamed { timeout, .. } => (*timeout, 0),
         _ => (Duration::ZERO, 0),
     };
     match &config.plan.replies {
-        Replies::Each { .. } | Replies::BySeq { .. } if counts.unanswered > 0 => {
+        Replies::Each { .. } | Replies::BySeq { .. } | Replies::Streamed { .. }
+            if counts.unanswered > 0 =>
+        {
             let per_try = crate::units::human_duration(timeout);
             let what = if counts.unanswered == 1 && counts.replies == 0 {
                 "no reply".to_string()
@@ -90,7 +92,9 @@ pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
             };
             Err(Unmet(format!("{what} from {target} {tries}{ignored}")).into())
         }
-        Replies::Each { .. } | Replies::BySeq { .. } if counts.mismatched > 0 => {
+        Replies::Each { .. } | Replies::BySeq { .. } | Replies::Streamed { .. }
+            if counts.mismatched > 0 =>
+        {
             Err(Unmet(format!(
                 "{} of {} replies from {target} did not contain the --expect pattern",
                 counts.mismatched, counts.replies
@@ -135,7 +139,10 @@ pub(super) fn print_stats(
     if waits {
         summary.received = Some(counts.replies);
     }
-    if matches!(replies, Replies::Each { .. } | Replies::BySeq { .. }) {
+    if matches!(
+        replies,
+        Replies::Each { .. } | Replies::BySeq { .. } | Replies::Streamed { .. }
+    ) {
         if config.plan.seq {
             summary.reordered = Some(counts.reordered);
             summary.duplicates = Some(counts.duplicates);
