@@ -439,6 +439,21 @@ pub(super) mod tests {
             reply(&["127.0.0.1:9", "x", "--collect"], none),
             Replies::Collect { .. }
         ));
+        assert!(matches!(
+            reply(&["127.0.0.1:9", "--replay", "c.pcap", "-r"], none),
+            Replies::Streamed { expect: None, .. }
+        ));
+        assert!(matches!(
+            reply(&["127.0.0.1:9", "--replay", "c.pcap", "--expect", "ok"], none),
+            Replies::Streamed {
+                expect: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            reply(&["127.0.0.1:9", "--replay", "c.pcap"], none),
+            Replies::None
+        ));
         assert!(matches!(reply(&["127.0.0.1:9"], tty), Replies::Interactive));
         assert!(matches!(reply(&["127.0.0.1:9"], none), Replies::None));
         assert!(matches!(reply(&["127.0.0.1:9", "x"], tty), Replies::None));
