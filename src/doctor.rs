@@ -298,7 +298,7 @@ fn features() -> Vec<Check> {
         yes_no(
             "udp-gso",
             gso,
-            "UDP_SEGMENT: bulk sends hand the kernel 64 datagrams a call",
+            "UDP_SEGMENT: bulk sends hand the kernel up to 128 datagrams a call",
             "no UDP GSO: bulk sends use sendmmsg, a little slower",
         ),
         yes_no(
