@@ -585,35 +585,15 @@ fn dgram_and_tshark_decode_the_same_bytes_alike() {
         "dns.srv.target",
         "dns.rr.udp_payload_size",
     ];
-    let mut args = vec![
-        "-r".to_string(),
-        pcap.to_str().unwrap().to_string(),
-        "-d".into(),
-        format!("udp.port=={},dns", upstream.port()),
-        "-T".into(),
-        "fields".into(),
-        "-E".into(),
-        "separator=|".into(),
-        "-E".into(),
-        "occurrence=a".into(),
-        "-E".into(),
-        "aggregator=~".into(),
-    ];
-    for n in names {
-        args.extend(["-e".to_string(), n.to_string()]);
-    }
-    let t = std::process::Command::new("tshark")
-        .args(&args)
-        .output()
-        .unwrap();
-    let rows = String::from_utf8_lossy(&t.stdout).to_string();
+    let decode = format!("udp.port=={},dns", upstream.port());
+    let rows = crate::harness::tshark_fields(&pcap, &["-d", &decode], &names);
     let mut seen = std::collections::BTreeSet::new();
-    for row in rows.lines() {
-        let cols: Vec<&str> = row.split('|').collect();
+    for cols in &rows {
+        let row = cols.join("|");
         assert_eq!(cols.len(), names.len(), "{row}");
         let fields: std::collections::HashMap<&str, Vec<String>> = names
             .iter()
-            .zip(&cols)
+            .zip(cols.iter())
             .map(|(n, c)| {
                 let values = if c.is_empty() {
                     Vec::new()
@@ -698,7 +678,7 @@ fn dgram_and_tshark_decode_the_same_bytes_alike() {
     assert_eq!(
         seen.len(),
         ours.len(),
-        "tshark decoded every message: {rows}"
+        "tshark decoded every message: {rows:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -780,35 +760,21 @@ fn query_flags_go_on_the_wire_as_tshark_reads_them() {
         let port = s.addr.port();
         run(&["send", &s.addr.to_string(), "--dns", query, "-w", "1ms"]);
         s.finish().expect_code(0);
-        let t = std::process::Command::new("tshark")
-            .args([
-                "-r",
-                pcap.to_str().unwrap(),
-                "-d",
-                &format!("udp.port=={port},dns"),
-                "-T",
-                "fields",
-                "-E",
-                "separator=|",
-                "-e",
+        let rows = crate::harness::tshark_fields(
+            &pcap,
+            &["-d", &format!("udp.port=={port},dns")],
+            &[
                 "dns.qry.name",
-                "-e",
                 "dns.flags.recdesired",
-                "-e",
                 "dns.qry.type",
-                "-e",
                 "dns.qry.class",
-                "-e",
                 "dns.count.add_rr",
-                "-e",
                 "dns.rr.udp_payload_size",
-                "-e",
                 "dns.resp.z.do",
-            ])
-            .output()
-            .unwrap();
-        let row = String::from_utf8_lossy(&t.stdout).trim().to_string();
-        assert_eq!(row, want, "{query}");
+            ],
+        );
+        let rows: Vec<String> = rows.iter().map(|r| r.join("|")).collect();
+        assert_eq!(rows, [want], "{query}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -551,3 +551,29 @@ pub fn json_last_line(stderr: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no JSON on stderr: {stderr}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
+
+/// tshark's reading of a capture (a decoder nobody here wrote): a row per packet, a
+/// column per field, a field's several occurrences joined by `~`. `options`: more
+/// tshark flags (`-d udp.port==P,dns`, `-o ...`). The caller checks for the tool.
+pub fn tshark_fields(
+    path: &std::path::Path,
+    options: &[&str],
+    fields: &[&str],
+) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(path).args(options);
+    cmd.args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=~"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}

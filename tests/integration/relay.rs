@@ -106,19 +106,14 @@ fn drops_apply_to_the_direction_asked() {
         "relay::drops_apply_to_the_direction_asked (tshark)",
         "tshark",
     ) {
-        let t = std::process::Command::new("tshark")
-            .args(["-r", pcap.to_str().unwrap(), "-T", "fields"])
-            .args(["-e", "udp.srcport", "-e", "udp.dstport", "-e", "data.data"])
-            .output()
-            .unwrap();
-        let rows = String::from_utf8_lossy(&t.stdout).to_string();
-        let want = format!(
-            "{}\t{}\t{}\n",
-            c.local_addr().unwrap().port(),
-            relay_port,
-            "6c6f7374" // "lost"
-        );
-        assert_eq!(rows, want);
+        let rows =
+            crate::harness::tshark_fields(&pcap, &[], &["udp.srcport", "udp.dstport", "data.data"]);
+        let want = [
+            c.local_addr().unwrap().port().to_string(),
+            relay_port.to_string(),
+            "6c6f7374".to_string(), // "lost"
+        ];
+        assert_eq!(rows, [want]);
     }
     std::fs::remove_file(&pcap).unwrap();
     let relay = relay_to(&t, &["--drop", "down=100%"]);
@@ -280,29 +275,16 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
         "{out}"
     );
     if tool("relay::dig_through_the_relay (tshark)", "tshark") {
-        let t = std::process::Command::new("tshark")
-            .args([
-                "-r",
-                pcap.to_str().unwrap(),
-                "-d",
-                &format!("udp.port=={port},dns"),
-                "-T",
-                "fields",
-                "-e",
+        let rows = crate::harness::tshark_fields(
+            &pcap,
+            &["-d", &format!("udp.port=={port},dns")],
+            &[
                 "udp.srcport",
-                "-e",
                 "udp.dstport",
-                "-e",
                 "dns.qry.name",
-                "-e",
                 "dns.flags.response",
-            ])
-            .output()
-            .unwrap();
-        let rows: Vec<Vec<String>> = String::from_utf8_lossy(&t.stdout)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect();
+            ],
+        );
         // Both legs, each way: dig -> relay, relay -> dnsmasq, and back.
         let port = port.to_string();
         let legs: Vec<(bool, bool, &str)> = rows

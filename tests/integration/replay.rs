@@ -257,12 +257,9 @@ fn a_snap_length_cut_datagram_is_skipped_and_counted() {
     let _ = std::fs::remove_file(&path);
 }
 
-#[test]
-fn dgram_s_own_capture_replays_what_it_received_with_its_timing() {
-    let dir = std::env::temp_dir().join(format!("dgram-replay-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("own.pcap");
-    let rx = Server::start(&["listen", "0", "--pcap", pcap.to_str().unwrap(), "-n", "10"]);
+/// dgram's own capture at `path` of ten datagrams `tick`, 20 ms apart.
+fn ticks(path: &std::path::Path) -> PathBuf {
+    let rx = Server::start(&["listen", "0", "--pcap", path.to_str().unwrap(), "-n", "10"]);
     run(&[
         "send",
         &rx.addr.to_string(),
@@ -274,6 +271,14 @@ fn dgram_s_own_capture_replays_what_it_received_with_its_timing() {
     ])
     .expect_code(0);
     rx.finish().expect_code(0);
+    path.to_path_buf()
+}
+
+#[test]
+fn dgram_s_own_capture_replays_what_it_received_with_its_timing() {
+    let dir = std::env::temp_dir().join(format!("dgram-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = ticks(&dir.join("own.pcap"));
     let started = Instant::now();
     let (got, sent) = replayed(&pcap, 10, &[]);
     sent.expect_code(0).expect_stderr("lateness p50/p99/max");
@@ -336,19 +341,7 @@ fn replies_print_as_they_come_without_holding_the_schedule() {
     // 100 ms echo stretched ten datagrams 20 ms apart to a second, 0.7 s late.
     let dir = std::env::temp_dir().join(format!("dgram-replay-reply-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("ticks.pcap");
-    let rx = Server::start(&["listen", "0", "--pcap", pcap.to_str().unwrap(), "-n", "10"]);
-    run(&[
-        "send",
-        &rx.addr.to_string(),
-        "tick",
-        "-n",
-        "10",
-        "-i",
-        "20ms",
-    ])
-    .expect_code(0);
-    rx.finish().expect_code(0);
+    let pcap = ticks(&dir.join("ticks.pcap"));
     let echo = Server::start(&["echo", "0", "--delay", "100ms"]);
     let r = run(&[
         "send",

@@ -182,35 +182,13 @@ fn tshark(path: &std::path::Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     if !crate::harness::tool("stats::tshark", "tshark") {
         return None;
     }
-    let mut args = vec![
-        "-r".to_string(),
-        path.display().to_string(),
-        "-o".into(),
-        "udp.check_checksum:TRUE".into(),
-        "-o".into(),
-        "ip.check_checksum:TRUE".into(),
-        "-T".into(),
-        "fields".into(),
+    let checks = [
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
     ];
-    for f in fields {
-        args.push("-e".into());
-        args.push((*f).into());
-    }
-    let out = std::process::Command::new("tshark")
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect(),
-    )
+    Some(crate::harness::tshark_fields(path, &checks, fields))
 }
 
 #[test]
