@@ -444,7 +444,10 @@ pub(super) mod tests {
             Replies::Streamed { expect: None, .. }
         ));
         assert!(matches!(
-            reply(&["127.0.0.1:9", "--replay", "c.pcap", "--expect", "ok"], none),
+            reply(
+                &["127.0.0.1:9", "--replay", "c.pcap", "--expect", "ok"],
+                none
+            ),
             Replies::Streamed {
                 expect: Some(_),
                 ..
