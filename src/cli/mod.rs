@@ -157,7 +157,7 @@ pub enum Command {
     #[command(after_help = DOCTOR_EXAMPLES)]
     Doctor(DoctorArgs),
     /// Join multicast groups and receive, or send to a group
-    #[command(subcommand)]
+    #[command(subcommand, after_help = MULTICAST_EXAMPLES)]
     Multicast(MulticastCommand),
     /// Print a shell completion script
     #[command(
@@ -185,6 +185,12 @@ pub enum MulticastCommand {
     #[command(after_help = MSEND_EXAMPLES)]
     Send(MulticastSendArgs),
 }
+
+const MULTICAST_EXAMPLES: &str = "\
+Examples:
+  dgram multicast join 239.1.2.3:5000 --iface eth0     receive a group on eth0
+  dgram multicast send 239.1.2.3:5000 hello --iface eth0  send it one datagram, TTL 1
+  dgram multicast join 224.0.0.251:5353 --dns          watch mDNS, decoded";
 
 const JOIN_EXAMPLES: &str = "\
 Examples:
