@@ -222,12 +222,16 @@ impl Summary {
     /// Print on stderr: one JSON object when `json`, text lines otherwise. Errors writing
     /// to stderr are ignored: there is nowhere left to report them.
     pub fn print(&self, json: bool) {
-        let out = if json {
+        let _ = std::io::stderr().write_all(self.render(json).as_bytes());
+    }
+
+    /// What [`Summary::print`] writes: one JSON object, or the text lines.
+    pub fn render(&self, json: bool) -> String {
+        if json {
             serde_json::to_string(self).expect("a summary serializes") + "\n"
         } else {
             self.text()
-        };
-        let _ = std::io::stderr().write_all(out.as_bytes());
+        }
     }
 }
 

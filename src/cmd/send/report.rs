@@ -12,13 +12,13 @@ use crate::output::Format;
 use crate::stats::{percentiles, Summary};
 
 /// `--replay --stats`: the summary, then frames read, skipped by reason, and lateness.
-fn print_replay_stats(
+fn replay_stats(
     summary: &Summary,
     counts: &Counts,
     skipped: &crate::capture::Skipped,
     too_large: u64,
     json: bool,
-) {
+) -> String {
     let l = &counts.lateness;
     let (p50, p99, max) = (l.percentile(50.0), l.percentile(99.0), l.max_us());
     if json {
@@ -38,10 +38,8 @@ fn print_replay_stats(
                 );
             }
         }
-        let _ = io::Write::write_all(&mut io::stderr(), format!("{v}\n").as_bytes());
-        return;
+        return format!("{v}\n");
     }
-    summary.print(false);
     let mut line = format!(
         "replay: frames {}, sent {}; skipped: truncated {}, not UDP {}, unknown link {}, malformed {}, unmatched {}, too large {}",
         skipped.frames,
@@ -56,7 +54,7 @@ fn print_replay_stats(
     if !l.is_empty() {
         line.push_str(&format!("; lateness p50/p99/max = {p50}/{p99}/{max} µs"));
     }
-    let _ = io::Write::write_all(&mut io::stderr(), format!("{line}\n").as_bytes());
+    format!("{}{line}\n", summary.text())
 }
 
 /// Exit 1 when the expected did not happen.
@@ -118,6 +116,7 @@ pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
     }
 }
 
+/// `--stats`: the summary on stderr.
 pub(super) fn print_stats(
     config: &Config,
     counts: &Counts,
@@ -125,6 +124,19 @@ pub(super) fn print_stats(
     replay: Option<(crate::capture::Skipped, u64)>,
     icmp: Option<crate::sys::ErrorReport>,
 ) {
+    let text = stats(config, counts, elapsed, replay, icmp);
+    let _ = io::Write::write_all(&mut io::stderr(), text.as_bytes());
+}
+
+/// What `--stats` prints: the summary (JSON with `-f json`), a replay's frames and
+/// lateness, the ICMP error that ended the run, and the RTT chart when asked.
+fn stats(
+    config: &Config,
+    counts: &Counts,
+    elapsed: Duration,
+    replay: Option<(crate::capture::Skipped, u64)>,
+    icmp: Option<crate::sys::ErrorReport>,
+) -> String {
     let replies = &config.plan.replies;
     let waits = !matches!(replies, Replies::None);
     let mut summary = Summary {
@@ -153,9 +165,9 @@ pub(super) fn print_stats(
     }
     summary.finish(elapsed, counts.sent);
     let json = config.format == Format::Json;
-    match (replay, icmp) {
+    let mut text = match (replay, icmp) {
         (Some((skipped, too_large)), _) => {
-            print_replay_stats(&summary, counts, &skipped, too_large, json)
+            replay_stats(&summary, counts, &skipped, too_large, json)
         }
         // The ICMP error that ended the run, in detail (SPEC §9).
         (None, Some(report)) if json => {
@@ -163,14 +175,14 @@ pub(super) fn print_stats(
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("icmp".into(), crate::icmp::to_json(&report));
             }
-            let _ = io::Write::write_all(&mut io::stderr(), format!("{v}\n").as_bytes());
+            format!("{v}\n")
         }
-        (None, _) => summary.print(json),
+        (None, _) => summary.render(json),
+    };
+    if config.histogram && !counts.rtts_us.is_empty() && !json {
+        text.push_str(&crate::stats::bar_chart(&counts.rtts_us, 8, 40));
     }
-    if config.histogram && !counts.rtts_us.is_empty() && config.format != Format::Json {
-        let chart = crate::stats::bar_chart(&counts.rtts_us, 8, 40);
-        let _ = io::Write::write_all(&mut io::stderr(), chart.as_bytes());
-    }
+    text
 }
 
 #[cfg(test)]
@@ -340,5 +352,211 @@ mod tests {
         };
         let dns = [T, "--dns", "example.com", "--expect-rcode", "NXDOMAIN"];
         assert_eq!(reason(&dns, answered), None);
+    }
+
+    /// `--stats` of `dgram send ARGS` that counted `counts` in 2 s.
+    fn shown(
+        args: &[&str],
+        counts: &Counts,
+        replay: Option<(crate::capture::Skipped, u64)>,
+        icmp: Option<crate::sys::ErrorReport>,
+    ) -> String {
+        stats(&ok(args), counts, Duration::from_secs(2), replay, icmp)
+    }
+
+    fn json(text: &str) -> serde_json::Value {
+        assert_eq!(text.lines().count(), 1, "one object: {text}");
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_send_without_replies_reports_what_left() {
+        let counts = Counts {
+            sent: 4,
+            bytes: 40,
+            ..Counts::default()
+        };
+        let text = shown(&[T, "x", "-n", "4"], &counts, None, None);
+        assert_eq!(
+            text,
+            "sent 4 datagrams, 40 bytes in 2.000s (2.0 datagrams/s)\n"
+        );
+        let v = json(&shown(
+            &[T, "x", "-n", "4", "-f", "json"],
+            &counts,
+            None,
+            None,
+        ));
+        assert_eq!(
+            (v["sent"].as_u64(), v["bytes"].as_u64()),
+            (Some(4), Some(40))
+        );
+        assert_eq!(v["rate_pps"], 2.0);
+        for absent in ["received", "lost", "rtt_us", "reordered", "icmp"] {
+            assert!(v.get(absent).is_none(), "{absent}: {v}");
+        }
+    }
+
+    #[test]
+    fn replies_add_what_came_back_and_how_fast() {
+        let counts = Counts {
+            sent: 4,
+            bytes: 40,
+            replies: 3,
+            reply_bytes: 33,
+            unanswered: 1,
+            rtts_us: vec![100, 200, 300],
+            reordered: 1,
+            duplicates: 2,
+            ..Counts::default()
+        };
+        let v = json(&shown(
+            &[T, "x", "-n", "4", "-r", "-f", "json"],
+            &counts,
+            None,
+            None,
+        ));
+        assert_eq!(
+            (
+                v["sent"].as_u64(),
+                v["received"].as_u64(),
+                v["lost"].as_u64()
+            ),
+            (Some(4), Some(3), Some(1))
+        );
+        assert_eq!(v["bytes"], 33, "the bytes of the replies: {v}");
+        assert_eq!(
+            (v["rtt_us"]["min"].as_u64(), v["rtt_us"]["max"].as_u64()),
+            (Some(100), Some(300))
+        );
+        assert!(v.get("reordered").is_none(), "only with --seq: {v}");
+        let v = json(&shown(
+            &[T, "-n", "4", "-r", "--seq", "-f", "json"],
+            &counts,
+            None,
+            None,
+        ));
+        assert_eq!(
+            (v["reordered"].as_u64(), v["duplicates"].as_u64()),
+            (Some(1), Some(2))
+        );
+        // A replay's streamed replies are counted the same way.
+        let v = json(&shown(
+            &[T, "--replay", "c.pcap", "-r", "-f", "json"],
+            &counts,
+            Some((crate::capture::Skipped::default(), 0)),
+            None,
+        ));
+        assert_eq!(
+            (v["received"].as_u64(), v["lost"].as_u64()),
+            (Some(3), Some(1))
+        );
+        // --collect: received, but nothing is lost (no reply was owed).
+        let v = json(&shown(
+            &[T, "x", "--collect", "-f", "json"],
+            &counts,
+            None,
+            None,
+        ));
+        assert_eq!(v["received"], 3);
+        assert!(v.get("lost").is_none(), "{v}");
+        // The chart: with --histogram in text, never in JSON.
+        let text = shown(
+            &[T, "x", "-n", "4", "-r", "--histogram"],
+            &counts,
+            None,
+            None,
+        );
+        assert!(text.starts_with("sent 4 datagrams in 2.000s"), "{text}");
+        assert!(
+            text.len() > shown(&[T, "x", "-n", "4", "-r"], &counts, None, None).len(),
+            "{text}"
+        );
+        let v = json(&shown(
+            &[T, "x", "-r", "--histogram", "-f", "json"],
+            &counts,
+            None,
+            None,
+        ));
+        assert_eq!(v["received"], 3);
+    }
+
+    #[test]
+    fn a_replay_adds_its_frames_skips_and_lateness() {
+        let mut counts = Counts {
+            sent: 5,
+            bytes: 50,
+            ..Counts::default()
+        };
+        let skipped = crate::capture::Skipped {
+            frames: 9,
+            truncated: 1,
+            not_udp: 2,
+            unmatched: 1,
+            ..Default::default()
+        };
+        let args = [T, "--replay", "c.pcap"];
+        let text = shown(&args, &counts, Some((skipped.clone(), 0)), None);
+        assert_eq!(
+            text.lines().nth(1),
+            Some("replay: frames 9, sent 5; skipped: truncated 1, not UDP 2, unknown link 0, malformed 0, unmatched 1, too large 0")
+        );
+        let json_args = [T, "--replay", "c.pcap", "-f", "json"];
+        let v = json(&shown(
+            &json_args,
+            &counts,
+            Some((skipped.clone(), 3)),
+            None,
+        ));
+        assert_eq!(v["frames"], 9);
+        assert_eq!(v["skipped"]["too_large"], 3);
+        assert_eq!(v["skipped"]["not_udp"], 2);
+        assert!(v["skipped"].get("frames").is_none(), "{v}");
+        assert!(
+            v.get("lateness_us").is_none(),
+            "none sent on a schedule: {v}"
+        );
+        for us in [100, 200, 900] {
+            counts.lateness.record(Duration::from_micros(us));
+        }
+        let v = json(&shown(
+            &json_args,
+            &counts,
+            Some((skipped.clone(), 0)),
+            None,
+        ));
+        assert_eq!(
+            v["lateness_us"],
+            serde_json::json!({"p50": 200, "p99": 900, "max": 900})
+        );
+        let text = shown(&args, &counts, Some((skipped, 0)), None);
+        assert!(
+            text.ends_with("; lateness p50/p99/max = 200/900/900 µs\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_icmp_error_that_ended_the_run_is_in_the_json_summary() {
+        let counts = Counts {
+            sent: 1,
+            bytes: 2,
+            ..Counts::default()
+        };
+        let report = crate::sys::ErrorReport::from_errno(libc::ECONNREFUSED);
+        let v = json(&shown(
+            &[T, "hi", "-f", "json"],
+            &counts,
+            None,
+            Some(report),
+        ));
+        assert_eq!(v["icmp"]["kind"], "port_unreachable", "{v}");
+        assert_eq!(v["sent"], 1);
+        // In text the error is the run's own error line, not part of the summary.
+        let text = shown(&[T, "hi"], &counts, None, Some(report));
+        assert_eq!(
+            text,
+            "sent 1 datagram, 2 bytes in 2.000s (0.5 datagrams/s)\n"
+        );
     }
 }
