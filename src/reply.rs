@@ -152,6 +152,8 @@ pub struct Replier {
     /// Payloads of this batch's replies.
     arena: Vec<u8>,
     queued: Vec<Queued>,
+    /// The buffers of `sendmmsg`, reused.
+    scratch: crate::sys::SendScratch,
     timers: TimerQueue,
     held: Option<(Delayed, Instant)>,
     seq: u64,
@@ -186,6 +188,7 @@ impl Replier {
             verbose: tracing::enabled!(tracing::Level::INFO),
             arena: Vec::with_capacity(64 * 1024),
             queued: Vec::with_capacity(SEND_BATCH),
+            scratch: crate::sys::SendScratch::default(),
             timers: TimerQueue::new(TIMER_CAPACITY),
             held: None,
             seq: 0,
@@ -317,21 +320,19 @@ impl Replier {
     pub fn flush(&mut self, mut pcap: Option<&mut (PcapWriter, SocketAddr)>) {
         let mut start = 0;
         while start < self.queued.len() {
-            let replies: Vec<Reply<'_>> = self.queued[start..]
-                .iter()
-                .take(SEND_BATCH)
-                .map(|q| Reply {
-                    payload: &self.arena[q.payload.clone()],
-                    to: q.to,
-                    from: q.from,
-                })
-                .collect();
-            match send_replies(self.fd, self.ipv6_socket, &replies) {
+            let arena = &self.arena;
+            let reply = |q: &Queued| Reply {
+                payload: &arena[q.payload.clone()],
+                to: q.to,
+                from: q.from,
+            };
+            let batch = self.queued[start..].iter().take(SEND_BATCH).map(reply);
+            match send_replies(self.fd, self.ipv6_socket, batch, &mut self.scratch) {
                 Ok(n) => {
                     self.counts.echoed += n as u64;
                     if let Some((writer, local)) = pcap.as_deref_mut() {
                         let now = SystemTime::now();
-                        for r in &replies[..n] {
+                        for r in self.queued[start..start + n].iter().map(reply) {
                             let from = r
                                 .from
                                 .map_or(*local, |ip| SocketAddr::new(ip, local.port()));
@@ -351,7 +352,7 @@ impl Replier {
                     if self.counts.send_errors <= SEND_ERROR_LOGS {
                         warn!(
                             "reply to {} failed: {}",
-                            replies[0].to,
+                            self.queued[start].to,
                             crate::exit::describe_io(&e)
                         );
                     }

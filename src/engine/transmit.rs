@@ -33,6 +33,8 @@ pub struct Transmitter {
     copies: Vec<u8>,
     /// Segments per GSO call this kernel takes.
     segments: usize,
+    /// The buffers of `sendmmsg`, reused.
+    scratch: crate::sys::SendScratch,
 }
 
 impl Transmitter {
@@ -54,6 +56,7 @@ impl Transmitter {
             limit: max_payload(dest),
             copies: Vec::new(),
             segments: GSO_SEGMENTS,
+            scratch: crate::sys::SendScratch::default(),
         }
     }
 
@@ -114,12 +117,11 @@ impl Transmitter {
             let result = if gso && self.gso {
                 send_segments(self.fd, &self.copies[..chunk * len], len as u16).map(|_| chunk)
             } else {
-                let refs: Vec<&[u8]> = self.copies[..chunk * len]
-                    .chunks(len.max(1))
-                    .take(chunk)
-                    .collect();
-                let refs = if len == 0 { vec![&[][..]; chunk] } else { refs };
-                self.send_each_inner(&refs)
+                // The copies are lent out for the call (a move, not a copy).
+                let copies = std::mem::take(&mut self.copies);
+                let result = self.send_each_inner(chunk, |i| &copies[i * len..(i + 1) * len]);
+                self.copies = copies;
+                result
             };
             match result {
                 Ok(m) => {
@@ -150,31 +152,31 @@ impl Transmitter {
     }
 
     fn send_repeated_each(&mut self, payload: &[u8], n: usize) -> io::Result<usize> {
-        let refs = vec![payload; n];
-        self.send_each(&refs)
+        self.send_each_inner(n, |_| payload)
     }
 
     /// Send each of `payloads` as one datagram (`sendmmsg` batches).
     pub fn send_each(&mut self, payloads: &[&[u8]]) -> io::Result<usize> {
-        self.send_each_inner(payloads)
+        self.send_each_inner(payloads.len(), |i| payloads[i])
     }
 
-    fn send_each_inner(&self, payloads: &[&[u8]]) -> io::Result<usize> {
+    /// Send payloads `0..n` (`payload(i)` is the i-th), as many a call as the kernel takes.
+    fn send_each_inner<'p>(
+        &mut self,
+        n: usize,
+        payload: impl Fn(usize) -> &'p [u8],
+    ) -> io::Result<usize> {
         let mut sent = 0;
-        while sent < payloads.len() {
+        while sent < n {
             let result = match self.to {
-                None => send_batch(self.fd, &payloads[sent..]),
+                None => send_batch(self.fd, (sent..n).map(&payload), &mut self.scratch),
                 Some(to) => {
-                    let replies: Vec<Reply<'_>> = payloads[sent..]
-                        .iter()
-                        .take(64)
-                        .map(|&payload| Reply {
-                            payload,
-                            to,
-                            from: None,
-                        })
-                        .collect();
-                    send_replies(self.fd, self.ipv6_socket, &replies)
+                    let replies = (sent..n).map(|i| Reply {
+                        payload: payload(i),
+                        to,
+                        from: None,
+                    });
+                    send_replies(self.fd, self.ipv6_socket, replies, &mut self.scratch)
                 }
             };
             match result {

@@ -116,6 +116,8 @@ pub struct Relay<'a> {
     /// Datagrams waiting for [`Relay::send_queued`]: direction, client, bytes.
     out: Vec<(bool, SocketAddr, std::ops::Range<usize>)>,
     out_bytes: Vec<u8>,
+    /// The buffers of `sendmmsg`, reused.
+    scratch: crate::sys::SendScratch,
     verbose: bool,
     trace: bool,
     /// What the relay counted.
@@ -156,6 +158,7 @@ impl<'a> Relay<'a> {
             pcap,
             out: Vec::with_capacity(BATCH),
             out_bytes: Vec::with_capacity(64 * 1024),
+            scratch: crate::sys::SendScratch::default(),
             verbose: tracing::enabled!(tracing::Level::INFO),
             trace: tracing::enabled!(tracing::Level::DEBUG),
             counts: Counts::default(),

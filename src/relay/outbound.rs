@@ -125,13 +125,13 @@ impl Relay<'_> {
             {
                 j += 1;
             }
-            let payloads: Vec<&[u8]> = self.out[i..j]
-                .iter()
-                .map(|(_, _, r)| &self.out_bytes[r.clone()])
-                .collect();
+            let bytes = &self.out_bytes;
+            let payloads = self.out[i..j].iter().map(|(_, _, r)| &bytes[r.clone()]);
             let result = if up {
                 match self.sessions.get(&client) {
-                    Some(s) => crate::sys::send_batch(s.upstream.as_raw_fd(), &payloads),
+                    Some(s) => {
+                        crate::sys::send_batch(s.upstream.as_raw_fd(), payloads, &mut self.scratch)
+                    }
                     None => Err(io::Error::other("session gone")),
                 }
             } else {
@@ -140,15 +140,13 @@ impl Relay<'_> {
                 } else {
                     None
                 };
-                let replies: Vec<Reply<'_>> = payloads
-                    .iter()
-                    .map(|&payload| Reply {
-                        payload,
-                        to: client,
-                        from,
-                    })
-                    .collect();
-                send_replies(self.listen.as_raw_fd(), self.local.is_ipv6(), &replies)
+                let replies = payloads.map(|payload| Reply {
+                    payload,
+                    to: client,
+                    from,
+                });
+                let (fd, ipv6) = (self.listen.as_raw_fd(), self.local.is_ipv6());
+                send_replies(fd, ipv6, replies, &mut self.scratch)
             };
             let counts = if up {
                 &mut self.counts.up
@@ -176,7 +174,8 @@ impl Relay<'_> {
                 &mut self.counts.down
             };
             counts.forwarded += sent as u64;
-            counts.bytes += payloads[..sent].iter().map(|p| p.len() as u64).sum::<u64>();
+            let went = &self.out[i..i + sent];
+            counts.bytes += went.iter().map(|(_, _, r)| r.len() as u64).sum::<u64>();
             // What left, on the leg it left by (what an impairment dropped never does).
             if sent > 0 && self.pcap.is_some() {
                 let upstream = self.plan.upstream;
@@ -187,7 +186,8 @@ impl Relay<'_> {
                 };
                 let time = std::time::SystemTime::now();
                 if let Some(pcap) = &mut self.pcap {
-                    for p in &payloads[..sent] {
+                    for (_, _, r) in &self.out[i..i + sent] {
+                        let p = &self.out_bytes[r.clone()];
                         pcap.write(time, from, to, p, p.len())
                             .io_context(|| "failed to write --pcap".into())?;
                     }

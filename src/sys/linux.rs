@@ -228,39 +228,68 @@ pub fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
     }
 }
 
+/// The buffers of a batched send, kept by the sender between calls: once grown to a
+/// batch they are reused, so sending allocates nothing. Their pointers are set anew by
+/// each call and mean nothing between calls.
+#[derive(Default)]
+pub struct SendScratch {
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    names: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    controls: Vec<[u64; CONTROL_LEN / 8]>,
+    /// Each reply's source address, and whether it goes to an IPv4 peer.
+    sources: Vec<(Option<IpAddr>, bool)>,
+}
+
+// SAFETY: the raw pointers inside are written and read only within one send call, on
+// the thread making it; between calls they are dead values, never dereferenced.
+unsafe impl Send for SendScratch {}
+
 /// Send `replies` from an unconnected socket in `sendmmsg` calls, each to its address and,
 /// when `from` is set, from that source address (a PKTINFO cmsg: the reply leaves from
-/// the address the request was sent to, even on a wildcard bind). Returns how many were
-/// sent before an error, or the error when the first failed.
-pub fn send_replies(fd: RawFd, ipv6_socket: bool, replies: &[Reply<'_>]) -> io::Result<usize> {
+/// the address the request was sent to, even on a wildcard bind). At most 64 a call.
+/// Returns how many were sent before an error, or the error when the first failed.
+pub fn send_replies<'a>(
+    fd: RawFd,
+    ipv6_socket: bool,
+    replies: impl IntoIterator<Item = Reply<'a>>,
+    scratch: &mut SendScratch,
+) -> io::Result<usize> {
     const MAX: usize = 64;
-    let n = replies.len().min(MAX);
-    let mut names = Vec::with_capacity(n);
-    let mut iovs = Vec::with_capacity(n);
-    let mut controls = vec![[0u64; CONTROL_LEN / 8]; n];
-    for r in &replies[..n] {
-        names.push(std_to_sockaddr(r.to, ipv6_socket));
-        iovs.push(libc::iovec {
+    let s = scratch;
+    s.names.clear();
+    s.iovs.clear();
+    s.controls.clear();
+    s.sources.clear();
+    s.msgs.clear();
+    for r in replies.into_iter().take(MAX) {
+        s.names.push(std_to_sockaddr(r.to, ipv6_socket));
+        s.iovs.push(libc::iovec {
             iov_base: r.payload.as_ptr() as *mut libc::c_void,
             iov_len: r.payload.len(),
         });
+        s.controls.push([0; CONTROL_LEN / 8]);
+        s.sources.push((r.from, r.to.is_ipv4()));
     }
-    // SAFETY: plain old data; the pointers are set below to buffers alive for the call.
-    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; n];
-    for i in 0..n {
-        let hdr = &mut msgs[i].msg_hdr;
-        hdr.msg_name = (&mut names[i].0 as *mut libc::sockaddr_storage).cast();
-        hdr.msg_namelen = names[i].1;
-        hdr.msg_iov = &mut iovs[i];
+    // The vectors above are complete: their elements stay where they are while the
+    // headers below point at them.
+    for i in 0..s.iovs.len() {
+        // SAFETY: plain old data; the pointers are set next, to buffers alive for the call.
+        let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
+        let hdr = &mut m.msg_hdr;
+        hdr.msg_name = (&mut s.names[i].0 as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = s.names[i].1;
+        hdr.msg_iov = &mut s.iovs[i];
         hdr.msg_iovlen = 1;
-        if let Some(from) = replies[i].from {
-            hdr.msg_control = controls[i].as_mut_ptr().cast();
+        if let (Some(from), to_ipv4) = s.sources[i] {
+            hdr.msg_control = s.controls[i].as_mut_ptr().cast();
             // SAFETY: the control buffer has room for one pktinfo cmsg of either family.
-            hdr.msg_controllen = unsafe { write_pktinfo(hdr, from, replies[i].to.is_ipv4()) };
+            hdr.msg_controllen = unsafe { write_pktinfo(hdr, from, to_ipv4) };
         }
+        s.msgs.push(m);
     }
     // SAFETY: msgs point at names, iovecs, payloads and controls alive here.
-    unsafe { sendmmsg_all(fd, &mut msgs) }
+    unsafe { sendmmsg_all(fd, &mut s.msgs) }
 }
 
 /// Write a source-address cmsg into `hdr`'s control buffer: `IP_PKTINFO` with
@@ -347,28 +376,29 @@ pub fn send_segments(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<usize> {
 /// Send `payloads` on a connected socket, one datagram each, in `sendmmsg` calls of up to
 /// 1024 (UIO_MAXIOV). Returns how many were sent before an error, or the error when the
 /// first one failed. A blocking socket blocks for room in its send buffer.
-pub fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
+pub fn send_batch<'a>(
+    fd: RawFd,
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+    scratch: &mut SendScratch,
+) -> io::Result<usize> {
     const MAX: usize = 1024;
-    let n = payloads.len().min(MAX);
-    let mut iovs: Vec<libc::iovec> = payloads[..n]
-        .iter()
-        .map(|p| libc::iovec {
+    let s = scratch;
+    s.iovs.clear();
+    s.iovs
+        .extend(payloads.into_iter().take(MAX).map(|p| libc::iovec {
             iov_base: p.as_ptr() as *mut libc::c_void,
             iov_len: p.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: plain old data; zeroes mean "no name, no control".
-            let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+        }));
+    s.msgs.clear();
+    for iov in s.iovs.iter_mut() {
+        // SAFETY: plain old data; zeroes mean "no name, no control".
+        let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        s.msgs.push(m);
+    }
     // SAFETY: msgs point at iovecs and payloads alive for the call.
-    unsafe { sendmmsg_all(fd, &mut msgs[..n]) }
+    unsafe { sendmmsg_all(fd, &mut s.msgs) }
 }
 
 /// `sendmmsg` until every message went, an error stopped it, or a signal was retried.

@@ -19,7 +19,7 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
     enable_gro, enable_pktinfo, enable_recverr, kernel_drops, probe_gso, send_batch, send_replies,
-    send_segments, set_dont_fragment, take_error_report, RecvBatch,
+    send_segments, set_dont_fragment, take_error_report, RecvBatch, SendScratch,
 };
 
 #[cfg(not(target_os = "linux"))]
@@ -27,7 +27,7 @@ mod portable;
 #[cfg(not(target_os = "linux"))]
 pub use portable::{
     enable_gro, enable_pktinfo, enable_recverr, kernel_drops, probe_gso, send_batch, send_replies,
-    send_segments, set_dont_fragment, take_error_report, RecvBatch,
+    send_segments, set_dont_fragment, take_error_report, RecvBatch, SendScratch,
 };
 
 /// One report of the socket's error queue (IP_RECVERR): `struct sock_extended_err`, the
@@ -397,6 +397,55 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
 
+    /// The next `n` datagrams on `rx` (non-blocking), each wait bounded; then anything
+    /// more already queued, which a test would see as too many.
+    fn drain(rx: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 100];
+        while got.len() < n {
+            let ready = wait_readable_any(&[rx.as_raw_fd()], Some(Duration::from_secs(5)));
+            assert_eq!(ready.unwrap(), 1, "{} of {n} datagrams came", got.len());
+            while let Ok(len) = rx.recv(&mut buf) {
+                got.push(buf[..len].to_vec());
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn one_scratch_serves_every_send_and_keeps_nothing_of_the_last() {
+        let (a, b) = (
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        );
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut scratch = SendScratch::default();
+        let to = |s: &UdpSocket, payload: &'static [u8]| Reply {
+            payload,
+            to: s.local_addr().unwrap(),
+            from: None,
+        };
+        let three = [to(&a, b"a1"), to(&b, b"b1"), to(&a, b"a2")];
+        assert_eq!(
+            send_replies(tx.as_raw_fd(), false, three, &mut scratch).unwrap(),
+            3
+        );
+        // The same scratch, fewer replies: only this call's go, to their own peers.
+        assert_eq!(
+            send_replies(tx.as_raw_fd(), false, [to(&b, b"b2")], &mut scratch).unwrap(),
+            1
+        );
+        assert_eq!(drain(&a, 2), [b"a1".to_vec(), b"a2".to_vec()]);
+        assert_eq!(drain(&b, 2), [b"b1".to_vec(), b"b2".to_vec()]);
+        // And a connected send after replies: no name is left in its headers.
+        tx.connect(a.local_addr().unwrap()).unwrap();
+        let one: [&[u8]; 1] = [b"a3"];
+        assert_eq!(send_batch(tx.as_raw_fd(), one, &mut scratch).unwrap(), 1);
+        assert_eq!(drain(&a, 1), [b"a3".to_vec()]);
+    }
+
     #[test]
     fn batches_keep_boundaries_true_lengths_and_peers() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -405,8 +454,9 @@ mod tests {
         tx.connect(rx.local_addr().unwrap()).unwrap();
         let sizes = [0usize, 1, 100, 3000];
         let payloads: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![0xab; n]).collect();
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        assert_eq!(send_batch(tx.as_raw_fd(), &refs).unwrap(), 4);
+        let mut scratch = SendScratch::default();
+        let refs = payloads.iter().map(Vec::as_slice);
+        assert_eq!(send_batch(tx.as_raw_fd(), refs, &mut scratch).unwrap(), 4);
 
         // Slots of 100 bytes: the 3000-byte datagram is cut but its true length is kept.
         let mut batch = RecvBatch::new(8, 100);

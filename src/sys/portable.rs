@@ -85,17 +85,28 @@ impl RecvBatch {
 }
 
 /// Send `payloads` on a connected socket, one `send` each.
-pub fn send_batch(fd: RawFd, payloads: &[&[u8]]) -> io::Result<usize> {
-    for (i, p) in payloads.iter().enumerate() {
+pub fn send_batch<'a>(
+    fd: RawFd,
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+    _scratch: &mut SendScratch,
+) -> io::Result<usize> {
+    let mut sent = 0;
+    for (i, p) in payloads.into_iter().enumerate() {
         // SAFETY: p is a live slice.
         let rc = unsafe { libc::send(fd, p.as_ptr().cast(), p.len(), 0) };
         if rc < 0 {
             let err = io::Error::last_os_error();
             return if i == 0 { Err(err) } else { Ok(i) };
         }
+        sent += 1;
     }
-    Ok(payloads.len())
+    Ok(sent)
 }
+
+/// Nothing to keep between sends here (one call per datagram); the interface matches
+/// the Linux batch's.
+#[derive(Default)]
+pub struct SendScratch;
 
 /// Not available here: stats say "n/a".
 pub fn kernel_drops(_fd: RawFd) -> Option<u64> {
@@ -126,8 +137,14 @@ pub fn enable_pktinfo(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
 }
 
 /// One `sendto` per reply; the source is whatever the socket is bound to.
-pub fn send_replies(fd: RawFd, ipv6_socket: bool, replies: &[Reply<'_>]) -> io::Result<usize> {
-    for (i, r) in replies.iter().enumerate() {
+pub fn send_replies<'a>(
+    fd: RawFd,
+    ipv6_socket: bool,
+    replies: impl IntoIterator<Item = Reply<'a>>,
+    _scratch: &mut SendScratch,
+) -> io::Result<usize> {
+    let mut sent = 0;
+    for (i, r) in replies.into_iter().enumerate() {
         let (addr, len) = std_to_sockaddr(r.to, ipv6_socket);
         // SAFETY: the payload and address are live for the call.
         let rc = unsafe {
@@ -144,8 +161,9 @@ pub fn send_replies(fd: RawFd, ipv6_socket: bool, replies: &[Reply<'_>]) -> io::
             let err = io::Error::last_os_error();
             return if i == 0 { Err(err) } else { Ok(i) };
         }
+        sent += 1;
     }
-    Ok(replies.len())
+    Ok(sent)
 }
 
 /// No error queue here: errors are the plain errno (the documented fallback).
