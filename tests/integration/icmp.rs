@@ -258,7 +258,11 @@ fn echo_and_relay_count_what_their_clients_paths_say_and_go_on() {
         full.extend_from_slice(args);
         spawn_cmd("ip", &full, None)
     };
-    let echo = in_s(&["echo", "[::]:0", "--stats", "-f", "json", "-v"]);
+    // Each reply 200 ms late: a client that sent and exited is surely gone when its
+    // reply comes (without it, a fast reply can beat the client's exit and be taken).
+    let echo = in_s(&[
+        "echo", "[::]:0", "--delay", "200ms", "--stats", "-f", "json", "-v",
+    ]);
     let echo_port = echo.announced().port();
     let relay = in_s(&[
         "relay",

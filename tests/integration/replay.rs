@@ -364,9 +364,10 @@ fn replies_print_as_they_come_without_holding_the_schedule() {
         (Some(10), Some(10)),
         "{v}"
     );
-    // Each left on time, though every reply took 100 ms (a generous bound: 50 ms).
+    // Each left on time, though every reply took 100 ms: held up by its replies, the
+    // last would leave 725 ms late (a generous bound for a loaded host: 300 ms).
     let late = v["lateness_us"]["max"].as_u64().unwrap();
-    assert!(late < 50_000, "a datagram left {late} µs late: {v}");
+    assert!(late < 300_000, "a datagram left {late} µs late: {v}");
     // A silent target: exit 1, saying how many went unanswered.
     let silent = crate::harness::peer("127.0.0.1");
     run(&[
