@@ -68,6 +68,10 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
         ),
         None => None,
     };
+    // Every descriptor the relay holds before its first session exists before it says
+    // it is ready.
+    let poller = crate::sys::Poller::new(crate::relay::BATCH)
+        .io_context(|| "failed to start the relay".into())?;
     crate::recv::announce(local, receive.ready_file.as_deref())?;
     let socket = bound.warn();
     let loopback = crate::addr::normalize_ip(local.ip()).is_loopback();
@@ -89,7 +93,7 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
         .transpose()?;
     let filter = SourceFilter::new(receive.allow.clone(), receive.deny.clone());
     let start = Instant::now();
-    let mut relay = Relay::new(&plan, &socket, filter, output.as_mut(), pcap)
+    let mut relay = Relay::new(&plan, &socket, poller, filter, output.as_mut(), pcap)
         .io_context(|| "failed to start the relay".into())?;
     let result = relay.run(signals);
     if receive.stats {

@@ -22,7 +22,7 @@ use crate::signal::Signals;
 use crate::sys::RecvBatch;
 
 /// Datagrams per receive call.
-const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 /// Delayed datagrams held at most (both ways); beyond, dropped and counted.
 const TIMER_CAPACITY: usize = 100_000;
 /// A held (reordered) datagram waits at most this long for a next one.
@@ -125,10 +125,12 @@ pub struct Relay<'a> {
 }
 
 impl<'a> Relay<'a> {
-    /// A relay on `listen` (bound to `local`).
+    /// A relay on `listen`, waiting with `poller` (made before the relay announces itself:
+    /// a test counts the relay's descriptors from then on).
     pub fn new(
         plan: &'a Plan,
         listen: &'a UdpSocket,
+        poller: crate::sys::Poller,
         filter: SourceFilter,
         output: Option<&'a mut Output>,
         pcap: Option<PcapWriter>,
@@ -150,7 +152,7 @@ impl<'a> Relay<'a> {
             sessions: HashMap::new(),
             tokens: HashMap::new(),
             next_token: LISTEN + 1,
-            poller: crate::sys::Poller::new(BATCH)?,
+            poller,
             next_expiry: None,
             up: impaired(plan.up, 0),
             down: impaired(plan.down, 0x9e37_79b9_7f4a_7c15),
