@@ -106,8 +106,11 @@ fn drops_apply_to_the_direction_asked() {
         "relay::drops_apply_to_the_direction_asked (tshark)",
         "tshark",
     ) {
-        let rows =
-            crate::harness::tshark_fields(&pcap, &[], &["udp.srcport", "udp.dstport", "data.data"]);
+        let rows = crate::harness::tshark_fields(
+            &pcap,
+            &[],
+            &["udp.srcport", "udp.dstport", "udp.payload"],
+        );
         let want = [
             c.local_addr().unwrap().port().to_string(),
             relay_port.to_string(),

@@ -222,7 +222,7 @@ fn pcap_files_decode_with_the_right_ports_lengths_and_payloads() {
             "udp.length",
             "ip.checksum.status",
             "udp.checksum.status",
-            "data.data",
+            "udp.payload",
         ],
     ) {
         assert_eq!(rows.len(), 2, "{rows:?}");
@@ -262,7 +262,7 @@ fn pcap_files_decode_with_the_right_ports_lengths_and_payloads() {
             "ipv6.dst",
             "udp.length",
             "udp.checksum.status",
-            "data.data",
+            "udp.payload",
         ],
     ) {
         assert_eq!(rows.len(), 2, "{rows:?}");
