@@ -547,6 +547,7 @@ fn dgram_and_tshark_decode_the_same_bytes_alike() {
     for q in queries {
         run(&["send", &relay.addr.to_string(), "--dns", q]).expect_code(0);
     }
+    let relay_port = relay.addr.port();
     relay.guard.signal(libc::SIGTERM);
     let r = relay.finish();
     r.expect_code(143);
@@ -585,8 +586,12 @@ fn dgram_and_tshark_decode_the_same_bytes_alike() {
         "dns.srv.target",
         "dns.rr.udp_payload_size",
     ];
-    let decode = format!("udp.port=={},dns", upstream.port());
-    let rows = crate::harness::tshark_fields(&pcap, &["-d", &decode], &names);
+    // Both legs' ports decoded as DNS (a random port may be some other protocol's).
+    let (up, client_leg) = (
+        format!("udp.port=={},dns", upstream.port()),
+        format!("udp.port=={},dns", relay_port),
+    );
+    let rows = crate::harness::tshark_fields(&pcap, &["-d", &up, "-d", &client_leg], &names);
     let mut seen = std::collections::BTreeSet::new();
     for cols in &rows {
         let row = cols.join("|");

@@ -280,7 +280,13 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
     if tool("relay::dig_through_the_relay (tshark)", "tshark") {
         let rows = crate::harness::tshark_fields(
             &pcap,
-            &["-d", &format!("udp.port=={port},dns")],
+            // Both legs decoded as DNS (a random port may be some other protocol's).
+            &[
+                "-d",
+                &format!("udp.port=={port},dns"),
+                "-d",
+                &format!("udp.port=={relay_port},dns"),
+            ],
             &[
                 "udp.srcport",
                 "udp.dstport",
