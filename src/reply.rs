@@ -165,9 +165,6 @@ impl Replier {
     /// A replier for the socket `fd`, bound to `local`.
     pub fn new(fd: RawFd, local: SocketAddr, settings: &Settings) -> Self {
         let impairment = settings.impairment;
-        if impairment.is_active() {
-            info!("impairment {impairment:?}, seed {}", settings.seed);
-        }
         Replier {
             answer: std::rc::Rc::clone(&settings.answer),
             name: settings.name,

@@ -295,14 +295,10 @@ pub fn serve(
         Some(prepare) => prepare(&bound.socket)?,
         None => Vec::new(),
     };
-    recv::announce(local, opts.ready_file.as_deref())?;
-    if let Some(warning) = extras.reply.as_ref().and_then(|s| s.open_warning(local)) {
-        tracing::warn!("{warning}");
-    }
-    let socket = &bound.warn();
-    for line in after {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
-    }
+    // Then everything it works with (stdout's writer, the --exec workers, the --pcap
+    // file, the replier): ready means ready, and a failure here is never preceded by a
+    // `listening on` line.
+    let fd = bound.socket.as_raw_fd();
     let json = opts.format == Some(Format::Json);
     let exec_settings = extras.reply.as_ref().and_then(|s| match &*s.answer {
         crate::reply::Answer::Exec(e) => Some(e.clone()),
@@ -324,7 +320,7 @@ pub fn serve(
         replier: extras
             .reply
             .as_ref()
-            .map(|settings| Replier::new(socket.as_raw_fd(), local, settings)),
+            .map(|settings| Replier::new(fd, local, settings)),
         received: 0,
         bytes: 0,
         truncated: 0,
@@ -348,9 +344,20 @@ pub fn serve(
                 last_received: 0,
                 last_bytes: 0,
                 json,
-                fd: socket.as_raw_fd(),
+                fd,
             }),
     };
+    recv::announce(local, opts.ready_file.as_deref())?;
+    if let Some(warning) = extras.reply.as_ref().and_then(|s| s.open_warning(local)) {
+        tracing::warn!("{warning}");
+    }
+    if let Some(s) = extras.reply.as_ref().filter(|s| s.impairment.is_active()) {
+        tracing::info!("impairment {:?}, seed {}", s.impairment, s.seed);
+    }
+    let socket = &bound.warn();
+    for line in after {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+    }
     let limits = Limits {
         count: opts.count,
         idle: opts.timeout,

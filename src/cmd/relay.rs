@@ -68,10 +68,14 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
         ),
         None => None,
     };
-    // Every descriptor the relay holds before its first session exists before it says
-    // it is ready.
+    // Every descriptor the relay holds before its first session (the poller, stdout's
+    // writer) exists before it says it is ready. Silent on stdout unless --format or
+    // --dns asks.
     let poller = crate::sys::Poller::new(crate::relay::BATCH)
         .io_context(|| "failed to start the relay".into())?;
+    let mut output = (receive.format.is_some() || receive.dns)
+        .then(|| Output::stdout(receive.printed_format()).map(|o| o.with_dns(receive.dns)))
+        .transpose()?;
     crate::recv::announce(local, receive.ready_file.as_deref())?;
     let socket = bound.warn();
     let loopback = crate::addr::normalize_ip(local.ip()).is_loopback();
@@ -87,10 +91,6 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
             plan.down
         );
     }
-    // Silent on stdout unless --format or --dns asks.
-    let mut output = (receive.format.is_some() || receive.dns)
-        .then(|| Output::stdout(receive.printed_format()).map(|o| o.with_dns(receive.dns)))
-        .transpose()?;
     let filter = SourceFilter::new(receive.allow.clone(), receive.deny.clone());
     let start = Instant::now();
     let mut relay = Relay::new(&plan, &socket, poller, filter, output.as_mut(), pcap)
