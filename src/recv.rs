@@ -212,6 +212,24 @@ pub fn drain_reports(
     n
 }
 
+/// As [`drain_reports`]; when nothing was queued, the errno a call gave for the error
+/// (`e`: no error queue on this platform, or its report already read) is handed on
+/// instead, as all that is known of it.
+pub fn drain_reports_or_errno(
+    fd: std::os::fd::RawFd,
+    e: Option<&io::Error>,
+    mut each: impl FnMut(crate::sys::ErrorReport),
+) -> usize {
+    let n = drain_reports(fd, &mut each);
+    match e.and_then(io::Error::raw_os_error) {
+        Some(errno) if n == 0 => {
+            each(crate::sys::ErrorReport::from_errno(errno));
+            1
+        }
+        _ => n,
+    }
+}
+
 /// The errnos an ICMP error for an earlier send leaves on a socket.
 pub fn is_icmp_errno(e: &io::Error) -> bool {
     matches!(
@@ -254,4 +272,28 @@ pub fn announce(
     // One write: a reader of the pipe never sees half a line.
     let _ = io::stderr().write_all(format!("listening on {addr}\n").as_bytes());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn an_errno_stands_for_the_error_only_when_nothing_was_queued() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let mut got = Vec::new();
+        let n = drain_reports_or_errno(s.as_raw_fd(), Some(&refused), |r| got.push(r));
+        assert_eq!(n, 1);
+        assert_eq!(
+            crate::icmp::classify(&got[0]),
+            crate::icmp::Kind::PortUnreachable
+        );
+        assert_eq!(
+            drain_reports_or_errno(s.as_raw_fd(), None, |r| got.push(r)),
+            0
+        );
+        assert_eq!(got.len(), 1);
+    }
 }

@@ -147,26 +147,16 @@ impl Relay<'_> {
     }
 
     /// Count the errors queued on the listening socket: replies to clients that met an
-    /// ICMP error. `e`: the errno a call gave for them, counted when nothing was queued.
+    /// ICMP error; the first few of each kind are logged. `e`: the errno a call gave
+    /// for them, counted when nothing was queued.
     pub(super) fn client_errors(&mut self, e: Option<&io::Error>) {
-        let tally = &mut self.counts.client_icmp_errors;
-        let mut first = Vec::new();
-        let n = crate::recv::drain_reports(self.listen.as_raw_fd(), |r| {
+        let (tally, local) = (&mut self.counts.client_icmp_errors, self.local);
+        crate::recv::drain_reports_or_errno(self.listen.as_raw_fd(), e, |r| {
             if tally.add(&r) <= 3 {
-                first.push(r);
+                let message = crate::icmp::message(&r, r.dest.unwrap_or(local), None);
+                info!("reply to a client: {message}");
             }
         });
-        if n == 0 {
-            if let Some(errno) = e.and_then(io::Error::raw_os_error) {
-                tally.add(&crate::sys::ErrorReport::from_errno(errno));
-            }
-        }
-        for r in first {
-            info!(
-                "reply to a client: {}",
-                crate::icmp::message(&r, r.dest.unwrap_or(self.local), None)
-            );
-        }
     }
 
     /// Count the errors queued on `client`'s upstream socket, for its session; the first
@@ -175,31 +165,16 @@ impl Relay<'_> {
         let Some(s) = self.sessions.get_mut(&client) else {
             return;
         };
-        let tally = &mut self.counts.icmp_errors;
-        let mut first = None;
-        let mut n = crate::recv::drain_reports(s.upstream.as_raw_fd(), |r| {
+        let (tally, upstream) = (&mut self.counts.icmp_errors, self.plan.upstream);
+        let session_errors = &mut s.icmp_errors;
+        crate::recv::drain_reports_or_errno(s.upstream.as_raw_fd(), e, |r| {
             tally.add(&r);
-            first.get_or_insert(r);
+            *session_errors += 1;
+            if *session_errors == 1 {
+                let message = crate::icmp::message(&r, upstream, None);
+                warn!("upstream {upstream} for client {client}: {message}");
+            }
         });
-        if n == 0 {
-            if let Some(errno) = e.and_then(io::Error::raw_os_error) {
-                let r = crate::sys::ErrorReport::from_errno(errno);
-                tally.add(&r);
-                first = Some(r);
-                n = 1;
-            }
-        }
-        let before = s.icmp_errors;
-        s.icmp_errors += n as u64;
-        if before == 0 {
-            if let Some(r) = first {
-                warn!(
-                    "upstream {} for client {client}: {}",
-                    self.plan.upstream,
-                    crate::icmp::message(&r, self.plan.upstream, None)
-                );
-            }
-        }
     }
 }
 
