@@ -1,40 +1,30 @@
 //! dgram: netcat for datagrams, done right — the library behind the `dgram` binary.
 //!
-//! The binary (`src/main.rs`) parses the command line and calls [`cmd::run`]; the fuzz
-//! targets and the tests use these modules directly. All `unsafe` code lives in [`sys`].
+//! The modules are layers, each using only the ones listed after it (a test,
+//! `tests/integration/house.rs`, keeps it so):
+//!
+//! - [`app`]: around the subcommands: error report, exit codes, logging, signals.
+//! - [`cmd`]: one recipe per subcommand: arguments → plain config → run.
+//! - [`cli`]: the clap types, and the unit parsers they use.
+//! - [`send`], [`serve`], [`relay`], [`doctor`]: what each kind of run does (siblings,
+//!   which never use each other).
+//! - [`report`]: what a person sees: output formats, stats, progress.
+//! - [`wire`], [`netem`]: bytes on the wire (codecs, DNS, captures) and what may be done
+//!   to traffic on its way; neither knows a socket.
+//! - [`net`]: addresses, interfaces, sockets, receiving, ICMP reports, waiting;
+//!   [`net::sys`] below it holds the only `unsafe` code.
+//! - [`base`]: the error vocabulary and units, used by every layer.
 #![deny(unsafe_code)]
 
-pub mod addr;
 pub mod app;
-pub mod capture;
+pub mod base;
 pub mod cli;
 pub mod cmd;
-pub mod codec;
-pub mod dns;
 pub mod doctor;
-pub mod engine;
-pub mod exec;
-pub mod exit;
-pub mod filter;
-pub mod icmp;
-pub mod iface;
-pub mod impair;
-pub mod limiter;
-pub mod output;
-pub mod pacing;
-pub mod payload;
-pub mod pcap;
-pub mod policy;
-pub mod progress;
-pub mod recv;
+pub mod net;
+pub mod netem;
 pub mod relay;
-pub mod reply;
-pub mod seq;
+pub mod report;
+pub mod send;
 pub mod serve;
-pub mod signal;
-pub mod socket;
-pub mod source;
-pub mod stats;
-#[allow(unsafe_code)]
-pub mod sys;
-pub mod units;
+pub mod wire;

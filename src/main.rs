@@ -5,9 +5,11 @@
 
 use std::process::ExitCode;
 
+use dgram_cli::app::exit::ending_code;
 use dgram_cli::app::{clap_error, init_logging, report};
 use dgram_cli::cli::Cli;
-use dgram_cli::{cmd, signal};
+use dgram_cli::cmd;
+use dgram_cli::net::signal;
 
 fn main() -> ExitCode {
     let cli = match Cli::from_env() {
@@ -20,7 +22,7 @@ fn main() -> ExitCode {
         Err(err) => return report(&err.context("failed to install signal handlers")),
     };
     match cmd::run(cli.command, &signals) {
-        Ok(ending) => ending.code(),
+        Ok(ending) => ending_code(ending),
         Err(err) => report(&err),
     }
 }

@@ -1,10 +1,10 @@
-//! Fuzz the address parser (`dgram_cli::addr`): splitting never panics, and what it
+//! Fuzz the address parser (`dgram_cli::net::addr`): splitting never panics, and what it
 //! accepts as an IP literal prints back to something it accepts again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-use dgram_cli::addr;
+use dgram_cli::net::addr;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

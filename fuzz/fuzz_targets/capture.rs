@@ -1,10 +1,10 @@
-//! Fuzz the capture reader (`dgram_cli::capture`): any bytes are a capture with
+//! Fuzz the capture reader (`dgram_cli::wire::capture`): any bytes are a capture with
 //! datagrams, or a refusal naming an offset; never a panic or an endless read.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-use dgram_cli::capture::CaptureReader;
+use dgram_cli::wire::capture::CaptureReader;
 
 fuzz_target!(|data: &[u8]| {
     let input = std::io::Cursor::new(data.to_vec());

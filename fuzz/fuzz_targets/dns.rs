@@ -1,10 +1,10 @@
-//! Fuzz the DNS decoder and its renderers (`dgram_cli::dns`): any datagram decodes to a
+//! Fuzz the DNS decoder and its renderers (`dgram_cli::wire::dns`): any datagram decodes to a
 //! message or a reason, and a message always renders, as dig text and as JSON.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-use dgram_cli::dns;
+use dgram_cli::wire::dns;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(msg) = dns::decode(data) {

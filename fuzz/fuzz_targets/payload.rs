@@ -1,11 +1,11 @@
-//! Fuzz the payload decoders and the stdin line splitter (`dgram_cli::payload`): no input
+//! Fuzz the payload decoders and the stdin line splitter (`dgram_cli::wire::payload`): no input
 //! panics, and what encodes decodes back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-use dgram_cli::codec::{self, decode, Encoding};
-use dgram_cli::payload::Lines;
+use dgram_cli::wire::codec::{self, decode, Encoding};
+use dgram_cli::wire::payload::Lines;
 
 fuzz_target!(|data: &[u8]| {
     for enc in [

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Args;
 use ipnet::IpNet;
 
-use crate::filter::parse_net;
-use crate::output::Format;
-use crate::units::{parse_bytes, parse_duration, parse_size};
+use crate::base::units::{parse_bytes, parse_duration, parse_size};
+use crate::net::filter::parse_net;
+use crate::report::output::Format;
 
 /// `-4` / `-6`.
 #[derive(Debug, Args, Clone, Copy)]

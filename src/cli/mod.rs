@@ -222,7 +222,7 @@ pub struct DoctorArgs {
     pub probe: bool,
     /// text (default) or json (one object per check)
     #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
-    pub format: Option<crate::output::Format>,
+    pub format: Option<crate::report::output::Format>,
 }
 
 const RELAY_EXAMPLES: &str = "\
@@ -261,7 +261,7 @@ Examples:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::Format;
+    use crate::report::output::Format;
     use clap::CommandFactory;
     use proptest::prelude::*;
 

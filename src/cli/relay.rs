@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{parse_probability, ServerOpts};
-use crate::units::parse_duration;
+use crate::base::units::parse_duration;
 
 /// A value for both directions, or one: `5%`, `up=10%`, `down=50ms`.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -24,8 +24,8 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
         _ => Err("expected a factor above 0 (0.5, 2, 10) or max".into()),
     }
 }
-use crate::output::Format;
-use crate::units::{parse_duration, parse_size};
+use crate::base::units::{parse_duration, parse_size};
+use crate::report::output::Format;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {

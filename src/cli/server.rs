@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{parse_probability, parse_rate, EncodingOpts, ServerOpts};
-use crate::units::parse_duration;
+use crate::base::units::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {

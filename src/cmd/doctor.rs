@@ -1,10 +1,10 @@
 //! `dgram doctor`: what this host's UDP can do (SPEC §4 doctor). A recipe over
 //! [`crate::doctor`]: run the checks, print one line each, exit 1 when one failed.
 
+use crate::base::error::{usage, Ending, Unmet};
 use crate::cli::DoctorArgs;
 use crate::doctor::{self, Status};
-use crate::exit::{usage, Ending, Unmet};
-use crate::output::{Format, Output};
+use crate::report::output::{Format, Output};
 
 /// Run `dgram doctor`.
 pub fn run(args: DoctorArgs) -> anyhow::Result<Ending> {

@@ -1,16 +1,16 @@
 //! `dgram echo`: reflect every datagram to its sender (SPEC §4 echo), never larger, never
 //! to a forbidden source, rate-limited off loopback, and impaired on demand. The server
-//! is `listen`'s, answering through [`crate::reply`]; nothing is printed on stdout unless
+//! is `listen`'s, answering through [`crate::serve::reply`]; nothing is printed on stdout unless
 //! `--format` asks.
 
 use std::rc::Rc;
 
+use crate::base::error::Ending;
 use crate::cli::EchoArgs;
-use crate::exit::Ending;
-use crate::impair::Impairment;
-use crate::reply::{Answer, Settings};
+use crate::net::signal::Signals;
+use crate::netem::Impairment;
+use crate::serve::reply::{Answer, Settings};
 use crate::serve::{self, Extras};
-use crate::signal::Signals;
 
 /// How echo answers, from its flags and the address it binds (the rate limit is on by
 /// default off loopback). Pure: nothing is bound yet.
@@ -29,7 +29,7 @@ pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
             duplicate: args.duplicate,
             reorder: args.reorder,
         },
-        seed: crate::impair::seed_or_now(args.seed),
+        seed: crate::netem::seed_or_now(args.seed),
     }
 }
 

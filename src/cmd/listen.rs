@@ -4,14 +4,14 @@
 
 use std::rc::Rc;
 
+use crate::base::error::{usage, Ending};
 use crate::cli::{ListenArgs, RespondOpts};
-use crate::codec::decode;
-use crate::exit::{usage, Ending};
-use crate::impair::Impairment;
-use crate::payload::check_size;
-use crate::reply::{Answer, Settings};
+use crate::net::signal::Signals;
+use crate::netem::Impairment;
+use crate::serve::reply::{Answer, Settings};
 use crate::serve::{self, Extras};
-use crate::signal::Signals;
+use crate::wire::codec::decode;
+use crate::wire::payload::check_size;
 
 /// How listen answers as a mock server, once `answer` has said with what and the socket
 /// is bound: a fixed reply must fit a datagram to `local`, and the rate limit is on by
@@ -65,19 +65,19 @@ pub fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
     } else if let Some(path) = &opts.respond_file {
         // The largest datagram, read bounded: a larger file is refused unread.
         let target = "127.0.0.1:0".parse().expect("an address");
-        let bytes = crate::source::read_file("--respond-file", path, &target, encoding)?;
+        let bytes = crate::send::source::read_file("--respond-file", path, &target, encoding)?;
         let bytes = decode(&bytes, encoding)
             .map_err(|e| usage!("invalid --respond-file {}: {e}", path.display()))?;
         Some(Answer::Fixed(bytes))
     } else if let Some(command) = &opts.exec {
-        Some(Answer::Exec(crate::exec::ExecSettings {
+        Some(Answer::Exec(crate::serve::exec::ExecSettings {
             command: command.clone(),
             jobs: opts.exec_jobs as usize,
             queue: opts.exec_queue as usize,
             timeout: opts.exec_timeout,
         }))
     } else if !opts.dns_answer.is_empty() || opts.dns_zone.is_some() {
-        let mut zone = crate::dns::zone::Zone::default();
+        let mut zone = crate::wire::dns::zone::Zone::default();
         if let Some(path) = &opts.dns_zone {
             let text = read_zone(path)?;
             zone.add_file_text(&text)
@@ -115,7 +115,7 @@ fn read_zone(path: &std::path::Path) -> anyhow::Result<String> {
         usage!(
             "cannot read --dns-zone {}: {}",
             path.display(),
-            crate::exit::describe_io(&e)
+            crate::base::error::describe_io(&e)
         )
     };
     let mut text = String::new();

@@ -8,12 +8,12 @@ pub mod multicast;
 pub mod relay;
 pub mod send;
 
-use crate::addr::Family;
+use crate::net::addr::Family;
 use clap::CommandFactory;
 
+use crate::base::error::Ending;
 use crate::cli::{Cli, Command, FamilyOpts, MulticastCommand, SocketOpts};
-use crate::exit::Ending;
-use crate::signal::Signals;
+use crate::net::signal::Signals;
 
 /// Run the chosen subcommand.
 pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
@@ -70,7 +70,7 @@ pub fn check(command: Command) -> anyhow::Result<()> {
 
 /// Write generated documentation to stdout; a closed pipe is a quiet end.
 fn print_doc(bytes: &[u8]) -> anyhow::Result<Ending> {
-    let mut out = crate::output::Output::stdout(crate::output::Format::Raw)?;
+    let mut out = crate::report::output::Output::stdout(crate::report::output::Format::Raw)?;
     out.write_all(bytes)?;
     out.flush()?;
     Ok(Ending::Done)
@@ -89,8 +89,8 @@ impl FamilyOpts {
 
 impl crate::cli::EncodingOpts {
     /// The encoding `-x`, `--base64` and `-e` ask for (text without them).
-    pub fn encoding(self) -> crate::codec::Encoding {
-        use crate::codec::Encoding;
+    pub fn encoding(self) -> crate::wire::codec::Encoding {
+        use crate::wire::codec::Encoding;
         match (self.hex, self.base64, self.escapes) {
             (true, _, _) => Encoding::Hex,
             (_, true, _) => Encoding::Base64,
@@ -102,14 +102,14 @@ impl crate::cli::EncodingOpts {
 
 impl SocketOpts {
     /// The socket options these flags ask for; the caller adds its own.
-    pub fn options(&self, family: Family) -> crate::socket::Options {
-        crate::socket::Options {
+    pub fn options(&self, family: Family) -> crate::net::socket::Options {
+        crate::net::socket::Options {
             v6_only: family == Family::V6,
             recv_buffer: self.rcvbuf,
             send_buffer: self.sndbuf,
             ttl: self.ttl,
             tos: self.tos,
-            ..crate::socket::Options::default()
+            ..crate::net::socket::Options::default()
         }
     }
 }

@@ -3,14 +3,14 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-use crate::addr::{parse_local, Family};
+use crate::base::error::{usage, Ending};
 use crate::cli::{JoinArgs, MulticastSendArgs};
-use crate::exit::{usage, Ending};
-use crate::iface::{self, Iface};
-use crate::recv;
+use crate::net::addr::{parse_local, Family};
+use crate::net::iface::{self, Iface};
+use crate::net::recv;
+use crate::net::signal::Signals;
+use crate::net::socket::GroupSend;
 use crate::serve::{serve, Extras};
-use crate::signal::Signals;
-use crate::socket::GroupSend;
 
 /// Parse `GROUP:PORT`, checking it is a multicast group. A `%scope` picks the interface.
 fn parse_group(text: &str, family: Family) -> anyhow::Result<SocketAddr> {
@@ -106,7 +106,7 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let first = groups[0];
     // The wildcard of the group's family on the group's port, shared (SO_REUSEADDR) with
     // other receivers of the group; IPv6 v6-only so IPv4 traffic stays out.
-    let local = crate::socket::unspecified_for(&first);
+    let local = crate::net::socket::unspecified_for(&first);
     let local = SocketAddr::new(local.ip(), first.port());
     let mut options = args.socket.options(if first.is_ipv6() {
         Family::V6
@@ -117,14 +117,14 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     options.reuse_port = args.receive.reuse_port;
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
     options.gro = args.receive.gro;
-    let bound = crate::socket::bind(local, &options)?;
+    let bound = crate::net::socket::bind(local, &options)?;
 
     let addrs: Vec<IpAddr> = groups.iter().map(SocketAddr::ip).collect();
     let diagnose = args.diagnose;
     let joins = |socket: &UdpSocket| -> anyhow::Result<Vec<String>> {
         let mut lines = Vec::new();
         for g in &addrs {
-            crate::socket::join(socket, *g, iface, source)?;
+            crate::net::socket::join(socket, *g, iface, source)?;
             let on = joined_on(*g, iface).unwrap_or_else(|| "an unknown interface".to_string());
             lines.push(match source {
                 Some(s) => format!("joined {g} on {on} (source {s})"),

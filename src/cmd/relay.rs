@@ -3,16 +3,16 @@
 
 use std::time::Instant;
 
-use crate::addr::parse_target;
+use crate::base::error::{usage, Ending, IoContext};
 use crate::cli::{Directed, RelayArgs};
-use crate::exit::{usage, Ending, IoContext};
-use crate::filter::SourceFilter;
-use crate::impair::Impairment;
-use crate::output::{Format, Output};
+use crate::net::addr::parse_target;
+use crate::net::filter::SourceFilter;
+use crate::net::signal::Signals;
+use crate::netem::Impairment;
 use crate::relay::{Plan, Relay};
+use crate::report::output::{Format, Output};
+use crate::report::stats::Summary;
 use crate::serve;
-use crate::signal::Signals;
-use crate::stats::Summary;
 
 /// One direction's impairment from the repeated, directed flags.
 fn impairment(args: &RelayArgs, up: bool) -> Impairment {
@@ -34,7 +34,7 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
     }
     let family = opts.family.family();
     let upstream = parse_target(&args.to, family)?;
-    let seed = crate::impair::seed_or_now(args.seed);
+    let seed = crate::netem::seed_or_now(args.seed);
     Ok(Plan {
         upstream,
         idle_timeout: args.idle_timeout,
@@ -46,7 +46,7 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
         timeout: receive.timeout,
         duration: receive.duration,
         max_size: receive.max_size,
-        options: crate::socket::Options {
+        options: crate::net::socket::Options {
             v6_only: false,
             recv_errors: true,
             ..opts.socket.options(family)
@@ -63,7 +63,7 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let local = bound.socket.local_addr()?;
     let pcap = match &receive.pcap {
         Some(path) => Some(
-            crate::pcap::PcapWriter::create(path)
+            crate::wire::pcap::PcapWriter::create(path)
                 .io_context(|| format!("failed to create --pcap {}", path.display()))?,
         ),
         None => None,
@@ -71,14 +71,14 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
     // Every descriptor the relay holds before its first session (the poller, stdout's
     // writer) exists before it says it is ready. Silent on stdout unless --format or
     // --dns asks.
-    let poller = crate::sys::Poller::new(crate::relay::BATCH)
+    let poller = crate::net::sys::Poller::new(crate::relay::BATCH)
         .io_context(|| "failed to start the relay".into())?;
     let mut output = (receive.format.is_some() || receive.dns)
         .then(|| Output::stdout(receive.printed_format()).map(|o| o.with_dns(receive.dns)))
         .transpose()?;
-    crate::recv::announce(local, receive.ready_file.as_deref())?;
+    crate::net::recv::announce(local, receive.ready_file.as_deref())?;
     let socket = bound.warn();
-    let loopback = crate::addr::normalize_ip(local.ip()).is_loopback();
+    let loopback = local.ip().to_canonical().is_loopback();
     if !loopback && receive.allow.is_empty() {
         tracing::warn!(
             "relay on {local} takes clients from other hosts: anyone who can reach it can use {upstream} through it (--allow CIDR limits them)"
@@ -213,9 +213,17 @@ mod tests {
             &["--to", "127.0.0.1:53", "--stats-interval", "1s"],
         ] {
             let e = relay(bad).unwrap_err();
-            assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{e:#}");
+            assert_eq!(
+                crate::app::exit::code_for(&e),
+                crate::app::exit::USAGE,
+                "{e:#}"
+            );
         }
         let e = relay(&["--to", "nonsense"]).unwrap_err();
-        assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{e:#}");
+        assert_eq!(
+            crate::app::exit::code_for(&e),
+            crate::app::exit::USAGE,
+            "{e:#}"
+        );
     }
 }

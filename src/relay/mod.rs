@@ -13,13 +13,13 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::exit::{Ending, IoContext, IoError, Unmet};
-use crate::filter::SourceFilter;
-use crate::impair::{Delayed, Impairment, Rng, TimerQueue};
-use crate::output::{Datagram, Leg, Output};
-use crate::pcap::PcapWriter;
-use crate::signal::Signals;
-use crate::sys::RecvBatch;
+use crate::base::error::{Ending, IoContext, IoError, Unmet};
+use crate::net::filter::SourceFilter;
+use crate::net::signal::Signals;
+use crate::net::sys::RecvBatch;
+use crate::netem::{Delayed, Impairment, Rng, TimerQueue};
+use crate::report::output::{Datagram, Leg, Output};
+use crate::wire::pcap::PcapWriter;
 
 /// Datagrams per receive call.
 pub(crate) const BATCH: usize = 64;
@@ -51,7 +51,7 @@ pub struct Plan {
     pub duration: Option<Duration>,
     pub max_size: usize,
     /// Socket options for the upstream legs.
-    pub options: crate::socket::Options,
+    pub options: crate::net::socket::Options,
 }
 
 /// One direction's counters.
@@ -75,9 +75,9 @@ pub struct Counts {
     pub sessions_expired: u64,
     pub sessions_evicted: u64,
     /// The upstream's ICMP errors, by kind (SPEC §9).
-    pub icmp_errors: crate::icmp::Tally,
+    pub icmp_errors: crate::net::icmp::Tally,
     /// The ICMP errors replies to clients met (a client gone, a path to it broken).
-    pub client_icmp_errors: crate::icmp::Tally,
+    pub client_icmp_errors: crate::net::icmp::Tally,
     pub filtered: u64,
     pub truncated: u64,
 }
@@ -106,7 +106,7 @@ pub struct Relay<'a> {
     /// Each session's client, by its token.
     tokens: HashMap<u64, SocketAddr>,
     next_token: u64,
-    poller: crate::sys::Poller,
+    poller: crate::net::sys::Poller,
     /// No session expires before this (None: no sessions); see [`Relay::expire`].
     next_expiry: Option<Instant>,
     up: Impaired,
@@ -117,7 +117,7 @@ pub struct Relay<'a> {
     out: Vec<(bool, SocketAddr, std::ops::Range<usize>)>,
     out_bytes: Vec<u8>,
     /// The buffers of `sendmmsg`, reused.
-    scratch: crate::sys::SendScratch,
+    scratch: crate::net::sys::SendScratch,
     verbose: bool,
     trace: bool,
     /// What the relay counted.
@@ -130,7 +130,7 @@ impl<'a> Relay<'a> {
     pub fn new(
         plan: &'a Plan,
         listen: &'a UdpSocket,
-        poller: crate::sys::Poller,
+        poller: crate::net::sys::Poller,
         filter: SourceFilter,
         output: Option<&'a mut Output>,
         pcap: Option<PcapWriter>,
@@ -160,7 +160,7 @@ impl<'a> Relay<'a> {
             pcap,
             out: Vec::with_capacity(BATCH),
             out_bytes: Vec::with_capacity(64 * 1024),
-            scratch: crate::sys::SendScratch::default(),
+            scratch: crate::net::sys::SendScratch::default(),
             verbose: tracing::enabled!(tracing::Level::INFO),
             trace: tracing::enabled!(tracing::Level::DEBUG),
             counts: Counts::default(),
@@ -214,7 +214,7 @@ impl<'a> Relay<'a> {
                     Some(want) => Err(Unmet(format!(
                         "relayed {} of {want} datagrams up (nothing for {})",
                         self.counts.up.forwarded,
-                        crate::units::human_duration(self.plan.timeout.unwrap_or_default())
+                        crate::base::units::human_duration(self.plan.timeout.unwrap_or_default())
                     ))
                     .into()),
                     None => Ok(Ending::Done),
@@ -280,7 +280,7 @@ impl<'a> Relay<'a> {
             if when > Instant::now()
                 && !matches!(
                     signals.wait(None, Some(when)),
-                    Ok(crate::signal::Wake::Timeout)
+                    Ok(crate::net::signal::Wake::Timeout)
                 )
             {
                 break;
@@ -309,7 +309,7 @@ impl<'a> Relay<'a> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // An ICMP error for a reply sent to a client (gone, or its path broken).
-                Err(e) if crate::recv::is_icmp_errno(&e) => {
+                Err(e) if crate::net::recv::is_icmp_errno(&e) => {
                     self.client_errors(Some(&e));
                     continue;
                 }
@@ -456,8 +456,8 @@ impl<'a> Relay<'a> {
     }
 }
 
-fn ancillary(wildcard: bool) -> crate::sys::Ancillary {
-    crate::sys::Ancillary {
+fn ancillary(wildcard: bool) -> crate::net::sys::Ancillary {
+    crate::net::sys::Ancillary {
         gro: false,
         pktinfo: wildcard,
     }

@@ -10,9 +10,9 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::{Relay, MAX_HOLD};
-use crate::exit::IoContext;
-use crate::impair::Delayed;
-use crate::sys::{send_replies, Reply};
+use crate::base::error::IoContext;
+use crate::net::sys::{send_replies, Reply};
+use crate::netem::Delayed;
 
 impl Relay<'_> {
     /// Send one datagram on its way, through the direction's impairment.
@@ -129,9 +129,11 @@ impl Relay<'_> {
             let payloads = self.out[i..j].iter().map(|(_, _, r)| &bytes[r.clone()]);
             let result = if up {
                 match self.sessions.get(&client) {
-                    Some(s) => {
-                        crate::sys::send_batch(s.upstream.as_raw_fd(), payloads, &mut self.scratch)
-                    }
+                    Some(s) => crate::net::sys::send_batch(
+                        s.upstream.as_raw_fd(),
+                        payloads,
+                        &mut self.scratch,
+                    ),
                     None => Err(io::Error::other("session gone")),
                 }
             } else {
@@ -162,7 +164,7 @@ impl Relay<'_> {
                         debug!(
                             "relaying {} for {client} failed: {}",
                             if up { "up" } else { "down" },
-                            crate::exit::describe_io(&e)
+                            crate::base::error::describe_io(&e)
                         );
                     }
                     (0, Some(e))
@@ -195,10 +197,10 @@ impl Relay<'_> {
             }
             // An earlier datagram's ICMP error, given back by this send: counted by kind.
             match failed {
-                Some(e) if crate::recv::is_icmp_errno(&e) && up => {
+                Some(e) if crate::net::recv::is_icmp_errno(&e) && up => {
                     self.upstream_errors(client, Some(&e));
                 }
-                Some(e) if crate::recv::is_icmp_errno(&e) => self.client_errors(Some(&e)),
+                Some(e) if crate::net::recv::is_icmp_errno(&e) => self.client_errors(Some(&e)),
                 _ => {}
             }
             i += sent.max(1);

@@ -10,8 +10,8 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::{Plan, Relay};
-use crate::exit::IoContext;
-use crate::sys::RecvMeta;
+use crate::base::error::IoContext;
+use crate::net::sys::RecvMeta;
 
 /// A client's session.
 pub(super) struct Session {
@@ -117,7 +117,7 @@ impl Relay<'_> {
             if self.verbose {
                 info!(
                     "session {client} closed: idle for {}",
-                    crate::units::human_duration(idle)
+                    crate::base::units::human_duration(idle)
                 );
             }
         }
@@ -151,9 +151,9 @@ impl Relay<'_> {
     /// for them, counted when nothing was queued.
     pub(super) fn client_errors(&mut self, e: Option<&io::Error>) {
         let (tally, local) = (&mut self.counts.client_icmp_errors, self.local);
-        crate::recv::drain_reports_or_errno(self.listen.as_raw_fd(), e, |r| {
+        crate::net::recv::drain_reports_or_errno(self.listen.as_raw_fd(), e, |r| {
             if tally.add(&r) <= 3 {
-                let message = crate::icmp::message(&r, r.dest.unwrap_or(local), None);
+                let message = crate::net::icmp::message(&r, r.dest.unwrap_or(local), None);
                 info!("reply to a client: {message}");
             }
         });
@@ -167,11 +167,11 @@ impl Relay<'_> {
         };
         let (tally, upstream) = (&mut self.counts.icmp_errors, self.plan.upstream);
         let session_errors = &mut s.icmp_errors;
-        crate::recv::drain_reports_or_errno(s.upstream.as_raw_fd(), e, |r| {
+        crate::net::recv::drain_reports_or_errno(s.upstream.as_raw_fd(), e, |r| {
             tally.add(&r);
             *session_errors += 1;
             if *session_errors == 1 {
-                let message = crate::icmp::message(&r, upstream, None);
+                let message = crate::net::icmp::message(&r, upstream, None);
                 warn!("upstream {upstream} for client {client}: {message}");
             }
         });
@@ -181,8 +181,8 @@ impl Relay<'_> {
 /// A session's upstream socket: bound to a free port, connected to UPSTREAM, so the
 /// server sees one source port per client and only UPSTREAM's replies arrive.
 fn open_upstream(plan: &Plan) -> anyhow::Result<UdpSocket> {
-    let any = crate::socket::unspecified_for(&plan.upstream);
-    let socket = crate::socket::bind(any, &plan.options)?.warn();
+    let any = crate::net::socket::unspecified_for(&plan.upstream);
+    let socket = crate::net::socket::bind(any, &plan.options)?.warn();
     socket
         .connect(plan.upstream)
         .io_context(|| format!("failed to connect to {}", plan.upstream))?;

@@ -210,12 +210,12 @@ fn refusal(args: &[OsString]) -> Result<(String, u8), String> {
     argv.extend(args.iter().cloned());
     match dgram_cli::cli::Cli::parse_from_args(argv.clone()) {
         Err(e) => dgram_cli::app::usage_line(&e, &argv)
-            .map(|line| (line, dgram_cli::exit::USAGE))
+            .map(|line| (line, dgram_cli::app::exit::USAGE))
             .ok_or_else(|| "help or version printed".to_string()),
         Ok(cli) => match dgram_cli::cmd::check(cli.command) {
             Err(e) => Ok((
                 dgram_cli::app::error_line(&e).unwrap_or_default(),
-                dgram_cli::exit::code_for(&e),
+                dgram_cli::app::exit::code_for(&e),
             )),
             Ok(()) => Err("accepted".to_string()),
         },

@@ -154,7 +154,7 @@ fn the_same_seed_drops_the_same_datagrams() {
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         while let Ok(n) = server.recv(&mut buf) {
-            let header = dgram_cli::seq::parse(&buf[..n]).expect("a --seq header");
+            let header = dgram_cli::wire::seq::parse(&buf[..n]).expect("a --seq header");
             got.push(header.seq);
         }
         drop(relay);

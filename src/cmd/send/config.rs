@@ -8,14 +8,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::addr::{parse_local, parse_target};
+use crate::base::error::usage;
 use crate::cli::SendArgs;
-use crate::codec::{decode, Encoding};
-use crate::engine::send::{DnsReply, Plan, Replies};
-use crate::exit::{broadcast_refused, usage};
-use crate::output::Format;
-use crate::payload::check_size;
-use crate::seq;
+use crate::net::addr::{parse_local, parse_target};
+use crate::net::errors::broadcast_refused;
+use crate::report::output::Format;
+use crate::send::run::{DnsReply, Plan, Replies};
+use crate::wire::codec::{decode, Encoding};
+use crate::wire::payload::check_size;
+use crate::wire::seq;
 
 /// Where the payload comes from, before anything is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub enum Payload {
     /// Stdin, one datagram per line (the default).
     Lines,
     /// `--replay FILE`, with its `--match` filters.
-    Replay(PathBuf, Vec<crate::capture::Match>),
+    Replay(PathBuf, Vec<crate::wire::capture::Match>),
 }
 
 /// Which of the standard streams are terminals: the defaults that depend on them.
@@ -57,7 +58,7 @@ impl Terminals {
 #[derive(Debug)]
 pub struct Config {
     pub bind: SocketAddr,
-    pub options: crate::socket::Options,
+    pub options: crate::net::socket::Options,
     pub payload: Payload,
     pub encoding: Encoding,
     pub plan: Plan,
@@ -183,13 +184,13 @@ fn dns_query(args: &SendArgs) -> anyhow::Result<Option<(Vec<u8>, DnsReply)>> {
     let Some(words) = &args.dns else {
         return Ok(None);
     };
-    let spec = crate::dns::parse_query(words).map_err(|e| usage!("--dns: {e}"))?;
-    let id = crate::dns::random_id();
+    let spec = crate::wire::dns::parse_query(words).map_err(|e| usage!("--dns: {e}"))?;
+    let id = crate::wire::dns::random_id();
     let bytes = spec.encode(id).map_err(|e| usage!("--dns: {e}"))?;
     let rcode = args
         .expect_rcode
         .as_deref()
-        .map(crate::dns::parse_rcode)
+        .map(crate::wire::dns::parse_rcode)
         .transpose()
         .map_err(|e| usage!("--expect-rcode: {e}"))?;
     let question = spec.message(id).queries.remove(0);
@@ -220,7 +221,7 @@ fn payload(args: &SendArgs, encoding: Encoding, target: &SocketAddr) -> anyhow::
         let matches = args
             .matches
             .iter()
-            .map(|m| crate::capture::Match::parse(m))
+            .map(|m| crate::wire::capture::Match::parse(m))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| usage!("{e}"))?;
         return Ok(Payload::Replay(path.clone(), matches));
@@ -281,9 +282,9 @@ fn replies(
 fn bind_address(
     bind: Option<&str>,
     target: &SocketAddr,
-    family: crate::addr::Family,
+    family: crate::net::addr::Family,
 ) -> anyhow::Result<SocketAddr> {
-    let any = crate::socket::unspecified_for(target);
+    let any = crate::net::socket::unspecified_for(target);
     match bind {
         None => Ok(any),
         Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
@@ -352,7 +353,11 @@ pub(super) mod tests {
 
     fn refused(args: &[&str]) -> String {
         let e = config(args, Terminals::default()).expect_err("refused");
-        assert_eq!(crate::exit::code_for(&e), crate::exit::USAGE, "{e:#}");
+        assert_eq!(
+            crate::app::exit::code_for(&e),
+            crate::app::exit::USAGE,
+            "{e:#}"
+        );
         format!("{e:#}")
     }
 
@@ -481,7 +486,7 @@ pub(super) mod tests {
         let Payload::Message(bytes) = &c.payload else {
             panic!("{:?}", c.payload)
         };
-        let query = crate::dns::decode(bytes).unwrap();
+        let query = crate::wire::dns::decode(bytes).unwrap();
         let Replies::Each {
             dns: Some(want),
             retries: 0,

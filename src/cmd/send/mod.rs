@@ -2,7 +2,7 @@
 //!
 //! A recipe: check the flags ([`Config::from_args`], pure), open and connect the
 //! socket, pick the payload source and the reply matcher, run the send loop
-//! ([`crate::engine::send`]), then print the stats and judge the exit code.
+//! ([`crate::send::run`]), then print the stats and judge the exit code.
 
 mod config;
 mod report;
@@ -15,15 +15,16 @@ use tracing::debug;
 
 pub use config::{Config, Payload, Terminals};
 
+use crate::base::error::{usage, Ending, IoError};
 use crate::cli::SendArgs;
-use crate::codec::decode;
-use crate::engine::send::{Counts, Replies};
-use crate::exit::{broadcast_refused, usage, Ending, IoError};
-use crate::output::Output;
-use crate::payload::{check_size, generated};
-use crate::signal::{Signals, Wake};
-use crate::socket::GroupSend;
-use crate::source::{read_file, read_whole, Source};
+use crate::net::errors::broadcast_refused;
+use crate::net::signal::{Signals, Wake};
+use crate::net::socket::GroupSend;
+use crate::report::output::Output;
+use crate::send::run::{Counts, Replies};
+use crate::send::source::{read_file, read_whole, Source};
+use crate::wire::codec::decode;
+use crate::wire::payload::{check_size, generated};
 use config::with_seq_room;
 
 /// Run `dgram send`.
@@ -50,7 +51,7 @@ fn run_inner(
     if let (Some(g), SocketAddr::V6(v6)) = (group, target) {
         // A link-scoped group (ff02::...) needs its link: take it from --iface.
         if v6.scope_id() == 0 {
-            v6.set_scope_id(crate::iface::index_of(g.iface));
+            v6.set_scope_id(crate::net::iface::index_of(g.iface));
         }
     }
     debug!(?config, ?group, "send");
@@ -59,9 +60,9 @@ fn run_inner(
         Some(source) => source,
         None => return Ok(Ending::Signal(signals.pending().unwrap_or(libc::SIGINT))),
     };
-    let socket = crate::socket::bind(config.bind, &config.options)?.warn();
+    let socket = crate::net::socket::bind(config.bind, &config.options)?.warn();
     if let Some(g) = group {
-        crate::socket::set_multicast_send(&socket, target.is_ipv6(), g)?;
+        crate::net::socket::set_multicast_send(&socket, target.is_ipv6(), g)?;
     }
     // Sends block for room in the send buffer (microseconds); replies are read with
     // MSG_DONTWAIT after a poll, so blocking mode only affects sends.
@@ -78,7 +79,7 @@ fn run_inner(
     let mut counts = Counts::default();
     let mut output = Output::stdout(config.format)?.with_dns(config.dns);
     let input = (config.payload == Payload::Lines).then_some(libc::STDIN_FILENO);
-    let result = crate::engine::send::run(
+    let result = crate::send::run::run(
         &config.plan,
         &socket,
         &mut source,
@@ -92,7 +93,7 @@ fn run_inner(
         let icmp = result
             .as_ref()
             .err()
-            .and_then(|e| e.downcast_ref::<crate::icmp::IcmpError>())
+            .and_then(|e| e.downcast_ref::<crate::net::icmp::IcmpError>())
             .map(|e| e.report);
         report::print_stats(
             &config,
@@ -146,7 +147,7 @@ fn open_source(config: &Config, signals: &Signals) -> anyhow::Result<Option<Sour
         }
         Payload::Lines => Source::lines(io::stdin(), config.encoding, config.plan.seq, target),
         Payload::Replay(path, matches) => Source::replay(
-            crate::capture::CaptureReader::open(path, matches.clone())?,
+            crate::wire::capture::CaptureReader::open(path, matches.clone())?,
             target,
         ),
     };

@@ -6,16 +6,16 @@ use std::io;
 use std::time::Duration;
 
 use super::Config;
-use crate::engine::send::{Counts, Replies};
-use crate::exit::Unmet;
-use crate::output::Format;
-use crate::stats::{percentiles, Summary};
+use crate::base::error::Unmet;
+use crate::report::output::Format;
+use crate::report::stats::{percentiles, Summary};
+use crate::send::run::{Counts, Replies};
 
 /// `--replay --stats`: the summary, then frames read, skipped by reason, and lateness.
 fn replay_stats(
     summary: &Summary,
     counts: &Counts,
-    skipped: &crate::capture::Skipped,
+    skipped: &crate::wire::capture::Skipped,
     too_large: u64,
     json: bool,
 ) -> String {
@@ -71,7 +71,7 @@ pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
         Replies::Each { .. } | Replies::BySeq { .. } | Replies::Streamed { .. }
             if counts.unanswered > 0 =>
         {
-            let per_try = crate::units::human_duration(timeout);
+            let per_try = crate::base::units::human_duration(timeout);
             let what = if counts.unanswered == 1 && counts.replies == 0 {
                 "no reply".to_string()
             } else {
@@ -103,13 +103,13 @@ pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
             dns: Some(want), ..
         } if counts.wrong_rcode.is_some() => Err(Unmet(format!(
             "the reply from {target} has RCODE {}, not {} (--expect-rcode)",
-            crate::dns::rcode_name(counts.wrong_rcode.unwrap_or_default()),
-            crate::dns::rcode_name(want.rcode.unwrap_or_default())
+            crate::wire::dns::rcode_name(counts.wrong_rcode.unwrap_or_default()),
+            crate::wire::dns::rcode_name(want.rcode.unwrap_or_default())
         ))
         .into()),
         Replies::Collect { timeout } if counts.replies == 0 => Err(Unmet(format!(
             "no reply to --collect within {}",
-            crate::units::human_duration(*timeout)
+            crate::base::units::human_duration(*timeout)
         ))
         .into()),
         _ => Ok(()),
@@ -121,8 +121,8 @@ pub(super) fn print_stats(
     config: &Config,
     counts: &Counts,
     elapsed: Duration,
-    replay: Option<(crate::capture::Skipped, u64)>,
-    icmp: Option<crate::sys::ErrorReport>,
+    replay: Option<(crate::wire::capture::Skipped, u64)>,
+    icmp: Option<crate::net::sys::ErrorReport>,
 ) {
     let text = stats(config, counts, elapsed, replay, icmp);
     let _ = io::Write::write_all(&mut io::stderr(), text.as_bytes());
@@ -134,8 +134,8 @@ fn stats(
     config: &Config,
     counts: &Counts,
     elapsed: Duration,
-    replay: Option<(crate::capture::Skipped, u64)>,
-    icmp: Option<crate::sys::ErrorReport>,
+    replay: Option<(crate::wire::capture::Skipped, u64)>,
+    icmp: Option<crate::net::sys::ErrorReport>,
 ) -> String {
     let replies = &config.plan.replies;
     let waits = !matches!(replies, Replies::None);
@@ -173,14 +173,14 @@ fn stats(
         (None, Some(report)) if json => {
             let mut v = serde_json::to_value(&summary).expect("a summary serializes");
             if let Some(obj) = v.as_object_mut() {
-                obj.insert("icmp".into(), crate::icmp::to_json(&report));
+                obj.insert("icmp".into(), crate::net::icmp::to_json(&report));
             }
             format!("{v}\n")
         }
         (None, _) => summary.render(json),
     };
     if config.histogram && !counts.rtts_us.is_empty() && !json {
-        text.push_str(&crate::stats::bar_chart(&counts.rtts_us, 8, 40));
+        text.push_str(&crate::report::stats::bar_chart(&counts.rtts_us, 8, 40));
     }
     text
 }
@@ -193,7 +193,11 @@ mod tests {
     /// The exit-1 reason of `dgram send ARGS` that counted `counts`, if any.
     fn reason(args: &[&str], counts: Counts) -> Option<String> {
         let e = judge(&ok(args), &counts).err()?;
-        assert_eq!(crate::exit::code_for(&e), crate::exit::UNMET, "{e:#}");
+        assert_eq!(
+            crate::app::exit::code_for(&e),
+            crate::app::exit::UNMET,
+            "{e:#}"
+        );
         Some(format!("{e:#}"))
     }
 
@@ -358,8 +362,8 @@ mod tests {
     fn shown(
         args: &[&str],
         counts: &Counts,
-        replay: Option<(crate::capture::Skipped, u64)>,
-        icmp: Option<crate::sys::ErrorReport>,
+        replay: Option<(crate::wire::capture::Skipped, u64)>,
+        icmp: Option<crate::net::sys::ErrorReport>,
     ) -> String {
         stats(&ok(args), counts, Duration::from_secs(2), replay, icmp)
     }
@@ -444,7 +448,7 @@ mod tests {
         let v = json(&shown(
             &[T, "--replay", "c.pcap", "-r", "-f", "json"],
             &counts,
-            Some((crate::capture::Skipped::default(), 0)),
+            Some((crate::wire::capture::Skipped::default(), 0)),
             None,
         ));
         assert_eq!(
@@ -488,7 +492,7 @@ mod tests {
             bytes: 50,
             ..Counts::default()
         };
-        let skipped = crate::capture::Skipped {
+        let skipped = crate::wire::capture::Skipped {
             frames: 9,
             truncated: 1,
             not_udp: 2,
@@ -543,7 +547,7 @@ mod tests {
             bytes: 2,
             ..Counts::default()
         };
-        let report = crate::sys::ErrorReport::from_errno(libc::ECONNREFUSED);
+        let report = crate::net::sys::ErrorReport::from_errno(libc::ECONNREFUSED);
         let v = json(&shown(
             &[T, "hi", "-f", "json"],
             &counts,

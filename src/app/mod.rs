@@ -1,0 +1,299 @@
+//! The program around the subcommands: the one-line error report and its exit code,
+//! clap's errors folded onto one line, and logging on stderr (SPEC §6, §7).
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+use crate::cli::{Cli, LogOpts};
+
+pub mod exit;
+
+/// Print the error once, as one line, and pick its exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    if let Some(line) = error_line(err) {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    ExitCode::from(exit::code_for(err))
+}
+
+/// The one line `report` prints for `err` (newline included), or `None` for an error
+/// that ends quietly.
+pub fn error_line(err: &anyhow::Error) -> Option<String> {
+    if exit::is_quiet(err) {
+        return None;
+    }
+    let line = abbreviate(&format!("{err:#}").replace('\n', " "));
+    Some(format!("dgram: {line}\n"))
+}
+
+/// `--help` and `--version` print to stdout and exit 0; any other parse error becomes one
+/// line on stderr, exit 2: `dgram: invalid value 'abc' for '--count <N>': ... (see 'dgram send --help')`.
+pub fn clap_error(err: &clap::Error) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match usage_line(err, &args) {
+        Some(line) => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            ExitCode::from(exit::USAGE)
+        }
+        None => {
+            let _ = err.print();
+            ExitCode::from(exit::SUCCESS)
+        }
+    }
+}
+
+/// The one line (newline included) `clap_error` prints for a parse error of the command
+/// line `args` (program name first); `None` for `--help` and `--version`, which are not
+/// errors.
+pub fn usage_line(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        return None;
+    }
+    let rendered = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        format!("a subcommand is required: {}", names.join(", "))
+    } else {
+        err.render().to_string()
+    };
+    let line = abbreviate(&fold_clap_message(&rendered, &subcommand_in(args)));
+    Some(format!("dgram: {line}\n"))
+}
+
+/// clap's message, first paragraph only, folded onto one line, with a pointer to --help.
+fn fold_clap_message(rendered: &str, subcommand: &str) -> String {
+    let first = rendered.split("\n\n").next().unwrap_or(rendered);
+    let mut line = first
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(rest) = line.strip_prefix("error: ") {
+        line = rest.to_string();
+    }
+    let help = if subcommand.is_empty() {
+        "dgram --help".to_string()
+    } else {
+        format!("dgram {subcommand} --help")
+    };
+    format!("{line} (see '{help}')")
+}
+
+/// Shorten words longer than 80 bytes (a 100 KiB argument quoted back): the error line
+/// stays readable and still says what the word was like and how long.
+fn abbreviate(line: &str) -> String {
+    line.split(' ')
+        .map(|word| {
+            if word.len() <= 80 {
+                return word.to_string();
+            }
+            let cut = (0..=40)
+                .rev()
+                .find(|&i| word.is_char_boundary(i))
+                .unwrap_or(0);
+            format!("{}...({} bytes)", &word[..cut], word.len())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The subcommand named on the command line `args`, if any, for the `--help` pointer.
+fn subcommand_in(args: &[std::ffi::OsString]) -> String {
+    let command = Cli::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    args.iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| names.iter().any(|n| n == a))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// tracing on stderr (never stdout: stdout is data). Default `warn`; `-v` info, `-vv`
+/// debug, `-vvv` trace; `-q` errors only; `RUST_LOG` overrides all of them.
+pub fn init_logging(opts: &LogOpts) {
+    let filter = log_filter(opts, std::env::var("RUST_LOG").ok().as_deref());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .event_format(Plain);
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .init();
+}
+
+/// What is logged for `-q`/`-v...`, unless `rust_log` (the `RUST_LOG` value) parses: it
+/// takes `LEVEL` or `TARGET=LEVEL,...` (tracing-subscriber's `Targets`, which needs no
+/// regex engine: EnvFilter's made the binary larger and its start-up slower).
+fn log_filter(opts: &LogOpts, rust_log: Option<&str>) -> Targets {
+    let level = match (opts.quiet, opts.verbose) {
+        (true, _) => LevelFilter::ERROR,
+        (_, 0) => LevelFilter::WARN,
+        (_, 1) => LevelFilter::INFO,
+        (_, 2) => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    rust_log
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level))
+}
+
+/// `dgram: warning: message key=value`, the same shape as the error line.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO => "info",
+            Level::DEBUG => "debug",
+            Level::TRACE => "trace",
+        };
+        write!(writer, "dgram: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn long_words_are_abbreviated() {
+        let long = "a".repeat(1000);
+        let line = abbreviate(&format!("invalid address '{long}': missing port"));
+        assert!(line.len() < 120, "{line}");
+        assert!(
+            line.contains("(1003 bytes)") && line.ends_with("missing port"),
+            "{line}"
+        );
+        assert_eq!(abbreviate("short words stay"), "short words stay");
+        let wide = "é".repeat(100);
+        assert!(abbreviate(&wide).contains("bytes)"));
+    }
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let err = Cli::try_parse_from(["dgram", "send", "127.0.0.1:9", "x", "--count", "abc"])
+            .unwrap_err();
+        let line = fold_clap_message(&err.render().to_string(), "send");
+        assert!(
+            line.starts_with("invalid value 'abc' for '--count <N>': invalid digit"),
+            "{line}"
+        );
+        assert!(line.ends_with("(see 'dgram send --help')"), "{line}");
+        assert!(!line.contains('\n'));
+
+        let err = Cli::try_parse_from(["dgram", "send"]).unwrap_err();
+        let line = fold_clap_message(&err.render().to_string(), "send");
+        assert!(
+            line.contains("required") && line.contains("<TARGET>"),
+            "{line}"
+        );
+    }
+
+    fn argv(words: &[&str]) -> Vec<std::ffi::OsString> {
+        words.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    #[test]
+    fn the_usage_line_points_at_the_help_of_the_subcommand_named() {
+        let line_of = |words: &[&str]| {
+            let args = argv(words);
+            let err = Cli::parse_from_args(args.clone()).unwrap_err();
+            usage_line(&err, &args)
+        };
+        let line = line_of(&["dgram", "listen", "0", "--frobnicate"]).unwrap();
+        assert!(
+            line.starts_with("dgram: unexpected argument '--frobnicate'"),
+            "{line}"
+        );
+        assert!(line.ends_with("(see 'dgram listen --help')\n"), "{line}");
+        assert_eq!(line.lines().count(), 1);
+        // The subcommand is found wherever it is on the line.
+        let line = line_of(&["dgram", "-Z", "send"]).unwrap();
+        assert!(
+            line.ends_with("(see 'dgram send --help')\n")
+                || line.ends_with("(see 'dgram --help')\n"),
+            "{line}"
+        );
+        let line = line_of(&["dgram", "nosuchcommand"]).unwrap();
+        assert!(line.ends_with("(see 'dgram --help')\n"), "{line}");
+        // Help and version are not errors: no line.
+        assert_eq!(line_of(&["dgram", "--help"]), None);
+        assert_eq!(line_of(&["dgram", "send", "--version"]), None);
+    }
+
+    #[test]
+    fn an_error_is_one_line_unless_it_ends_quietly() {
+        let err = anyhow::anyhow!("first\nsecond").context("outer");
+        assert_eq!(
+            error_line(&err).as_deref(),
+            Some("dgram: outer: first second\n")
+        );
+    }
+
+    #[test]
+    fn each_v_shows_one_level_more_and_rust_log_overrides_them() {
+        let filter = |quiet: bool, verbose: u8, env: Option<&str>| {
+            let opts = LogOpts { quiet, verbose };
+            let f = log_filter(&opts, env);
+            [
+                Level::ERROR,
+                Level::WARN,
+                Level::INFO,
+                Level::DEBUG,
+                Level::TRACE,
+            ]
+            .into_iter()
+            .filter(|l| f.would_enable("dgram_cli", l))
+            .count()
+        };
+        assert_eq!(filter(true, 0, None), 1, "-q: errors only");
+        assert_eq!(filter(true, 3, None), 1, "-q wins over -v");
+        assert_eq!(filter(false, 0, None), 2, "warnings by default");
+        assert_eq!(filter(false, 1, None), 3);
+        assert_eq!(filter(false, 2, None), 4);
+        assert_eq!(filter(false, 3, None), 5);
+        assert_eq!(filter(false, 9, None), 5);
+        assert_eq!(filter(true, 0, Some("debug")), 4, "RUST_LOG overrides -q");
+        assert_eq!(filter(false, 0, Some("dgram_cli=trace")), 5);
+        assert_eq!(
+            filter(false, 1, Some("dgram_cli=loud")),
+            3,
+            "unparsable: ignored"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The receive loop every server shares (`listen` now; `echo` and `multicast join` later):
+//! batches from a non-blocking socket, idle detection, deadlines and signals.
+
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::base::error::IoContext;
+use crate::net::signal::{Signals, WakeAny};
+use crate::net::sys::{RecvBatch, RecvMeta};
+
+/// Datagrams taken per `recvmmsg` call.
+pub const BATCH: usize = 64;
+
+/// The receive buffer servers ask for when `--rcvbuf` is not given: 4 MiB holds about
+/// 50 ms of a 100,000/s stream of small datagrams (each costs ~768 bytes of buffer),
+/// where the kernel default (208 KiB) holds 2.5 ms, less than one scheduling hiccup on
+/// a busy machine. Capped by `net.core.rmem_max` (4 MiB on many systems) without a word.
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
+
+/// When a receive loop stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// After this many datagrams the handler counted.
+    pub count: Option<u64>,
+    /// When nothing counted has arrived for this long.
+    pub idle: Option<Duration>,
+    /// After this long in all.
+    pub duration: Option<Duration>,
+}
+
+/// Why a receive loop stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// `--count` datagrams were counted.
+    Count,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// `--duration` passed.
+    Duration,
+    /// SIGINT or SIGTERM (its number).
+    Signal(i32),
+}
+
+/// What a receive loop does with what it receives.
+pub trait Handler {
+    /// One datagram. Returns whether it counts (passed the filters) toward `--count`.
+    fn datagram(
+        &mut self,
+        meta: RecvMeta,
+        payload: &[u8],
+        time: SystemTime,
+    ) -> anyhow::Result<bool>;
+    /// The socket has nothing queued: flush output now, so no datagram waits behind a buffer.
+    fn idle(&mut self) -> anyhow::Result<()>;
+    /// The last batch has been handed over (echo sends its replies here, in one batch).
+    fn batch_end(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// When the handler wants [`tick`](Self::tick) called, if ever (echo's delayed replies).
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+    /// Called at or after [`wake_at`](Self::wake_at).
+    fn tick(&mut self, _now: Instant) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Another descriptor to wait on beside the socket (`--exec`'s finished jobs).
+    fn extra_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// [`extra_fd`](Self::extra_fd) is readable.
+    fn extra_ready(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// An ICMP error the socket's error queue reported (a reply's destination said no).
+    fn icmp(&mut self, _report: crate::net::sys::ErrorReport) {}
+}
+
+/// Receive on `socket` until a limit or a signal stops it. Returns why it stopped and how
+/// many datagrams were counted.
+pub fn run(
+    socket: &UdpSocket,
+    batch: &mut RecvBatch,
+    limits: Limits,
+    signals: &Signals,
+    handler: &mut impl Handler,
+) -> anyhow::Result<(Stop, u64)> {
+    let fd = socket.as_raw_fd();
+    let start = Instant::now();
+    let end = limits.duration.map(|d| start + d);
+    let mut last = start;
+    let mut counted = 0u64;
+    loop {
+        if let Some(sig) = signals.pending() {
+            return Ok((Stop::Signal(sig), counted));
+        }
+        // Never take more than --count still needs, so nothing is dequeued and then lost.
+        let want = limits
+            .count
+            .map_or(BATCH, |c| (c - counted).min(BATCH as u64) as usize);
+        let drained = match batch.recv(fd, want) {
+            Ok(n) => {
+                let now = SystemTime::now();
+                let before = counted;
+                for i in 0..n {
+                    if handler.datagram(batch.meta(i), batch.payload(i), now)? {
+                        counted += 1;
+                        // One GRO buffer may hold more datagrams than --count wants.
+                        if limits.count.is_some_and(|c| counted >= c) {
+                            break;
+                        }
+                    }
+                }
+                handler.batch_end()?;
+                let now = Instant::now();
+                if handler.wake_at().is_some_and(|w| w <= now) {
+                    handler.tick(now)?;
+                }
+                if counted > before {
+                    last = now;
+                }
+                if limits.count.is_some_and(|c| counted >= c) {
+                    handler.idle()?;
+                    return Ok((Stop::Count, counted));
+                }
+                if end.is_some_and(|e| Instant::now() >= e) {
+                    handler.idle()?;
+                    return Ok((Stop::Duration, counted));
+                }
+                // Fewer messages than asked for: the queue was empty when the kernel
+                // looked. Wait now rather than spend a call to hear EAGAIN (if one came
+                // in since, poll returns at once).
+                batch.messages() < want.min(batch.capacity())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // A wake with nothing to read may be a queued ICMP error (POLLERR): drain
+                // the queue, or the poll would spin.
+                drain_errors(fd, handler);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+            // An ICMP error for an earlier send from this socket (echo's replies): it
+            // concerns that peer, not this loop.
+            Err(e) if drain_errors(fd, handler) > 0 || is_icmp_errno(&e) => false,
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(crate::base::error::IoError(e)).context("failed to receive")
+                )
+            }
+        };
+        if drained {
+            handler.idle()?;
+            let idle_end = limits.idle.map(|d| last + d);
+            let deadline = [idle_end, end, handler.wake_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            match signals
+                .wait_any([Some(fd), handler.extra_fd()], deadline)
+                .io_context(|| "failed to wait for datagrams".into())?
+            {
+                WakeAny::Ready([_, extra]) => {
+                    if extra {
+                        handler.extra_ready()?;
+                    }
+                }
+                WakeAny::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
+                WakeAny::Timeout => {
+                    let now = Instant::now();
+                    if handler.wake_at().is_some_and(|w| w <= now) {
+                        handler.tick(now)?;
+                        // A timer, not a limit, woke us: unless a limit passed too.
+                        if idle_end.is_none_or(|i| now < i) && end.is_none_or(|e| now < e) {
+                            continue;
+                        }
+                    }
+                    let stop = if end.is_some_and(|e| now >= e) {
+                        Stop::Duration
+                    } else {
+                        Stop::Idle
+                    };
+                    return Ok((stop, counted));
+                }
+            }
+        }
+    }
+}
+
+/// Hand every report of the socket's error queue to the handler; how many there were.
+/// Servers call it once more as they stop, so an error already queued is still counted.
+pub fn drain_errors(fd: std::os::fd::RawFd, handler: &mut impl Handler) -> usize {
+    drain_reports(fd, |report| handler.icmp(report))
+}
+
+/// Hand every report of the socket's error queue to `each`; how many there were.
+/// Bounded: a flood of queued errors is drained a batch at a time between receives
+/// (what is left keeps POLLERR up, so the next wake takes the next batch).
+pub fn drain_reports(
+    fd: std::os::fd::RawFd,
+    mut each: impl FnMut(crate::net::sys::ErrorReport),
+) -> usize {
+    let mut n = 0;
+    while n < 1024 {
+        match crate::net::sys::take_error_report(fd) {
+            Ok(Some(report)) => {
+                each(report);
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// As [`drain_reports`]; when nothing was queued, the errno a call gave for the error
+/// (`e`: no error queue on this platform, or its report already read) is handed on
+/// instead, as all that is known of it.
+pub fn drain_reports_or_errno(
+    fd: std::os::fd::RawFd,
+    e: Option<&io::Error>,
+    mut each: impl FnMut(crate::net::sys::ErrorReport),
+) -> usize {
+    let n = drain_reports(fd, &mut each);
+    match e.and_then(io::Error::raw_os_error) {
+        Some(errno) if n == 0 => {
+            each(crate::net::sys::ErrorReport::from_errno(errno));
+            1
+        }
+        _ => n,
+    }
+}
+
+/// The errnos an ICMP error for an earlier send leaves on a socket.
+pub fn is_icmp_errno(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EMSGSIZE
+                | libc::EACCES
+                | libc::EPERM
+                | libc::EPROTO
+        )
+    )
+}
+
+/// Write the `--ready-file` atomically (a temporary file renamed into place), then print
+/// `listening on ADDR` as the first stderr line (even with `-q`). In that order, so that a
+/// reader who sees the line can also read the file.
+pub fn announce(
+    addr: std::net::SocketAddr,
+    ready_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let addr = crate::net::addr::normalize(addr);
+    if let Some(path) = ready_file {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, format!("{addr}\n"))
+            .io_context(|| format!("failed to write --ready-file {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).io_context(|| {
+            format!(
+                "failed to move {} to --ready-file {}",
+                tmp.display(),
+                path.display()
+            )
+        })?;
+    }
+    // One write: a reader of the pipe never sees half a line.
+    let _ = io::stderr().write_all(format!("listening on {addr}\n").as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn an_errno_stands_for_the_error_only_when_nothing_was_queued() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let mut got = Vec::new();
+        let n = drain_reports_or_errno(s.as_raw_fd(), Some(&refused), |r| got.push(r));
+        assert_eq!(n, 1);
+        assert_eq!(
+            crate::net::icmp::classify(&got[0]),
+            crate::net::icmp::Kind::PortUnreachable
+        );
+        assert_eq!(
+            drain_reports_or_errno(s.as_raw_fd(), None, |r| got.push(r)),
+            0
+        );
+        assert_eq!(got.len(), 1);
+    }
+}

@@ -1,0 +1,580 @@
+//! Linux: `recvmmsg`/`sendmmsg` batches, `SO_MEMINFO` drop counts, `IP_MTU_DISCOVER`.
+
+use std::io;
+use std::mem;
+use std::os::fd::RawFd;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{empty_storage, sockaddr_to_std, std_to_sockaddr, Ancillary, RecvMeta, Reply};
+
+/// Room for the control messages of one datagram: a `UDP_GRO` int (24 bytes with its
+/// header), an `in_pktinfo` (28) or `in6_pktinfo` (36), with slack.
+const CONTROL_LEN: usize = 128;
+
+/// Receive buffers for up to `slots` messages, filled by one `recvmmsg` call.
+///
+/// With UDP GRO on, one message may hold many datagrams the kernel coalesced (a GSO
+/// sender's batch); they are split back here by the segment size the `UDP_GRO` cmsg gives
+/// (the last may be shorter), so callers only ever see single datagrams.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    slot_size: usize,
+    keep: usize,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    control: Vec<[u64; CONTROL_LEN / 8]>,
+    ancillary: Ancillary,
+    /// Per datagram: where it starts in `buf`, and what the kernel said of it.
+    spans: Vec<(usize, RecvMeta)>,
+    /// Messages the last call returned (fewer than datagrams with GRO).
+    messages: usize,
+}
+
+impl RecvBatch {
+    /// Room for `slots` datagrams (at least one), keeping up to `keep` bytes of each.
+    pub fn new(slots: usize, keep: usize) -> Self {
+        Self::with(slots, keep, Ancillary::default())
+    }
+
+    /// As [`new`](Self::new), asking for the control messages in `ancillary`. With GRO
+    /// every slot holds a whole coalesced buffer (64 KiB) and `keep` applies to each
+    /// datagram split from it.
+    pub fn with(slots: usize, keep: usize, ancillary: Ancillary) -> Self {
+        let slot_size = if ancillary.gro { LARGEST } else { keep };
+        let slots = slots.max(1);
+        let wants_control = ancillary.gro || ancillary.pktinfo;
+        RecvBatch {
+            buf: vec![0; slots * slot_size],
+            slot_size,
+            keep,
+            addrs: vec![empty_storage(); slots],
+            // SAFETY: iovec and mmsghdr are plain old data; zeroes are valid (null
+            // pointers, zero lengths) and every field used is set before each call.
+            iovs: vec![unsafe { mem::zeroed() }; slots],
+            msgs: vec![unsafe { mem::zeroed() }; slots],
+            control: if wants_control {
+                vec![[0; CONTROL_LEN / 8]; slots]
+            } else {
+                Vec::new()
+            },
+            ancillary,
+            spans: Vec::with_capacity(slots),
+            messages: 0,
+        }
+    }
+
+    /// How many messages one call can take.
+    pub fn capacity(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// How many messages the last [`recv`](Self::recv) took.
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+
+    /// Take up to `max` queued messages without blocking; returns how many datagrams
+    /// they held (more than `max` only with GRO).
+    ///
+    /// `ErrorKind::WouldBlock` when none is queued. `MSG_TRUNC` makes the kernel report
+    /// each datagram's real length even when its slot was smaller (udp(7)).
+    pub fn recv(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
+        let n = max.clamp(1, self.msgs.len());
+        let base = self.buf.as_mut_ptr();
+        for i in 0..n {
+            // SAFETY: i < slots, so the slot lies inside buf.
+            self.iovs[i].iov_base = unsafe { base.add(i * self.slot_size) }.cast();
+            self.iovs[i].iov_len = self.slot_size;
+            let hdr = &mut self.msgs[i].msg_hdr;
+            hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            if !self.control.is_empty() {
+                hdr.msg_control = self.control[i].as_mut_ptr().cast();
+                hdr.msg_controllen = CONTROL_LEN as _;
+            } else {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            hdr.msg_flags = 0;
+            self.msgs[i].msg_len = 0;
+        }
+        // SAFETY: msgs[..n] point at live buffers owned by self for the whole call.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.spans.clear();
+        self.messages = got as usize;
+        for i in 0..got as usize {
+            let len = self.msgs[i].msg_len as usize;
+            let peer = sockaddr_to_std(&self.addrs[i])
+                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            let start = i * self.slot_size;
+            let control = self.control_of(i);
+            let dst = control.pktinfo;
+            let meta = |len: usize, captured: usize| RecvMeta {
+                len,
+                captured,
+                peer,
+                dst,
+            };
+            match control.gro_segment.filter(|&seg| seg > 0 && seg < len) {
+                Some(seg) => {
+                    tracing::trace!(len, segment = seg, "GRO buffer split");
+                    for off in (0..len).step_by(seg) {
+                        let len = seg.min(len - off);
+                        self.spans
+                            .push((start + off, meta(len, len.min(self.keep))));
+                    }
+                }
+                None => {
+                    let captured = len.min(self.slot_size).min(self.keep);
+                    self.spans.push((start, meta(len, captured)));
+                }
+            }
+        }
+        Ok(self.spans.len())
+    }
+
+    /// The control messages of message `i`: its GRO segment size and its destination.
+    fn control_of(&self, i: usize) -> Control {
+        let mut out = Control::default();
+        if self.control.is_empty() {
+            return out;
+        }
+        let hdr = &self.msgs[i].msg_hdr;
+        // SAFETY: the kernel filled msg_control up to msg_controllen with well-formed
+        // cmsgs; the CMSG_* helpers stay inside that length, and each payload is read
+        // unaligned into a value of the type its level and type say it holds.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+            while !cmsg.is_null() {
+                let data = libc::CMSG_DATA(cmsg);
+                match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                    (libc::SOL_UDP, libc::UDP_GRO) if self.ancillary.gro => {
+                        let seg = std::ptr::read_unaligned(data as *const libc::c_int);
+                        out.gro_segment = usize::try_from(seg).ok();
+                    }
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                        let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
+                        let dst = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
+                        out.pktinfo = Some(IpAddr::V4(dst));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                        let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
+                        let dst = IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)).to_canonical();
+                        out.pktinfo = Some(dst);
+                    }
+                    _ => {}
+                }
+                cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+            }
+        }
+        out
+    }
+
+    /// What the kernel said about datagram `i` of the last [`recv`](Self::recv).
+    pub fn meta(&self, i: usize) -> RecvMeta {
+        self.spans[i].1
+    }
+
+    /// The captured bytes of datagram `i` of the last [`recv`](Self::recv).
+    pub fn payload(&self, i: usize) -> &[u8] {
+        let (start, meta) = self.spans[i];
+        &self.buf[start..start + meta.captured]
+    }
+}
+
+/// What the control messages of one received message said.
+#[derive(Default)]
+struct Control {
+    gro_segment: Option<usize>,
+    pktinfo: Option<IpAddr>,
+}
+
+/// Slots of this size hold any UDP datagram and any coalesced GRO buffer.
+const LARGEST: usize = 65_535;
+
+/// Turn on UDP GRO (Linux 5.0): the kernel may hand over a GSO sender's batch as one
+/// buffer with its segment size in a cmsg, which [`RecvBatch::with_gro`] splits.
+pub fn enable_gro(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Ask for each datagram's destination address: `IP_PKTINFO` (IPv4), `IPV6_RECVPKTINFO`
+/// (IPv6, and `IP_PKTINFO` too so IPv4-mapped traffic on a dual-stack socket has it).
+pub fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        // Fails on a v6-only socket, which never sees IPv4 traffic anyway.
+        let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
+        Ok(())
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// The buffers of a batched send, kept by the sender between calls: once grown to a
+/// batch they are reused, so sending allocates nothing. Their pointers are set anew by
+/// each call and mean nothing between calls.
+#[derive(Default)]
+pub struct SendScratch {
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    names: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    controls: Vec<[u64; CONTROL_LEN / 8]>,
+    /// Each reply's source address, and whether it goes to an IPv4 peer.
+    sources: Vec<(Option<IpAddr>, bool)>,
+}
+
+// SAFETY: the raw pointers inside are written and read only within one send call, on
+// the thread making it; between calls they are dead values, never dereferenced.
+unsafe impl Send for SendScratch {}
+
+/// Send `replies` from an unconnected socket in `sendmmsg` calls, each to its address and,
+/// when `from` is set, from that source address (a PKTINFO cmsg: the reply leaves from
+/// the address the request was sent to, even on a wildcard bind). At most 64 a call.
+/// Returns how many were sent before an error, or the error when the first failed.
+pub fn send_replies<'a>(
+    fd: RawFd,
+    ipv6_socket: bool,
+    replies: impl IntoIterator<Item = Reply<'a>>,
+    scratch: &mut SendScratch,
+) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let s = scratch;
+    s.names.clear();
+    s.iovs.clear();
+    s.controls.clear();
+    s.sources.clear();
+    s.msgs.clear();
+    for r in replies.into_iter().take(MAX) {
+        s.names.push(std_to_sockaddr(r.to, ipv6_socket));
+        s.iovs.push(libc::iovec {
+            iov_base: r.payload.as_ptr() as *mut libc::c_void,
+            iov_len: r.payload.len(),
+        });
+        s.controls.push([0; CONTROL_LEN / 8]);
+        s.sources.push((r.from, r.to.is_ipv4()));
+    }
+    // The vectors above are complete: their elements stay where they are while the
+    // headers below point at them.
+    for i in 0..s.iovs.len() {
+        // SAFETY: plain old data; the pointers are set next, to buffers alive for the call.
+        let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
+        let hdr = &mut m.msg_hdr;
+        hdr.msg_name = (&mut s.names[i].0 as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = s.names[i].1;
+        hdr.msg_iov = &mut s.iovs[i];
+        hdr.msg_iovlen = 1;
+        if let (Some(from), to_ipv4) = s.sources[i] {
+            hdr.msg_control = s.controls[i].as_mut_ptr().cast();
+            // SAFETY: the control buffer has room for one pktinfo cmsg of either family.
+            hdr.msg_controllen = unsafe { write_pktinfo(hdr, from, to_ipv4) };
+        }
+        s.msgs.push(m);
+    }
+    // SAFETY: msgs point at names, iovecs, payloads and controls alive here.
+    unsafe { sendmmsg_all(fd, &mut s.msgs) }
+}
+
+/// Write a source-address cmsg into `hdr`'s control buffer: `IP_PKTINFO` with
+/// `ipi_spec_dst` for an IPv4 peer (also on a dual-stack IPv6 socket, where udpv6_sendmsg
+/// hands mapped peers to the IPv4 path, which reads SOL_IP cmsgs), `IPV6_PKTINFO`
+/// otherwise. Returns the control length to set.
+///
+/// # Safety
+/// `hdr.msg_control` must point at at least `CONTROL_LEN` writable, aligned, zeroed bytes.
+unsafe fn write_pktinfo(hdr: &mut libc::msghdr, from: IpAddr, to_ipv4: bool) -> usize {
+    match (from, to_ipv4) {
+        (IpAddr::V4(src), true) => {
+            let size = mem::size_of::<libc::in_pktinfo>() as u32;
+            hdr.msg_controllen = libc::CMSG_SPACE(size) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(hdr);
+            (*cmsg).cmsg_level = libc::IPPROTO_IP;
+            (*cmsg).cmsg_type = libc::IP_PKTINFO;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+            let mut info: libc::in_pktinfo = mem::zeroed();
+            info.ipi_spec_dst.s_addr = u32::from(src).to_be();
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in_pktinfo, info);
+            libc::CMSG_SPACE(size) as usize
+        }
+        (IpAddr::V6(src), false) => {
+            let size = mem::size_of::<libc::in6_pktinfo>() as u32;
+            hdr.msg_controllen = libc::CMSG_SPACE(size) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(hdr);
+            (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+            (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+            let mut info: libc::in6_pktinfo = mem::zeroed();
+            info.ipi6_addr.s6_addr = src.octets();
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in6_pktinfo, info);
+            libc::CMSG_SPACE(size) as usize
+        }
+        // A family mix cannot happen (the destination and the peer share a family);
+        // without a cmsg the kernel picks the source.
+        _ => 0,
+    }
+}
+
+/// Send `buf` on a connected socket as datagrams of `segment` bytes each (the last may be
+/// shorter) in one call, with UDP GSO (`UDP_SEGMENT` cmsg, Linux 4.18). At most 64
+/// segments and 65,507 bytes (IPv4) per call.
+///
+/// Fails with `EINVAL`/`EIO`/`ENOPROTOOPT` where the kernel or the route cannot do GSO:
+/// the caller falls back to [`send_batch`].
+pub fn send_segments(fd: RawFd, buf: &[u8], segment: u16) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
+    let mut control = [0u64; 4];
+    debug_assert!(space <= mem::size_of_val(&control));
+    // SAFETY: plain old data; every field used is set below.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` zeroed, aligned bytes: room for one cmsg
+    // carrying a u16, which is what is written.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            (&segment as *const u16).cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            mem::size_of::<u16>(),
+        );
+    }
+    // SAFETY: msg points at iov, buf and control, all alive for the call.
+    let rc = unsafe { libc::sendmsg(fd, &msg, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(buf.len().div_ceil(usize::from(segment).max(1)))
+}
+
+/// Send `payloads` on a connected socket, one datagram each, in `sendmmsg` calls of up to
+/// 1024 (UIO_MAXIOV). Returns how many were sent before an error, or the error when the
+/// first one failed. A blocking socket blocks for room in its send buffer.
+pub fn send_batch<'a>(
+    fd: RawFd,
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+    scratch: &mut SendScratch,
+) -> io::Result<usize> {
+    const MAX: usize = 1024;
+    let s = scratch;
+    s.iovs.clear();
+    s.iovs
+        .extend(payloads.into_iter().take(MAX).map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        }));
+    s.msgs.clear();
+    for iov in s.iovs.iter_mut() {
+        // SAFETY: plain old data; zeroes mean "no name, no control".
+        let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        s.msgs.push(m);
+    }
+    // SAFETY: msgs point at iovecs and payloads alive for the call.
+    unsafe { sendmmsg_all(fd, &mut s.msgs) }
+}
+
+/// `sendmmsg` until every message went, an error stopped it, or a signal was retried.
+/// Returns how many were sent, or the error when the first one failed.
+///
+/// # Safety
+/// Every pointer in `msgs` must point at memory that stays valid for the call.
+unsafe fn sendmmsg_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    let n = msgs.len();
+    let mut sent = 0;
+    while sent < n {
+        let rc = libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as libc::c_uint, 0);
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return if sent == 0 { Err(err) } else { Ok(sent) };
+        }
+        sent += rc as usize;
+    }
+    Ok(sent)
+}
+
+/// The socket's count of datagrams the kernel dropped (receive queue full, bad checksum),
+/// read with `SO_MEMINFO` (index `SK_MEMINFO_DROPS`): exact at the time of the call,
+/// unlike the `SO_RXQ_OVFL` cmsg, which lags at the end of a flood.
+pub fn kernel_drops(fd: RawFd) -> Option<u64> {
+    const SK_MEMINFO_VARS: usize = 9;
+    const SK_MEMINFO_DROPS: usize = 8;
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: info is a writable buffer of len bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize > SK_MEMINFO_DROPS * 4).then(|| u64::from(info[SK_MEMINFO_DROPS]))
+}
+
+/// Set the DF bit (IPv4) / forbid local fragmentation (IPv6): `IP_PMTUDISC_DO` (ip(7)).
+/// A datagram larger than the path MTU then fails with `EMSGSIZE` instead of fragmenting.
+pub fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    let (level, name, value) = if ipv6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    };
+    setsockopt_int(fd, level, name, value)
+}
+
+/// Whether the kernel takes UDP GSO on this socket: set `UDP_SEGMENT` (a socket option
+/// that only says the segment size of later sends; nothing is sent).
+pub fn probe_gso(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_UDP, libc::UDP_SEGMENT, 1400)
+}
+
+/// Queue ICMP errors on the socket (IP_RECVERR / IPV6_RECVERR, ip(7), ipv6(7)), so an
+/// error says what happened and who said so, on unconnected sockets too. On an IPv6
+/// socket both are set: IPv4-mapped peers report through IP_RECVERR.
+pub fn enable_recverr(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
+        // Dual-stack sockets: best effort.
+        let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1);
+        Ok(())
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+    }
+}
+
+/// Take one report from the socket's error queue (`MSG_ERRQUEUE`), or `None` when it is
+/// empty. Draining it matters: a queued error keeps poll reporting POLLERR.
+pub fn take_error_report(fd: RawFd) -> io::Result<Option<super::ErrorReport>> {
+    let mut data = [0u8; 512];
+    let mut control = [0u64; 64];
+    let mut name = empty_storage();
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: plain old data; the pointers are set to buffers alive for the call.
+    let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+    hdr.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    hdr.msg_controllen = mem::size_of_val(&control) as _;
+    // SAFETY: hdr points at buffers alive for the call.
+    let rc = unsafe { libc::recvmsg(fd, &mut hdr, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let dest = sockaddr_to_std(&name);
+    // SAFETY: the kernel filled msg_control up to msg_controllen with cmsgs.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: cmsg points at a header inside the control buffer.
+        let c = unsafe { &*cmsg };
+        let is_err = (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_RECVERR)
+            || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_RECVERR);
+        if is_err {
+            // SAFETY: an IP(V6)_RECVERR cmsg holds a sock_extended_err followed by the
+            // offender's address (SO_EE_OFFENDER), inside the control buffer.
+            let ee_ptr = unsafe { libc::CMSG_DATA(cmsg) } as *const libc::sock_extended_err;
+            let ee = unsafe { std::ptr::read_unaligned(ee_ptr) };
+            let offender_ptr = unsafe { ee_ptr.add(1) } as *const libc::sockaddr_storage;
+            let offender_end =
+                unsafe { (offender_ptr as *const u8).add(mem::size_of::<libc::sockaddr_in>()) };
+            let control_end =
+                unsafe { (control.as_ptr() as *const u8).add(hdr.msg_controllen as usize) };
+            let offender = if offender_end <= control_end {
+                // SAFETY: at least a sockaddr_in lies inside the buffer; read it whole
+                // into storage (the rest of the storage stays zero).
+                let mut storage = empty_storage();
+                let avail = (control_end as usize - offender_ptr as usize)
+                    .min(mem::size_of::<libc::sockaddr_storage>());
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        offender_ptr as *const u8,
+                        (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                        avail,
+                    )
+                };
+                sockaddr_to_std(&storage)
+                    .map(|a| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+            } else {
+                None
+            };
+            return Ok(Some(super::ErrorReport {
+                errno: ee.ee_errno as i32,
+                origin: ee.ee_origin,
+                icmp_type: ee.ee_type,
+                icmp_code: ee.ee_code,
+                info: ee.ee_info,
+                offender,
+                dest,
+            }));
+        }
+        // SAFETY: as above; NXTHDR returns null past the end.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
+    }
+    Ok(None)
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: value is a live c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,447 @@
+//! Answering datagrams from a server's own socket: the admission step (the echo policy
+//! and the per-source rate limit), the impairment decisions with their timer queue, and
+//! batched sends. `echo` uses it to reflect; the responders of `listen` will use it to
+//! answer. One place decides who gets a reply, so no server can become a reflector.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tracing::{info, trace, warn};
+
+use crate::net::signal::{Signals, Wake};
+use crate::net::sys::{send_replies, RecvMeta, Reply};
+use crate::netem::{Delayed, Impairment, Rng, TimerQueue};
+use crate::serve::limiter::SourceLimiter;
+use crate::serve::policy::{self, Host, Refusal};
+use crate::wire::pcap::PcapWriter;
+
+/// Default per-source limit off loopback (SPEC §4 echo).
+pub const DEFAULT_RATE_LIMIT: f64 = 1000.0;
+/// Delayed replies held at most; beyond, replies are dropped and counted.
+const TIMER_CAPACITY: usize = 100_000;
+/// A reordered reply is held at most this long waiting for a next reply.
+const MAX_HOLD: Duration = Duration::from_millis(100);
+/// Send errors logged before further ones are only counted.
+const SEND_ERROR_LOGS: u64 = 5;
+/// Replies per `sendmmsg` call.
+const SEND_BATCH: usize = 64;
+
+/// What a server answers a request with.
+#[derive(Debug)]
+pub enum Answer {
+    /// The request itself, byte for byte (echo).
+    Echo,
+    /// The same bytes to every request (`--respond`, `--respond-file`).
+    Fixed(Vec<u8>),
+    /// A mock DNS server (`--dns-answer`, `--dns-zone`).
+    Dns(crate::wire::dns::zone::Zone),
+    /// A program's stdout (`--exec`): computed by [`crate::serve::exec`], then
+    /// [`Replier::send`].
+    Exec(crate::serve::exec::ExecSettings),
+}
+
+/// How a server answers: who may get a reply, and how the network misbehaves.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// What the reply is.
+    pub answer: std::rc::Rc<Answer>,
+    /// Who answers, as messages name it: `echo` or `listen`.
+    pub name: &'static str,
+    /// Requests the policy refused still count toward `--count` (listen: every request
+    /// is a record; echo: only what passed the policy).
+    pub count_refused: bool,
+    /// Replies per second per source; `None`: no limit.
+    pub rate_limit: Option<f64>,
+    /// Sources the rate limit tracks at most.
+    pub max_sources: usize,
+    /// The impairment of replies.
+    pub impairment: Impairment,
+    /// The impairment's seed.
+    pub seed: u64,
+}
+
+impl Settings {
+    /// The rate limit SPEC §4 echo asks for: off on loopback unless asked, on elsewhere
+    /// unless `--no-rate-limit` (`none`).
+    pub fn rate_limit_for(local: SocketAddr, asked: Option<f64>, none: bool) -> Option<f64> {
+        match (none, asked) {
+            (true, _) => None,
+            (false, Some(r)) => Some(r),
+            (false, None) if is_loopback(local) => None,
+            (false, None) => Some(DEFAULT_RATE_LIMIT),
+        }
+    }
+
+    /// The warning a server bound off loopback prints after its announcement:
+    /// `echo on 0.0.0.0:7 answers other hosts: rate limit of 1000 replies/s per source ...`.
+    pub fn open_warning(&self, local: SocketAddr) -> Option<String> {
+        let who = self.name;
+        if is_loopback(local) {
+            return None;
+        }
+        Some(match self.rate_limit {
+            Some(r) => format!("{who} on {local} answers other hosts: rate limit of {r} replies/s per source (change it with --rate-limit, or --no-rate-limit)"),
+            None => format!("{who} on {local} answers other hosts with no rate limit (--no-rate-limit)"),
+        })
+    }
+}
+
+fn is_loopback(local: SocketAddr) -> bool {
+    local.ip().to_canonical().is_loopback()
+}
+
+/// What replying counted: the summary at exit.
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    /// Replies sent.
+    pub echoed: u64,
+    /// Requests the answer had nothing for (a mock DNS server's undecodable header).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unanswerable: u64,
+    /// Datagrams the policy refused, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Datagrams over the per-source rate limit.
+    pub rate_limited: u64,
+    /// Replies the impairment dropped (or the timer queue had no room for).
+    pub impairment_dropped: u64,
+    /// Replies sent twice.
+    pub duplicated: u64,
+    /// Replies delayed.
+    pub delayed: u64,
+    /// Replies held back behind the next one.
+    pub reordered: u64,
+    /// Sends that failed (never fatal).
+    pub send_errors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Counts {
+    /// Datagrams refused by the policy, all reasons.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
+}
+
+/// A reply ready to go in this batch.
+struct Queued {
+    payload: Range<usize>,
+    to: SocketAddr,
+    from: Option<IpAddr>,
+}
+
+/// Answers on one socket.
+pub struct Replier {
+    answer: std::rc::Rc<Answer>,
+    name: &'static str,
+    /// From [`Settings::count_refused`].
+    pub count_refused: bool,
+    host: Host,
+    limiter: Option<SourceLimiter>,
+    impairment: Option<(Impairment, Rng)>,
+    fd: RawFd,
+    ipv6_socket: bool,
+    wildcard: bool,
+    verbose: bool,
+    /// Payloads of this batch's replies.
+    arena: Vec<u8>,
+    queued: Vec<Queued>,
+    /// The buffers of `sendmmsg`, reused.
+    scratch: crate::net::sys::SendScratch,
+    timers: TimerQueue,
+    held: Option<(Delayed, Instant)>,
+    seq: u64,
+    /// What happened so far.
+    pub counts: Counts,
+}
+
+impl Replier {
+    /// A replier for the socket `fd`, bound to `local`.
+    pub fn new(fd: RawFd, local: SocketAddr, settings: &Settings) -> Self {
+        let impairment = settings.impairment;
+        Replier {
+            answer: std::rc::Rc::clone(&settings.answer),
+            name: settings.name,
+            count_refused: settings.count_refused,
+            host: Host {
+                local,
+                broadcasts: crate::net::sys::broadcast_addrs(),
+            },
+            limiter: settings
+                .rate_limit
+                .map(|r| SourceLimiter::new(r, 2.0 * r, settings.max_sources)),
+            impairment: impairment
+                .is_active()
+                .then(|| (impairment, Rng::new(settings.seed))),
+            fd,
+            ipv6_socket: local.is_ipv6(),
+            wildcard: local.ip().is_unspecified(),
+            verbose: tracing::enabled!(tracing::Level::INFO),
+            arena: Vec::with_capacity(64 * 1024),
+            queued: Vec::with_capacity(SEND_BATCH),
+            scratch: crate::net::sys::SendScratch::default(),
+            timers: TimerQueue::new(TIMER_CAPACITY),
+            held: None,
+            seq: 0,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Whether replies need each datagram's destination (PKTINFO): on a wildcard bind,
+    /// to tell broadcast from unicast and to answer from the address asked.
+    pub fn needs_destination(local: SocketAddr) -> bool {
+        local.ip().is_unspecified()
+    }
+
+    /// Admission: may `meta`'s sender get a reply now? Refusals by the policy are counted
+    /// by reason and return `Admit::Refused`; the rate limit's drops `Admit::Limited`.
+    pub fn admit(&mut self, meta: &RecvMeta, now: Instant) -> Admit {
+        if let Err(reason) =
+            policy::check(&self.host, meta.peer, meta.dst, meta.captured < meta.len)
+        {
+            *self.counts.refused.entry(reason.name()).or_insert(0) += 1;
+            if self.verbose {
+                info!(
+                    "{} {} bytes: refused ({})",
+                    meta.peer,
+                    meta.len,
+                    reason.name()
+                );
+            }
+            return Admit::Refused(reason);
+        }
+        if let Some(limiter) = &mut self.limiter {
+            if !limiter.allow(meta.peer.ip(), now) {
+                self.counts.rate_limited += 1;
+                trace!(peer = %meta.peer, "rate limited");
+                return Admit::Limited;
+            }
+        }
+        if self.verbose {
+            info!("{} {} bytes", meta.peer, meta.len);
+        }
+        Admit::Yes
+    }
+
+    /// Answer the request `meta`, `request`, through the impairment; sent at
+    /// [`flush`](Self::flush) or, when delayed, at [`tick`](Self::tick).
+    pub fn reply(&mut self, meta: &RecvMeta, request: &[u8], now: Instant) {
+        let answer = std::rc::Rc::clone(&self.answer);
+        let computed;
+        let payload: &[u8] = match &*answer {
+            Answer::Echo => request,
+            Answer::Fixed(bytes) => bytes,
+            Answer::Dns(zone) => match zone.answer(request) {
+                Some(bytes) => {
+                    computed = bytes;
+                    &computed
+                }
+                None => {
+                    self.counts.unanswerable += 1;
+                    return;
+                }
+            },
+            // Answered later, from the program's stdout.
+            Answer::Exec(_) => return,
+        };
+        self.send(meta, payload, now);
+    }
+
+    /// Send `payload` as the reply to `meta` (already admitted), through the impairment.
+    pub fn send(&mut self, meta: &RecvMeta, payload: &[u8], now: Instant) {
+        let from = if self.wildcard { meta.dst } else { None };
+        let Some((impairment, rng)) = &mut self.impairment else {
+            self.queue(payload, meta.peer, from);
+            return;
+        };
+        let decision = impairment.decide(rng);
+        if decision.drop {
+            self.counts.impairment_dropped += 1;
+            return;
+        }
+        if decision.copies == 2 {
+            self.counts.duplicated += 1;
+        }
+        for copy in 0..decision.copies {
+            self.seq += 1;
+            let d = Delayed {
+                due: now + decision.delay,
+                seq: self.seq,
+                to: meta.peer,
+                from,
+                payload: payload.to_vec(),
+                // Only the first copy of a duplicated reply is held back.
+                hold: decision.hold && copy == 0,
+            };
+            if decision.delay.is_zero() {
+                self.release(d, now);
+            } else if self.timers.push(d) {
+                self.counts.delayed += 1;
+            } else {
+                self.counts.impairment_dropped += 1;
+            }
+        }
+    }
+
+    fn queue(&mut self, payload: &[u8], to: SocketAddr, from: Option<IpAddr>) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(payload);
+        self.queued.push(Queued {
+            payload: start..self.arena.len(),
+            to,
+            from,
+        });
+    }
+
+    /// Queue a reply now, or hold it back (reorder); a held reply goes right after the
+    /// next one.
+    fn release(&mut self, d: Delayed, now: Instant) {
+        if d.hold && self.held.is_none() {
+            self.counts.reordered += 1;
+            self.held = Some((d, now + MAX_HOLD));
+            return;
+        }
+        self.queue(&d.payload, d.to, d.from);
+        if let Some((h, _)) = self.held.take() {
+            self.queue(&h.payload, h.to, h.from);
+        }
+    }
+
+    /// Send what is queued, in batches; each reply also goes to `pcap` when given.
+    pub fn flush(&mut self, mut pcap: Option<&mut (PcapWriter, SocketAddr)>) {
+        let mut start = 0;
+        while start < self.queued.len() {
+            let arena = &self.arena;
+            let reply = |q: &Queued| Reply {
+                payload: &arena[q.payload.clone()],
+                to: q.to,
+                from: q.from,
+            };
+            let batch = self.queued[start..].iter().take(SEND_BATCH).map(reply);
+            match send_replies(self.fd, self.ipv6_socket, batch, &mut self.scratch) {
+                Ok(n) => {
+                    self.counts.echoed += n as u64;
+                    if let Some((writer, local)) = pcap.as_deref_mut() {
+                        let now = SystemTime::now();
+                        for r in self.queued[start..start + n].iter().map(reply) {
+                            let from = r
+                                .from
+                                .map_or(*local, |ip| SocketAddr::new(ip, local.port()));
+                            if writer
+                                .write(now, from, r.to, r.payload, r.payload.len())
+                                .is_err()
+                            {
+                                self.counts.send_errors += 1;
+                            }
+                        }
+                    }
+                    start += n;
+                }
+                Err(e) => {
+                    // Never fatal: an ICMP error or a full buffer concerns one peer.
+                    self.counts.send_errors += 1;
+                    if self.counts.send_errors <= SEND_ERROR_LOGS {
+                        warn!(
+                            "reply to {} failed: {}",
+                            self.queued[start].to,
+                            crate::base::error::describe_io(&e)
+                        );
+                    }
+                    start += 1;
+                }
+            }
+        }
+        self.queued.clear();
+        self.arena.clear();
+    }
+
+    /// Who answers: `echo` or `listen`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// When delayed or held replies are due, if any.
+    pub fn wake_at(&self) -> Option<Instant> {
+        [self.timers.next_due(), self.held.as_ref().map(|(_, t)| *t)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Send the replies due by `now`.
+    pub fn tick(&mut self, now: Instant, pcap: Option<&mut (PcapWriter, SocketAddr)>) {
+        while let Some(d) = self.timers.pop_due(now) {
+            self.release(d, now);
+        }
+        if self.held.as_ref().is_some_and(|(_, due)| *due <= now) {
+            if let Some((h, _)) = self.held.take() {
+                self.queue(&h.payload, h.to, h.from);
+            }
+        }
+        self.flush(pcap);
+    }
+
+    /// After the last datagram: let delayed and held replies go (bounded by their delays),
+    /// so a client that asked for N replies gets them. A signal cuts it short.
+    pub fn drain(&mut self, signals: &Signals, mut pcap: Option<&mut (PcapWriter, SocketAddr)>) {
+        while let Some(when) = self.wake_at() {
+            if signals.pending().is_some() {
+                return;
+            }
+            if when > Instant::now() && !matches!(signals.wait(None, Some(when)), Ok(Wake::Timeout))
+            {
+                return;
+            }
+            self.tick(Instant::now(), pcap.as_deref_mut());
+        }
+    }
+
+    /// The line a server that answers prints at exit: `echoed 2 of 2 datagrams, refused
+    /// 1 (...)...` (`answered` for listen's responders).
+    pub fn summary_line(&self, received: u64, filtered: u64) -> String {
+        let c = &self.counts;
+        let verb = if self.name == "echo" {
+            "echoed"
+        } else {
+            "answered"
+        };
+        let mut line = format!("{verb} {} of {received} datagrams", c.echoed);
+        let refused = c.refused_total();
+        if refused > 0 {
+            let reasons: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            line.push_str(&format!(", refused {refused} ({})", reasons.join(", ")));
+        }
+        for (n, what) in [
+            (filtered, "filtered"),
+            (c.unanswerable, "not answerable"),
+            (c.rate_limited, "rate-limited"),
+            (c.impairment_dropped, "dropped by impairment"),
+            (c.duplicated, "duplicated"),
+            (c.delayed, "delayed"),
+            (c.reordered, "reordered"),
+            (c.send_errors, "send errors"),
+        ] {
+            if n > 0 {
+                line.push_str(&format!(", {what} {n}"));
+            }
+        }
+        line
+    }
+}
+
+/// The admission step's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Answer it.
+    Yes,
+    /// The policy forbids a reply (counted by reason).
+    Refused(Refusal),
+    /// Over the sender's rate limit (counted).
+    Limited,
+}
