@@ -36,16 +36,16 @@ pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
 /// Run `dgram echo`.
 pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
-    let bound = serve::bind(opts, true)?;
+    let bound = super::bind_server(opts, true)?;
     let settings = settings(&args, bound.socket.local_addr()?);
     let extras = Extras {
         // Silent on stdout unless --format or --dns asks.
         format: (opts.receive.format.is_some() || opts.receive.dns)
-            .then(|| opts.receive.printed_format()),
+            .then(|| (opts.receive.printed_format(), opts.receive.dns)),
         reply: Some(settings),
         ..Extras::default()
     };
-    serve::serve(bound, &opts.receive, signals, extras)
+    serve::serve(bound, &super::serve_config(&opts.receive), signals, extras)
 }
 
 #[cfg(test)]

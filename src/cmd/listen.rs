@@ -40,17 +40,17 @@ pub fn settings(
 pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
     let answer = answer(&args.respond)?;
-    let bound = serve::bind(opts, answer.is_some())?;
+    let bound = super::bind_server(opts, answer.is_some())?;
     let local = bound.socket.local_addr()?;
     let reply = answer
         .map(|answer| settings(&args, answer, local))
         .transpose()?;
     let extras = Extras {
-        format: Some(opts.receive.printed_format()),
+        format: Some((opts.receive.printed_format(), opts.receive.dns)),
         reply,
         ..Extras::default()
     };
-    serve::serve(bound, &opts.receive, signals, extras)
+    serve::serve(bound, &super::serve_config(&opts.receive), signals, extras)
 }
 
 /// What `--respond`, `--respond-file`, `--dns-answer` and `--dns-zone` ask to answer with,

@@ -12,8 +12,9 @@ use crate::net::addr::Family;
 use clap::CommandFactory;
 
 use crate::base::error::Ending;
-use crate::cli::{Cli, Command, FamilyOpts, MulticastCommand, SocketOpts};
+use crate::cli::{Cli, Command, FamilyOpts, MulticastCommand, ReceiveOpts, ServerOpts, SocketOpts};
 use crate::net::signal::Signals;
+use crate::net::socket::Bound;
 
 /// Run the chosen subcommand.
 pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
@@ -57,12 +58,12 @@ pub fn check(command: Command) -> anyhow::Result<()> {
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join_plan(&args).map(drop),
         Command::Listen(args) => {
             listen::answer(&args.respond)?;
-            crate::serve::local_address(&args.server).map(drop)
+            local_address(&args.server).map(drop)
         }
-        Command::Echo(args) => crate::serve::local_address(&args.server).map(drop),
+        Command::Echo(args) => local_address(&args.server).map(drop),
         Command::Relay(args) => {
             relay::plan(&args)?;
-            crate::serve::local_address(&args.server).map(drop)
+            local_address(&args.server).map(drop)
         }
         Command::Doctor(_) | Command::Completions { .. } | Command::Manpage => Ok(()),
     }
@@ -111,5 +112,48 @@ impl SocketOpts {
             tos: self.tos,
             ..crate::net::socket::Options::default()
         }
+    }
+}
+
+/// Bind a server's socket to its ADDR (bare PORT: loopback), with the receive buffer
+/// servers ask for by default; a server that `replies` also asks for its replies' ICMP
+/// errors (SPEC §9) and, on a wildcard bind, each datagram's destination (PKTINFO: a
+/// socket bound to one unicast address receives no broadcast or multicast, and its
+/// replies leave from that address anyway).
+pub fn bind_server(opts: &ServerOpts, replies: bool) -> anyhow::Result<Bound> {
+    let family = opts.family.family();
+    let local = local_address(opts)?;
+    let mut options = opts.socket.options(family);
+    options.reuse_port = opts.receive.reuse_port;
+    options.recv_buffer_default = Some(crate::net::recv::DEFAULT_RCVBUF);
+    options.gro = opts.receive.gro;
+    options.recv_errors = replies;
+    options.pktinfo = replies && crate::serve::reply::Replier::needs_destination(local);
+    crate::net::socket::bind(local, &options)
+}
+
+/// The address a server binds (a bare PORT is loopback), checked with no socket opened.
+pub fn local_address(opts: &ServerOpts) -> anyhow::Result<std::net::SocketAddr> {
+    Ok(crate::net::addr::parse_local(
+        &opts.addr,
+        opts.family.family(),
+    )?)
+}
+
+/// The server's receive-side flags as the plain config the server layer takes.
+pub fn serve_config(opts: &ReceiveOpts) -> crate::serve::Config {
+    crate::serve::Config {
+        limits: crate::net::recv::Limits {
+            count: opts.count,
+            idle: opts.timeout,
+            duration: opts.duration,
+        },
+        filter: crate::net::filter::SourceFilter::new(opts.allow.clone(), opts.deny.clone()),
+        max_size: opts.max_size,
+        ready_file: opts.ready_file.clone(),
+        stats: opts.stats,
+        json: opts.format == Some(crate::report::output::Format::Json),
+        stats_interval: opts.stats_interval,
+        pcap: opts.pcap.clone(),
     }
 }

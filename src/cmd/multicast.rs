@@ -145,13 +145,13 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     };
     let extras = Extras {
-        format: Some(args.receive.printed_format()),
+        format: Some((args.receive.printed_format(), args.receive.dns)),
         on_silence: Some(&silence),
         before_receive: Some(&joins),
         reply: None,
     };
     // Leaving happens when the socket closes (IP_DROP_MEMBERSHIP is implied by close).
-    serve(bound, &args.receive, signals, extras)
+    serve(bound, &super::serve_config(&args.receive), signals, extras)
 }
 
 /// The interface the kernel lists `group` on, preferring the one asked for.

@@ -12,7 +12,6 @@ use crate::netem::Impairment;
 use crate::relay::{Plan, Relay};
 use crate::report::output::{Format, Output};
 use crate::report::stats::Summary;
-use crate::serve;
 
 /// One direction's impairment from the repeated, directed flags.
 fn impairment(args: &RelayArgs, up: bool) -> Impairment {
@@ -59,7 +58,7 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let plan = plan(&args)?;
     let (opts, upstream, seed) = (&args.server, plan.upstream, plan.seed);
     let receive = &opts.receive;
-    let bound = serve::bind(opts, true)?;
+    let bound = super::bind_server(opts, true)?;
     let local = bound.socket.local_addr()?;
     let pcap = match &receive.pcap {
         Some(path) => Some(

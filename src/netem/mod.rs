@@ -1,7 +1,10 @@
-//! Echo's impairments, for testing clients against a bad network: drop, delay, jitter,
-//! duplicate, reorder. Decisions come from a seeded generator, four draws per datagram
-//! whatever the outcome, so the same `--seed` and the same input order give the same
-//! decisions.
+//! What may be done to traffic on its way, pure and seeded, knowing no socket: the
+//! impairments of echo and relay (drop, delay, jitter, duplicate, reorder) and the token
+//! bucket that paces sends and limits sources. Decisions come from a seeded generator,
+//! four draws per datagram whatever the outcome, so the same `--seed` and the same input
+//! order give the same decisions. Uses only `base`.
+
+pub mod pacing;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::send::pacing::TokenBucket;
+use crate::netem::pacing::TokenBucket;
 
 /// Counts, deadline and pacing: how many datagrams may go now.
 #[derive(Debug)]

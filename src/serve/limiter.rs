@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::send::pacing::TokenBucket;
+use crate::netem::pacing::TokenBucket;
 
 /// Per-source token buckets, at most `capacity` of them.
 ///

@@ -65,6 +65,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The `--exec` command's settings, when that is the answer.
+    pub fn exec(&self) -> Option<&crate::serve::exec::ExecSettings> {
+        match &*self.answer {
+            Answer::Exec(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The rate limit SPEC §4 echo asks for: off on loopback unless asked, on elsewhere
     /// unless `--no-rate-limit` (`none`).
     pub fn rate_limit_for(local: SocketAddr, asked: Option<f64>, none: bool) -> Option<f64> {
@@ -162,6 +170,14 @@ pub struct Replier {
 }
 
 impl Replier {
+    /// How long an `--exec` child may run, when that is the answer.
+    pub fn exec_timeout(&self) -> Option<std::time::Duration> {
+        match &*self.answer {
+            Answer::Exec(e) => Some(e.timeout),
+            _ => None,
+        }
+    }
+
     /// A replier for the socket `fd`, bound to `local`.
     pub fn new(fd: RawFd, local: SocketAddr, settings: &Settings) -> Self {
         let impairment = settings.impairment;

@@ -1,4 +1,4 @@
-//! A token bucket: `--rate`, `--interval`, and later echo's per-source limit.
+//! A token bucket: send's `--rate` and `--interval`, and the servers' per-source limit.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,128 @@
+//! What a server says when it ends: the `--stats` summary, and for a server that
+//! answers, the `echoed N of M datagrams` line or its JSON object.
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use crate::report::stats::Summary;
+use crate::serve::printer::Printer;
+use crate::serve::reply::Replier;
+use crate::serve::Config;
+
+/// What the server says at its end: the replier's line or object, or the `--stats`
+/// summary of what was received.
+pub(crate) fn print(printer: &Printer, config: &Config, elapsed: Duration, socket: &UdpSocket) {
+    if let Some(replier) = &printer.replier {
+        report_replies(printer, replier, config.stats, config.json, elapsed, socket);
+    } else if config.stats {
+        received_summary(printer, elapsed, socket).print(config.json);
+    }
+}
+
+/// `--stats` of a server that only receives: counts, kernel drops, and what `--seq`
+/// headers say.
+fn received_summary(printer: &Printer, elapsed: Duration, socket: &UdpSocket) -> Summary {
+    let mut summary = Summary {
+        received: Some(printer.received),
+        bytes: printer.bytes,
+        truncated: Some(printer.truncated),
+        filtered: Some(printer.filtered),
+        kernel_drops: crate::net::sys::kernel_drops(socket.as_raw_fd()),
+        ..Summary::default()
+    };
+    if let Some(seq) = printer.seq.as_ref().filter(|s| s.has_seq()) {
+        let (lost, reordered, duplicates) = seq.totals();
+        summary.lost = Some(lost);
+        summary.reordered = Some(reordered);
+        summary.duplicates = Some(duplicates);
+        summary.non_seq = Some(seq.non_seq + seq.untracked);
+        summary.owd_us = seq.owd.summary();
+    }
+    summary.finish(elapsed, printer.received);
+    summary
+}
+
+/// The summary of a server that answers: with `--stats --format json` one object (the
+/// summary's keys, `sent` = replies, and the reply counters); otherwise the one line
+/// `echoed N of M datagrams, ...` (unless `-q`), with rate and kernel drops under `--stats`.
+fn report_replies(
+    printer: &Printer,
+    replier: &Replier,
+    stats: bool,
+    json: bool,
+    elapsed: Duration,
+    socket: &UdpSocket,
+) {
+    let drops = crate::net::sys::kernel_drops(socket.as_raw_fd());
+    let c = &replier.counts;
+    if json && stats {
+        let mut summary = Summary {
+            sent: Some(c.echoed),
+            received: Some(printer.received),
+            bytes: printer.bytes,
+            truncated: Some(printer.truncated),
+            filtered: Some(printer.filtered),
+            kernel_drops: drops,
+            ..Summary::default()
+        };
+        summary.finish(elapsed, printer.received);
+        let mut v = serde_json::to_value(&summary).expect("a summary serializes");
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "icmp_errors".to_string(),
+                serde_json::to_value(&printer.icmp).unwrap_or_default(),
+            );
+        }
+        if let (Some(obj), Some(pool)) = (v.as_object_mut(), &printer.exec) {
+            if let Ok(serde_json::Value::Object(exec)) = serde_json::to_value(&pool.counts) {
+                obj.extend(exec);
+            }
+        }
+        if let (Some(obj), Ok(serde_json::Value::Object(mut extra))) =
+            (v.as_object_mut(), serde_json::to_value(c))
+        {
+            if replier.name() != "echo" {
+                // A responder's replies are not echoes.
+                if let Some(n) = extra.remove("echoed") {
+                    extra.insert("replied".to_string(), n);
+                }
+            }
+            obj.extend(extra);
+        }
+        let _ = std::io::stderr().write_all(format!("{v}\n").as_bytes());
+        return;
+    }
+    if !tracing::enabled!(tracing::Level::WARN) && !stats {
+        return; // -q
+    }
+    let mut line = replier.summary_line(printer.received, printer.filtered);
+    if printer.icmp.total() > 0 {
+        line.push_str(&format!(", ICMP errors {}", printer.icmp.summary()));
+    }
+    if let Some(pool) = &printer.exec {
+        let e = &pool.counts;
+        for (n, what) in [
+            (e.exec_failures, "exec failures"),
+            (e.exec_timeouts, "exec timeouts"),
+            (e.exec_too_large, "exec replies too large"),
+            (e.exec_queue_drops, "dropped by a full --exec queue"),
+        ] {
+            if n > 0 {
+                line.push_str(&format!(", {what} {n}"));
+            }
+        }
+    }
+    if stats {
+        let rate = printer.received as f64 / elapsed.as_secs_f64().max(1e-9);
+        line.push_str(&format!(
+            " in {:.3}s ({rate:.1} datagrams/s)",
+            elapsed.as_secs_f64()
+        ));
+        if let Some(d) = drops {
+            line.push_str(&format!(", kernel drops {d}"));
+        }
+    }
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
