@@ -8,6 +8,7 @@ use clap::Args;
 use ipnet::IpNet;
 
 use crate::base::units::{parse_bytes, parse_duration, parse_size};
+use crate::cli::format::FormatArg;
 use crate::net::filter::parse_net;
 use crate::report::output::Format;
 
@@ -89,7 +90,7 @@ pub struct ReceiveOpts {
     /// How datagrams are printed on stdout (listen: text on a terminal, raw into a pipe
     /// or file; echo: nothing unless asked)
     #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
-    pub format: Option<Format>,
+    pub format: Option<FormatArg>,
     /// Print a summary on stderr at the end (JSON with --format json)
     #[arg(long)]
     pub stats: bool,
@@ -110,8 +111,17 @@ impl ReceiveOpts {
     /// The format datagrams print in: `--format`, else `dns` with `--dns`, else `text` on
     /// a terminal and `raw` into a pipe or a file.
     pub fn printed_format(&self) -> Format {
-        match (self.format, self.dns) {
-            (Some(f), _) => f,
+        self.printed(self.dns)
+    }
+
+    /// Whether `--format json` was asked for (stats then print as JSON too).
+    pub fn is_json(&self) -> bool {
+        self.format == Some(FormatArg::Json)
+    }
+
+    fn printed(&self, dns: bool) -> Format {
+        match (self.format, dns) {
+            (Some(f), _) => f.into(),
             (None, true) => Format::Dns,
             (None, false) => Format::for_stdout(),
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 mod common;
+pub mod format;
 mod multicast;
 mod relay;
 mod send;
@@ -222,7 +223,7 @@ pub struct DoctorArgs {
     pub probe: bool,
     /// text (default) or json (one object per check)
     #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
-    pub format: Option<crate::report::output::Format>,
+    pub format: Option<format::DoctorFormat>,
 }
 
 const RELAY_EXAMPLES: &str = "\
@@ -261,7 +262,6 @@ Examples:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::output::Format;
     use clap::CommandFactory;
     use proptest::prelude::*;
 
@@ -411,7 +411,7 @@ mod tests {
         let Command::Listen(l) = cli.command else {
             panic!()
         };
-        assert_eq!(l.server.receive.format, Some(Format::Json));
+        assert_eq!(l.server.receive.format, Some(format::FormatArg::Json));
         assert_eq!(l.server.receive.allow.len(), 1);
     }
 

@@ -25,7 +25,6 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
     }
 }
 use crate::base::units::{parse_duration, parse_size};
-use crate::report::output::Format;
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -136,7 +135,7 @@ pub struct SendArgs {
         value_name = "FORMAT",
         help_heading = "Replies"
     )]
-    pub format: Option<Format>,
+    pub format: Option<crate::cli::format::FormatArg>,
 
     /// Local address to send from, ADDR or PORT
     #[arg(long, value_name = "ADDR", help_heading = "Socket")]

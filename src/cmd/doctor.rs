@@ -1,18 +1,14 @@
 //! `dgram doctor`: what this host's UDP can do (SPEC §4 doctor). A recipe over
 //! [`crate::doctor`]: run the checks, print one line each, exit 1 when one failed.
 
-use crate::base::error::{usage, Ending, Unmet};
+use crate::base::error::{Ending, Unmet};
 use crate::cli::DoctorArgs;
 use crate::doctor::{self, Status};
 use crate::report::output::{Format, Output};
 
 /// Run `dgram doctor`.
 pub fn run(args: DoctorArgs) -> anyhow::Result<Ending> {
-    let json = match args.format {
-        None | Some(Format::Text) => false,
-        Some(Format::Json) => true,
-        Some(other) => return Err(usage!("doctor prints text or json, not {other:?}")),
-    };
+    let json = args.format == Some(crate::cli::format::DoctorFormat::Json);
     let checks = doctor::run(args.target.as_deref(), args.probe);
     let mut out = Output::stdout(Format::Raw)?;
     out.write_all(doctor::render(&checks, json).as_bytes())?;

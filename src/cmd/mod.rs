@@ -152,7 +152,7 @@ pub fn serve_config(opts: &ReceiveOpts) -> crate::serve::Config {
         max_size: opts.max_size,
         ready_file: opts.ready_file.clone(),
         stats: opts.stats,
-        json: opts.format == Some(crate::report::output::Format::Json),
+        json: opts.is_json(),
         stats_interval: opts.stats_interval,
         pcap: opts.pcap.clone(),
     }

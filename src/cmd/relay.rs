@@ -10,7 +10,7 @@ use crate::net::filter::SourceFilter;
 use crate::net::signal::Signals;
 use crate::netem::Impairment;
 use crate::relay::{Plan, Relay};
-use crate::report::output::{Format, Output};
+use crate::report::output::Output;
 use crate::report::stats::Summary;
 
 /// One direction's impairment from the repeated, directed flags.
@@ -96,11 +96,7 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
         .io_context(|| "failed to start the relay".into())?;
     let result = relay.run(signals);
     if receive.stats {
-        report(
-            &relay,
-            receive.format == Some(Format::Json),
-            start.elapsed(),
-        );
+        report(&relay, receive.is_json(), start.elapsed());
     }
     result
 }

@@ -140,7 +140,7 @@ impl Config {
         options.dont_fragment = args.dont_fragment;
         // What the network says about our datagrams, and who says it (SPEC §9).
         options.recv_errors = true;
-        let format = args.format.unwrap_or(if is_dns {
+        let format = args.format.map(Format::from).unwrap_or(if is_dns {
             Format::Dns
         } else if encoding == Encoding::Hex {
             Format::Hexdump

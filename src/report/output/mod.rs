@@ -16,7 +16,7 @@ use crate::base::error::StdoutClosed;
 use crate::wire::codec::hex;
 
 /// How a received datagram is printed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
     /// The payload bytes exactly, nothing added (netcat compatible; the default into a
     /// pipe or a file).
