@@ -6,10 +6,9 @@
 use std::process::ExitCode;
 
 use dgram_cli::app::exit::ending_code;
-use dgram_cli::app::{clap_error, init_logging, report};
+use dgram_cli::app::{clap_error, init_logging, report, signals};
 use dgram_cli::cli::Cli;
 use dgram_cli::cmd;
-use dgram_cli::net::signal;
 
 fn main() -> ExitCode {
     let cli = match Cli::from_env() {
@@ -17,7 +16,7 @@ fn main() -> ExitCode {
         Err(err) => return clap_error(&err),
     };
     init_logging(&cli.log);
-    let signals = match signal::Signals::install() {
+    let signals = match signals::install() {
         Ok(s) => s,
         Err(err) => return report(&err.context("failed to install signal handlers")),
     };

@@ -18,6 +18,7 @@ use tracing_subscriber::Layer;
 use crate::cli::{Cli, LogOpts};
 
 pub mod exit;
+pub mod signals;
 
 /// Print the error once, as one line, and pick its exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {

@@ -1,5 +1,7 @@
-//! SIGINT and SIGTERM: the first stops the run gracefully (flush, stats, exit 130/143),
-//! a second one exits at once.
+//! Waiting for a descriptor, a deadline or a stop signal (SIGINT, SIGTERM), whichever
+//! comes first: the first signal stops the run gracefully (flush, stats, exit 130/143),
+//! a second one exits at once. Installing the handlers is the app layer's
+//! (`app::signals`); this is what every loop waits with.
 //!
 //! Waiting is done in `poll` on the socket *and* a self-pipe the signal handler writes
 //! to, so a signal can never slip in between a flag check and a blocking read. The
@@ -17,7 +19,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::flag;
 
 /// What ended a wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,27 +50,10 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Install the handlers. Call once, before any waiting.
-    pub fn install() -> anyhow::Result<Self> {
-        let (read, write) = UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        let int = Arc::new(AtomicBool::new(false));
-        let term = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::new(AtomicBool::new(false));
-        for (sig, own, code) in [(SIGINT, &int, 130), (SIGTERM, &term, 143)] {
-            // Order matters: the exit check runs before the flag is set, so only a
-            // second signal finds `stopping` already true.
-            flag::register_conditional_shutdown(sig, code, Arc::clone(&stopping))?;
-            flag::register(sig, Arc::clone(&stopping))?;
-            flag::register(sig, Arc::clone(own))?;
-            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
-        }
-        Ok(Signals {
-            wake: read,
-            int,
-            term,
-        })
+    /// A handle over a wake-up pipe's read end and the flags the handlers set; the
+    /// handlers themselves are the app layer's (`app::signals::install`).
+    pub fn new(wake: UnixStream, int: Arc<AtomicBool>, term: Arc<AtomicBool>) -> Signals {
+        Signals { wake, int, term }
     }
 
     /// The descriptor that becomes readable (and stays so) once a signal came: for loops
@@ -107,7 +91,20 @@ impl Signals {
                 },
                 None => None,
             };
-            let mut polled = [self.wake.as_raw_fd(); 8];
+            // The wake pipe first, then the `Some` descriptors; eight or fewer on the
+            // stack, more on the heap.
+            const INLINE: usize = 8;
+            let wake = self.wake.as_raw_fd();
+            let (mut inline, mut heap) = ([wake; INLINE], Vec::new());
+            let mut inline_ready = [false; INLINE];
+            let mut heap_ready = Vec::new();
+            let (polled, ready_of): (&mut [RawFd], &mut [bool]) = if N < INLINE {
+                (&mut inline[..], &mut inline_ready[..])
+            } else {
+                heap.resize(N + 1, wake);
+                heap_ready.resize(N + 1, false);
+                (&mut heap[..], &mut heap_ready[..])
+            };
             let mut slots = [None; N];
             let mut n = 1;
             for (i, fd) in fds.iter().enumerate() {
@@ -117,9 +114,9 @@ impl Signals {
                     n += 1;
                 }
             }
-            match crate::net::sys::wait_readable_any(&polled[..n], timeout) {
-                Ok(mask) => {
-                    let ready = slots.map(|s| s.is_some_and(|bit| mask & (1 << bit) != 0));
+            match crate::net::sys::wait_readable_any(&polled[..n], &mut ready_of[..n], timeout) {
+                Ok(_) => {
+                    let ready = slots.map(|s| s.is_some_and(|i| ready_of[i]));
                     if ready.iter().any(|&r| r) {
                         return Ok(WakeAny::Ready(ready));
                     }
@@ -137,5 +134,60 @@ impl Signals {
             WakeAny::Timeout => Wake::Timeout,
             WakeAny::Signal(sig) => Wake::Signal(sig),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    fn quiet() -> (Signals, UnixStream, Arc<AtomicBool>) {
+        let (read, write) = UnixStream::pair().unwrap();
+        read.set_nonblocking(true).unwrap();
+        let int = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        (Signals::new(read, Arc::clone(&int), term), write, int)
+    }
+
+    #[test]
+    fn a_wait_on_many_descriptors_names_the_readable_one() {
+        // guards: the wait polled a fixed [fd; 8] and panicked on the eighth descriptor.
+        let (signals, _write, _) = quiet();
+        let socks: Vec<UdpSocket> = (0..10)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut fds = [None; 10];
+        for (slot, s) in fds.iter_mut().zip(&socks) {
+            *slot = Some(s.as_raw_fd());
+        }
+        fds[3] = None;
+        socks[0]
+            .send_to(b"x", socks[9].local_addr().unwrap())
+            .unwrap();
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        let WakeAny::Ready(ready) = signals.wait_any(fds, deadline).unwrap() else {
+            panic!("not readable");
+        };
+        let which: Vec<usize> = (0..10).filter(|&i| ready[i]).collect();
+        assert_eq!(which, vec![9]);
+        let soon = Some(Instant::now() + Duration::from_millis(10));
+        assert_eq!(
+            signals
+                .wait_any([Some(socks[1].as_raw_fd())], soon)
+                .unwrap(),
+            WakeAny::Timeout
+        );
+    }
+
+    #[test]
+    fn a_signal_flag_and_the_wake_pipe_end_the_wait() {
+        let (signals, mut write, int) = quiet();
+        int.store(true, Ordering::Relaxed);
+        std::io::Write::write_all(&mut write, b"x").unwrap();
+        let deadline = Some(Instant::now() + Duration::from_secs(5));
+        assert_eq!(signals.wait(None, deadline).unwrap(), Wake::Signal(SIGINT));
+        assert_eq!(signals.pending(), Some(SIGINT));
     }
 }

@@ -250,9 +250,9 @@ fn run_child(settings: &ExecSettings, job: &Job) -> Outcome {
                 timed_out = true;
                 break;
             }
-            match crate::net::sys::wait_readable_any(&[fd], Some(left)) {
-                Ok(0) => continue,
-                Ok(_) => {}
+            match crate::net::sys::wait_readable(fd, Some(left)) {
+                Ok(false) => continue,
+                Ok(true) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }

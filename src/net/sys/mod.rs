@@ -326,29 +326,45 @@ pub fn empty_storage() -> libc::sockaddr_storage {
     unsafe { mem::zeroed() }
 }
 
-/// Wait until one of `fds` (at most 8) is readable or `timeout` passes (`None`: no
-/// limit); bit `i` of the answer is set when `fds[i]` is (none on timeout). An
-/// interrupting signal returns `ErrorKind::Interrupted` for the caller to look at its
-/// signal flags.
-pub fn wait_readable_any(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<u32> {
-    const MAX: usize = 8;
-    assert!(fds.len() <= MAX, "at most {MAX} descriptors");
-    let mut polls = [libc::pollfd {
+/// Wait until one of `fds` (any number) is readable or `timeout` passes (`None`: no
+/// limit); `ready[i]` tells whether `fds[i]` is (all false on timeout), and the answer
+/// whether any is. An interrupting signal returns `ErrorKind::Interrupted` for the
+/// caller to look at its signal flags. Up to 8 descriptors are polled from the stack.
+pub fn wait_readable_any(
+    fds: &[RawFd],
+    ready: &mut [bool],
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    const INLINE: usize = 8;
+    let unset = libc::pollfd {
         fd: -1,
         events: libc::POLLIN,
         revents: 0,
-    }; MAX];
+    };
+    let mut inline = [unset; INLINE];
+    let mut heap = Vec::new();
+    let polls: &mut [libc::pollfd] = if fds.len() <= INLINE {
+        &mut inline[..fds.len()]
+    } else {
+        heap.resize(fds.len(), unset);
+        &mut heap
+    };
     for (p, &fd) in polls.iter_mut().zip(fds) {
         p.fd = fd;
     }
-    let polls = &mut polls[..fds.len()];
     poll(polls, timeout)?;
     // POLLERR/POLLHUP count as readable: the read that follows reports what happened.
-    Ok(polls
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.revents != 0)
-        .fold(0, |mask, (i, _)| mask | 1 << i))
+    let mut any = false;
+    for (r, p) in ready.iter_mut().zip(polls.iter()) {
+        *r = p.revents != 0;
+        any |= *r;
+    }
+    Ok(any)
+}
+
+/// [`wait_readable_any`] for one descriptor.
+pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
+    wait_readable_any(&[fd], &mut [false], timeout)
 }
 
 /// `poll(2)` over `polls` (any number), retried on EINTR by the caller.
@@ -407,8 +423,8 @@ mod tests {
         let mut got = Vec::new();
         let mut buf = [0u8; 100];
         while got.len() < n {
-            let ready = wait_readable_any(&[rx.as_raw_fd()], Some(Duration::from_secs(5)));
-            assert_eq!(ready.unwrap(), 1, "{} of {n} datagrams came", got.len());
+            let ready = wait_readable(rx.as_raw_fd(), Some(Duration::from_secs(5)));
+            assert!(ready.unwrap(), "{} of {n} datagrams came", got.len());
             while let Ok(len) = rx.recv(&mut buf) {
                 got.push(buf[..len].to_vec());
             }
@@ -464,14 +480,14 @@ mod tests {
 
         // Slots of 100 bytes: the 3000-byte datagram is cut but its true length is kept.
         let mut batch = RecvBatch::new(8, 100);
-        let ready = wait_readable_any(&[rx.as_raw_fd()], Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(ready, 1);
+        let ready = wait_readable(rx.as_raw_fd(), Some(Duration::from_secs(5))).unwrap();
+        assert!(ready);
         let mut got = Vec::new();
         while got.len() < 4 {
             match batch.recv(rx.as_raw_fd(), 8) {
                 Ok(n) => got.extend((0..n).map(|i| (batch.meta(i), batch.payload(i).to_vec()))),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_readable_any(&[rx.as_raw_fd()], Some(Duration::from_secs(5))).unwrap();
+                    wait_readable(rx.as_raw_fd(), Some(Duration::from_secs(5))).unwrap();
                 }
                 Err(e) => panic!("{e}"),
             }
@@ -501,16 +517,29 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let other = UdpSocket::bind("127.0.0.1:0").unwrap();
         let fds = [other.as_raw_fd(), rx.as_raw_fd()];
-        assert_eq!(
-            wait_readable_any(&fds, Some(Duration::from_millis(10))).unwrap(),
-            0
-        );
-        // The bit of the descriptor that is readable, and only that one.
+        let mut ready = [true; 2];
+        assert!(!wait_readable_any(&fds, &mut ready, Some(Duration::from_millis(10))).unwrap());
+        assert_eq!(ready, [false, false]);
+        // The descriptor that is readable, and only that one.
         other.send_to(b"x", rx.local_addr().unwrap()).unwrap();
-        assert_eq!(
-            wait_readable_any(&fds, Some(Duration::from_secs(5))).unwrap(),
-            0b10
-        );
+        assert!(wait_readable_any(&fds, &mut ready, Some(Duration::from_secs(5))).unwrap());
+        assert_eq!(ready, [false, true]);
+    }
+
+    #[test]
+    fn wait_takes_more_descriptors_than_it_keeps_on_the_stack() {
+        // guards: the wait polled a fixed [fd; 8] and panicked on a ninth descriptor.
+        let socks: Vec<UdpSocket> = (0..12)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let fds: Vec<RawFd> = socks.iter().map(|s| s.as_raw_fd()).collect();
+        socks[0]
+            .send_to(b"x", socks[10].local_addr().unwrap())
+            .unwrap();
+        let mut ready = vec![false; fds.len()];
+        assert!(wait_readable_any(&fds, &mut ready, Some(Duration::from_secs(5))).unwrap());
+        let which: Vec<usize> = (0..fds.len()).filter(|&i| ready[i]).collect();
+        assert_eq!(which, vec![10]);
     }
 
     #[test]
