@@ -6,36 +6,37 @@ use clap::Args;
 
 use super::common::{parse_probability, ServerOpts};
 use crate::base::units::parse_duration;
+use crate::netem::Dir;
 
 /// A value for both directions, or one: `5%`, `up=10%`, `down=50ms`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Directed<T> {
-    /// `None`: both ways; `Some(true)`: client → upstream; `Some(false)`: back.
-    pub up: Option<bool>,
+    /// `None`: both ways; else the one direction named (`up=`, `down=`).
+    pub dir: Option<Dir>,
     pub value: T,
 }
 
 impl<T: Copy> Directed<T> {
     /// The value for one direction from repeated flags: the last that names it, or the
     /// last for both ways.
-    pub fn pick(flags: &[Directed<T>], up: bool) -> Option<T> {
+    pub fn pick(flags: &[Directed<T>], dir: Dir) -> Option<T> {
         flags
             .iter()
             .rev()
-            .find(|d| d.up.is_none_or(|u| u == up))
+            .find(|d| d.dir.is_none_or(|d| d == dir))
             .map(|d| d.value)
     }
 }
 
 fn directed<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Directed<T>, String> {
-    let (up, text) = match s.split_once('=') {
-        Some(("up", v)) => (Some(true), v),
-        Some(("down", v)) => (Some(false), v),
+    let (dir, text) = match s.split_once('=') {
+        Some(("up", v)) => (Some(Dir::Up), v),
+        Some(("down", v)) => (Some(Dir::Down), v),
         Some((other, _)) => return Err(format!("unknown direction '{other}': use up= or down=")),
         None => (None, s),
     };
     Ok(Directed {
-        up,
+        dir,
         value: parse(text)?,
     })
 }
@@ -92,21 +93,21 @@ mod tests {
         assert_eq!(
             d("5%"),
             Directed {
-                up: None,
+                dir: None,
                 value: 0.05
             }
         );
         assert_eq!(
             d("up=10%"),
             Directed {
-                up: Some(true),
+                dir: Some(Dir::Up),
                 value: 0.1
             }
         );
         assert_eq!(
             d("down=1"),
             Directed {
-                up: Some(false),
+                dir: Some(Dir::Down),
                 value: 1.0
             }
         );
@@ -115,14 +116,14 @@ mod tests {
             .contains("sideways"));
         assert!(directed_probability("up=2").is_err());
         let flags = [d("5%"), d("down=50%")];
-        assert_eq!(Directed::pick(&flags, true), Some(0.05));
-        assert_eq!(Directed::pick(&flags, false), Some(0.5));
-        assert_eq!(Directed::pick(&[d("up=1")], false), None);
+        assert_eq!(Directed::pick(&flags, Dir::Up), Some(0.05));
+        assert_eq!(Directed::pick(&flags, Dir::Down), Some(0.5));
+        assert_eq!(Directed::pick(&[d("up=1")], Dir::Down), None);
         let ms = directed_duration("down=50ms").unwrap();
         assert_eq!(
             ms,
             Directed {
-                up: Some(false),
+                dir: Some(Dir::Down),
                 value: Duration::from_millis(50)
             }
         );

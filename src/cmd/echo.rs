@@ -9,7 +9,7 @@ use crate::base::error::Ending;
 use crate::cli::EchoArgs;
 use crate::net::signal::Signals;
 use crate::netem::Impairment;
-use crate::serve::reply::{Answer, Settings};
+use crate::serve::reply::{Answer, Responder, Settings};
 use crate::serve::{self, Extras};
 
 /// How echo answers, from its flags and the address it binds (the rate limit is on by
@@ -18,7 +18,7 @@ pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
     let safety = &args.safety;
     Settings {
         answer: Rc::new(Answer::Echo),
-        name: "echo",
+        responder: Responder::Echo,
         count_refused: false,
         rate_limit: Settings::rate_limit_for(local, safety.rate_limit, safety.no_rate_limit),
         max_sources: safety.max_sources as usize,

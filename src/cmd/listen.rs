@@ -8,7 +8,7 @@ use crate::base::error::{usage, Ending};
 use crate::cli::{ListenArgs, RespondOpts};
 use crate::net::signal::Signals;
 use crate::netem::Impairment;
-use crate::serve::reply::{Answer, Settings};
+use crate::serve::reply::{Answer, Responder, Settings};
 use crate::serve::{self, Extras};
 use crate::wire::codec::decode;
 use crate::wire::payload::check_size;
@@ -27,7 +27,7 @@ pub fn settings(
     let safety = &args.respond.safety;
     Ok(Settings {
         answer: Rc::new(answer),
-        name: "listen",
+        responder: Responder::Listen,
         count_refused: true,
         rate_limit: Settings::rate_limit_for(local, safety.rate_limit, safety.no_rate_limit),
         max_sources: safety.max_sources as usize,

@@ -8,19 +8,18 @@ use crate::cli::{Directed, RelayArgs};
 use crate::net::addr::parse_target;
 use crate::net::filter::SourceFilter;
 use crate::net::signal::Signals;
-use crate::netem::Impairment;
+use crate::netem::{Dir, Impairment, PerDir};
 use crate::relay::{Plan, Relay};
 use crate::report::output::Output;
-use crate::report::stats::Summary;
 
 /// One direction's impairment from the repeated, directed flags.
-fn impairment(args: &RelayArgs, up: bool) -> Impairment {
+fn impairment(args: &RelayArgs, dir: Dir) -> Impairment {
     Impairment {
-        drop: Directed::pick(&args.drop, up).unwrap_or(0.0),
-        delay: Directed::pick(&args.delay, up).unwrap_or_default(),
-        jitter: Directed::pick(&args.jitter, up).unwrap_or_default(),
-        duplicate: Directed::pick(&args.duplicate, up).unwrap_or(0.0),
-        reorder: Directed::pick(&args.reorder, up).unwrap_or(0.0),
+        drop: Directed::pick(&args.drop, dir).unwrap_or(0.0),
+        delay: Directed::pick(&args.delay, dir).unwrap_or_default(),
+        jitter: Directed::pick(&args.jitter, dir).unwrap_or_default(),
+        duplicate: Directed::pick(&args.duplicate, dir).unwrap_or(0.0),
+        reorder: Directed::pick(&args.reorder, dir).unwrap_or(0.0),
     }
 }
 
@@ -38,8 +37,7 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
         upstream,
         idle_timeout: args.idle_timeout,
         max_sessions: args.max_sessions as usize,
-        up: impairment(args, true),
-        down: impairment(args, false),
+        impairment: PerDir::from_fn(|dir| impairment(args, dir)),
         seed,
         count: receive.count,
         timeout: receive.timeout,
@@ -83,12 +81,9 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
             "relay on {local} takes clients from other hosts: anyone who can reach it can use {upstream} through it (--allow CIDR limits them)"
         );
     }
-    if plan.up.is_active() || plan.down.is_active() {
-        tracing::info!(
-            "impairment up {:?}, down {:?}, seed {seed}",
-            plan.up,
-            plan.down
-        );
+    let PerDir { up, down } = &plan.impairment;
+    if up.is_active() || down.is_active() {
+        tracing::info!("impairment up {up:?}, down {down:?}, seed {seed}");
     }
     let filter = SourceFilter::new(receive.allow.clone(), receive.deny.clone());
     let start = Instant::now();
@@ -96,55 +91,9 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
         .io_context(|| "failed to start the relay".into())?;
     let result = relay.run(signals);
     if receive.stats {
-        report(&relay, receive.is_json(), start.elapsed());
+        crate::relay::stats::print(&relay, receive.is_json(), start.elapsed());
     }
     result
-}
-
-/// `--stats`: per direction and per cause, sessions, upstream ICMP errors.
-fn report(relay: &Relay<'_>, json: bool, elapsed: std::time::Duration) {
-    use std::io::Write;
-    let c = &relay.counts;
-    let line = if json {
-        let mut summary = Summary {
-            sent: Some(c.up.forwarded),
-            received: Some(c.down.forwarded),
-            bytes: c.up.bytes + c.down.bytes,
-            filtered: Some(c.filtered),
-            truncated: Some(c.truncated),
-            ..Summary::default()
-        };
-        summary.finish(elapsed, c.up.forwarded + c.down.forwarded);
-        let mut v = serde_json::to_value(&summary).expect("a summary serializes");
-        if let (Some(obj), Ok(serde_json::Value::Object(extra))) =
-            (v.as_object_mut(), serde_json::to_value(c))
-        {
-            obj.extend(extra);
-            obj.insert("sessions".into(), relay.sessions().into());
-        }
-        v.to_string()
-    } else {
-        let way = |name: &str, w: &crate::relay::Way| {
-            format!(
-                "{name}: forwarded {} ({} bytes), dropped {}, duplicated {}, delayed {}, reordered {}, send errors {}",
-                w.forwarded, w.bytes, w.dropped, w.duplicated, w.delayed, w.reordered, w.send_errors
-            )
-        };
-        format!(
-            "{}\n{}\nsessions: opened {}, expired {}, evicted {}, live {}; upstream ICMP errors {}; client ICMP errors {}; filtered {}; in {:.3}s",
-            way("up", &c.up),
-            way("down", &c.down),
-            c.sessions_opened,
-            c.sessions_expired,
-            c.sessions_evicted,
-            relay.sessions(),
-            c.icmp_errors.summary(),
-            c.client_icmp_errors.summary(),
-            c.filtered,
-            elapsed.as_secs_f64()
-        )
-    };
-    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 #[cfg(test)]
@@ -188,17 +137,21 @@ mod tests {
             "3",
         ])
         .unwrap();
-        assert_eq!(p.up.drop, 0.05);
-        assert_eq!(p.down.drop, 0.5);
-        assert_eq!(p.up.delay, std::time::Duration::from_millis(10));
-        assert!(p.down.delay.is_zero());
+        assert_eq!(p.impairment.up.drop, 0.05);
+        assert_eq!(p.impairment.down.drop, 0.5);
+        assert_eq!(p.impairment.up.delay, std::time::Duration::from_millis(10));
+        assert!(p.impairment.down.delay.is_zero());
         assert_eq!(p.seed, 3);
         assert_eq!(p.upstream, "127.0.0.1:53".parse().unwrap());
         assert_eq!(
             (p.max_sessions, p.idle_timeout),
             (1024, std::time::Duration::from_secs(60))
         );
-        assert!(!relay(&["--to", "127.0.0.1:53"]).unwrap().up.is_active());
+        assert!(!relay(&["--to", "127.0.0.1:53"])
+            .unwrap()
+            .impairment
+            .up
+            .is_active());
     }
 
     #[test]

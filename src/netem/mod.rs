@@ -1,60 +1,68 @@
-//! What may be done to traffic on its way, pure and seeded, knowing no socket: the
-//! impairments of echo and relay (drop, delay, jitter, duplicate, reorder) and the token
-//! bucket that paces sends and limits sources. Decisions come from a seeded generator,
-//! four draws per datagram whatever the outcome, so the same `--seed` and the same input
-//! order give the same decisions. Uses only `base`.
+//! What may be done to traffic on its way, pure and seeded, knowing no socket: one
+//! datagram's fate ([`impair`]), the pipeline that applies it per direction with its
+//! timer queue ([`shaper`], shared by echo and relay), and the token bucket that paces
+//! sends and limits sources ([`pacing`]). Uses only `base`.
 
+pub mod impair;
 pub mod pacing;
+pub mod shaper;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use serde::Serialize;
 
-/// What `--drop/--delay/--jitter/--duplicate/--reorder` ask for.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Impairment {
-    /// Probability of dropping a reply.
-    pub drop: f64,
-    /// Fixed delay of every reply.
-    pub delay: Duration,
-    /// Each reply's delay varies uniformly within ± this (never below zero).
-    pub jitter: Duration,
-    /// Probability of sending a reply twice.
-    pub duplicate: f64,
-    /// Probability of holding a reply back until the next one has gone.
-    pub reorder: f64,
+pub use impair::{Impairment, Rng};
+pub use shaper::Shaper;
+
+/// A direction through a relay: up is client → upstream, down is upstream → client.
+/// Echo's replies go down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    Up,
+    Down,
 }
 
-/// The fate of one reply.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Decision {
-    pub drop: bool,
-    /// 1, or 2 when duplicated.
-    pub copies: u8,
-    pub delay: Duration,
-    /// Held back until the next reply has been sent.
-    pub hold: bool,
+impl Dir {
+    /// Both, up first.
+    pub const BOTH: [Dir; 2] = [Dir::Up, Dir::Down];
+
+    /// `up` or `down`, as `--drop up=5%` and the JSON keys name them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::Up => "up",
+            Dir::Down => "down",
+        }
+    }
 }
 
-impl Impairment {
-    /// True when any impairment is asked for.
-    pub fn is_active(&self) -> bool {
-        *self != Impairment::default()
+/// One value per direction (settings, state, counters); serializes as `{"up": …,
+/// "down": …}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PerDir<T> {
+    pub up: T,
+    pub down: T,
+}
+
+impl<T> PerDir<T> {
+    /// The value for `dir`.
+    pub fn get(&self, dir: Dir) -> &T {
+        match dir {
+            Dir::Up => &self.up,
+            Dir::Down => &self.down,
+        }
     }
 
-    /// Decide one reply's fate.
-    pub fn decide(&self, rng: &mut Rng) -> Decision {
-        // Always four draws, in this order, so later decisions do not depend on earlier
-        // outcomes.
-        let (d, u, r, j) = (rng.unit(), rng.unit(), rng.unit(), rng.unit());
-        let jitter = self.jitter.as_secs_f64() * (2.0 * j - 1.0);
-        let delay = (self.delay.as_secs_f64() + jitter).max(0.0);
-        Decision {
-            drop: d < self.drop,
-            copies: if u < self.duplicate { 2 } else { 1 },
-            delay: Duration::from_secs_f64(delay),
-            hold: r < self.reorder,
+    /// The value for `dir`, to change.
+    pub fn get_mut(&mut self, dir: Dir) -> &mut T {
+        match dir {
+            Dir::Up => &mut self.up,
+            Dir::Down => &mut self.down,
+        }
+    }
+
+    /// Each value made from its direction.
+    pub fn from_fn(mut f: impl FnMut(Dir) -> T) -> PerDir<T> {
+        PerDir {
+            up: f(Dir::Up),
+            down: f(Dir::Down),
         }
     }
 }
@@ -68,264 +76,20 @@ pub fn seed_or_now(seed: Option<u64>) -> u64 {
             .map_or(0, |d| d.as_nanos() as u64)
     })
 }
-
-/// splitmix64 (Steele, Lea, Flood 2014): small, fast, and good enough for coin flips.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// A reply waiting for its time.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Delayed {
-    pub due: Instant,
-    /// Arrival order, so equal due times keep it.
-    pub seq: u64,
-    pub to: SocketAddr,
-    pub from: Option<IpAddr>,
-    pub payload: Vec<u8>,
-    /// Reorder: when due, hold it back until the next reply has gone.
-    pub hold: bool,
-}
-
-/// Delayed replies, earliest first, at most `capacity` of them.
-pub struct TimerQueue {
-    heap: BinaryHeap<Reverse<Delayed>>,
-    capacity: usize,
-}
-
-impl TimerQueue {
-    /// A queue that holds at most `capacity` replies.
-    pub fn new(capacity: usize) -> Self {
-        TimerQueue {
-            heap: BinaryHeap::new(),
-            capacity,
-        }
-    }
-
-    /// Queue a reply; false (and the reply dropped) when the queue is full.
-    pub fn push(&mut self, d: Delayed) -> bool {
-        if self.heap.len() >= self.capacity {
-            return false;
-        }
-        self.heap.push(Reverse(d));
-        true
-    }
-
-    /// When the earliest reply is due.
-    pub fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(d)| d.due)
-    }
-
-    /// The earliest reply if it is due at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Delayed> {
-        if self.next_due()? <= now {
-            self.heap.pop().map(|Reverse(d)| d)
-        } else {
-            None
-        }
-    }
-
-    /// True when nothing waits.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_same_seed_gives_the_same_decisions() {
-        let imp = Impairment {
-            drop: 0.3,
-            duplicate: 0.2,
-            reorder: 0.1,
-            jitter: Duration::from_millis(5),
-            ..Default::default()
-        };
-        let run = |seed| {
-            let mut rng = Rng::new(seed);
-            (0..1000).map(|_| imp.decide(&mut rng)).collect::<Vec<_>>()
-        };
-        assert_eq!(run(42), run(42));
-        assert_ne!(run(42), run(43));
-    }
-
-    #[test]
-    fn probabilities_hold_over_many_draws() {
-        let imp = Impairment {
-            drop: 0.05,
-            duplicate: 0.5,
-            ..Default::default()
-        };
-        let mut rng = Rng::new(7);
-        let ds: Vec<Decision> = (0..100_000).map(|_| imp.decide(&mut rng)).collect();
-        let drops = ds.iter().filter(|d| d.drop).count();
-        let dups = ds.iter().filter(|d| d.copies == 2).count();
-        assert!((4_500..5_500).contains(&drops), "{drops}");
-        assert!((49_000..51_000).contains(&dups), "{dups}");
-        assert!(ds.iter().all(|d| !d.hold && d.delay.is_zero()));
-    }
-
-    #[test]
-    fn the_generator_is_splitmix64() {
-        // Known answers of the reference splitmix64 from seed 0 (Vigna, splitmix64.c).
-        let mut rng = Rng::new(0);
-        assert_eq!(rng.next(), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(rng.next(), 0x6e78_9e6a_a1b9_65f4);
-        assert_eq!(rng.next(), 0x06c4_5d18_8009_454f);
-        let mut rng = Rng::new(0);
-        let u = rng.unit();
+    fn per_dir_values_are_found_by_their_direction() {
+        let mut v = PerDir::from_fn(|d| d.name().to_string());
+        assert_eq!(v.get(Dir::Up), "up");
+        assert_eq!(v.get(Dir::Down), "down");
+        v.get_mut(Dir::Down).push('!');
+        assert_eq!(v.down, "down!");
         assert_eq!(
-            u,
-            (0xe220_a839_7b1d_cdafu64 >> 11) as f64 / (1u64 << 53) as f64
+            serde_json::to_string(&PerDir { up: 1, down: 2 }).unwrap(),
+            r#"{"up":1,"down":2}"#
         );
-    }
-
-    #[test]
-    fn an_impairment_is_active_when_any_part_is_asked_for() {
-        assert!(!Impairment::default().is_active());
-        for imp in [
-            Impairment {
-                drop: 0.1,
-                ..Impairment::default()
-            },
-            Impairment {
-                delay: Duration::from_millis(1),
-                ..Impairment::default()
-            },
-            Impairment {
-                jitter: Duration::from_millis(1),
-                ..Impairment::default()
-            },
-            Impairment {
-                duplicate: 0.1,
-                ..Impairment::default()
-            },
-            Impairment {
-                reorder: 0.1,
-                ..Impairment::default()
-            },
-        ] {
-            assert!(imp.is_active(), "{imp:?}");
-        }
-    }
-
-    #[test]
-    fn the_delay_is_the_base_plus_a_jitter_drawn_around_it() {
-        // The fourth draw of each decision sets the jitter: replay the same generator to
-        // know it, and check delay = base + jitter * (2j - 1), exactly.
-        let imp = Impairment {
-            delay: Duration::from_millis(50),
-            jitter: Duration::from_millis(20),
-            ..Impairment::default()
-        };
-        let mut rng = Rng::new(42);
-        let mut twin = Rng::new(42);
-        for _ in 0..100 {
-            let d = imp.decide(&mut rng);
-            let (_, _, _, j) = (twin.unit(), twin.unit(), twin.unit(), twin.unit());
-            let want = 0.050 + 0.020 * (2.0 * j - 1.0);
-            assert!(
-                (d.delay.as_secs_f64() - want).abs() < 1e-9,
-                "{:?} vs {want}",
-                d.delay
-            );
-        }
-    }
-
-    #[test]
-    fn certainties_are_certain() {
-        let mut rng = Rng::new(1);
-        let all = Impairment {
-            drop: 1.0,
-            ..Default::default()
-        };
-        assert!((0..1000).all(|_| all.decide(&mut rng).drop));
-        let none = Impairment::default();
-        assert!(!none.is_active());
-        assert!((0..1000).all(|_| !none.decide(&mut rng).drop));
-        // Every kind, never and always.
-        let never = Impairment {
-            delay: Duration::from_millis(1),
-            ..Default::default()
-        };
-        for d in (0..1000).map(|_| never.decide(&mut rng)) {
-            assert!(!d.drop && d.copies == 1 && !d.hold, "{d:?}");
-        }
-        let always = Impairment {
-            duplicate: 1.0,
-            reorder: 1.0,
-            ..Default::default()
-        };
-        for d in (0..1000).map(|_| always.decide(&mut rng)) {
-            assert!(!d.drop && d.copies == 2 && d.hold, "{d:?}");
-        }
-    }
-
-    #[test]
-    fn jitter_stays_within_bounds_and_above_zero() {
-        let imp = Impairment {
-            delay: Duration::from_millis(10),
-            jitter: Duration::from_millis(4),
-            ..Default::default()
-        };
-        let mut rng = Rng::new(3);
-        for _ in 0..10_000 {
-            let d = imp.decide(&mut rng).delay;
-            assert!(
-                d >= Duration::from_millis(6) && d <= Duration::from_millis(14),
-                "{d:?}"
-            );
-        }
-        let imp = Impairment {
-            jitter: Duration::from_millis(4),
-            ..Default::default()
-        };
-        assert!((0..1000).all(|_| imp.decide(&mut rng).delay <= Duration::from_millis(4)));
-    }
-
-    #[test]
-    fn the_timer_queue_releases_in_due_order_and_is_bounded() {
-        let t0 = Instant::now();
-        let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let mut q = TimerQueue::new(2);
-        let d = |ms, seq| Delayed {
-            due: t0 + Duration::from_millis(ms),
-            seq,
-            to,
-            from: None,
-            payload: vec![seq as u8],
-            hold: false,
-        };
-        assert!(q.push(d(20, 0)));
-        assert!(q.push(d(10, 1)));
-        assert!(!q.push(d(5, 2)), "full");
-        assert_eq!(q.next_due(), Some(t0 + Duration::from_millis(10)));
-        assert!(q.pop_due(t0).is_none());
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(15)).unwrap().seq, 1);
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(25)).unwrap().seq, 0);
-        assert!(q.is_empty());
     }
 }

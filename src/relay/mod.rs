@@ -17,22 +17,20 @@ use crate::base::error::{Ending, IoContext, IoError, Unmet};
 use crate::net::filter::SourceFilter;
 use crate::net::signal::Signals;
 use crate::net::sys::RecvBatch;
-use crate::netem::{Delayed, Impairment, Rng, TimerQueue};
+use crate::netem::shaper::ShaperCounts;
+use crate::netem::{Dir, Impairment, PerDir, Shaper};
 use crate::report::output::{Datagram, Leg, Output};
 use crate::wire::pcap::PcapWriter;
 
 /// Datagrams per receive call.
 pub(crate) const BATCH: usize = 64;
-/// Delayed datagrams held at most (both ways); beyond, dropped and counted.
-const TIMER_CAPACITY: usize = 100_000;
-/// A held (reordered) datagram waits at most this long for a next one.
-const MAX_HOLD: Duration = Duration::from_millis(100);
 /// After `--count` datagrams went up, replies are still relayed back until the relay has
 /// been quiet this long.
 const COUNT_GRACE: Duration = Duration::from_secs(1);
 
 mod outbound;
 mod sessions;
+pub mod stats;
 
 use sessions::Session;
 
@@ -43,8 +41,7 @@ pub struct Plan {
     pub idle_timeout: Duration,
     pub max_sessions: usize,
     /// Client → upstream, and back.
-    pub up: Impairment,
-    pub down: Impairment,
+    pub impairment: PerDir<Impairment>,
     pub seed: u64,
     pub count: Option<u64>,
     pub timeout: Option<Duration>,
@@ -55,22 +52,22 @@ pub struct Plan {
 }
 
 /// One direction's counters.
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Way {
     pub forwarded: u64,
     pub bytes: u64,
-    pub dropped: u64,
-    pub duplicated: u64,
-    pub delayed: u64,
-    pub reordered: u64,
+    /// What the direction's impairment did (filled in by [`Relay::counts`]).
+    #[serde(flatten)]
+    pub impairment: ShaperCounts,
     pub send_errors: u64,
 }
 
 /// What a relay counted, for `--stats`.
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Counts {
-    pub up: Way,
-    pub down: Way,
+    /// `up` and `down`.
+    #[serde(flatten)]
+    pub ways: PerDir<Way>,
     pub sessions_opened: u64,
     pub sessions_expired: u64,
     pub sessions_evicted: u64,
@@ -86,14 +83,8 @@ pub struct Counts {
 const WAKE: u64 = 0;
 const LISTEN: u64 = 1;
 
-/// One direction's impairment state.
-struct Impaired {
-    impairment: Impairment,
-    rng: Rng,
-    timers: TimerQueue,
-    held: Option<(Delayed, Instant)>,
-    seq: u64,
-}
+/// A datagram waiting for [`Relay::send_queued`]: direction, client, its bytes.
+type Outgoing = (Dir, SocketAddr, std::ops::Range<usize>);
 
 /// The relay's state between polls.
 pub struct Relay<'a> {
@@ -109,19 +100,19 @@ pub struct Relay<'a> {
     poller: crate::net::sys::Poller,
     /// No session expires before this (None: no sessions); see [`Relay::expire`].
     next_expiry: Option<Instant>,
-    up: Impaired,
-    down: Impaired,
+    /// Each direction's impairment.
+    shapers: PerDir<Shaper<SocketAddr>>,
     output: Option<&'a mut Output>,
     pcap: Option<PcapWriter>,
-    /// Datagrams waiting for [`Relay::send_queued`]: direction, client, bytes.
-    out: Vec<(bool, SocketAddr, std::ops::Range<usize>)>,
+    /// Datagrams waiting for [`Relay::send_queued`], and their bytes.
+    out: Vec<Outgoing>,
     out_bytes: Vec<u8>,
     /// The buffers of `sendmmsg`, reused.
     scratch: crate::net::sys::SendScratch,
     verbose: bool,
     trace: bool,
-    /// What the relay counted.
-    pub counts: Counts,
+    /// What the relay counted (the impairments' counts are the shapers').
+    counts: Counts,
 }
 
 impl<'a> Relay<'a> {
@@ -136,13 +127,14 @@ impl<'a> Relay<'a> {
         pcap: Option<PcapWriter>,
     ) -> io::Result<Self> {
         let local = listen.local_addr()?;
-        let impaired = |impairment: Impairment, salt: u64| Impaired {
-            impairment,
-            rng: Rng::new(plan.seed ^ salt),
-            timers: TimerQueue::new(TIMER_CAPACITY),
-            held: None,
-            seq: 0,
+        // Each direction draws from its own generator, so one way's decisions do not
+        // depend on the other's traffic.
+        let salt = |dir| match dir {
+            Dir::Up => 0,
+            Dir::Down => 0x9e37_79b9_7f4a_7c15,
         };
+        let shapers =
+            PerDir::from_fn(|dir| Shaper::new(*plan.impairment.get(dir), plan.seed ^ salt(dir)));
         Ok(Relay {
             plan,
             listen,
@@ -154,8 +146,7 @@ impl<'a> Relay<'a> {
             next_token: LISTEN + 1,
             poller,
             next_expiry: None,
-            up: impaired(plan.up, 0),
-            down: impaired(plan.down, 0x9e37_79b9_7f4a_7c15),
+            shapers,
             output,
             pcap,
             out: Vec::with_capacity(BATCH),
@@ -165,6 +156,15 @@ impl<'a> Relay<'a> {
             trace: tracing::enabled!(tracing::Level::DEBUG),
             counts: Counts::default(),
         })
+    }
+
+    /// What the relay counted so far.
+    pub fn counts(&self) -> Counts {
+        let mut counts = self.counts.clone();
+        for dir in Dir::BOTH {
+            counts.ways.get_mut(dir).impairment = self.shapers.get(dir).counts;
+        }
+        counts
     }
 
     /// Sessions live now.
@@ -195,7 +195,7 @@ impl<'a> Relay<'a> {
             let counted = self
                 .plan
                 .count
-                .is_some_and(|c| self.counts.up.forwarded >= c);
+                .is_some_and(|c| self.counts.ways.up.forwarded >= c);
             if counted && counted_at.is_none() {
                 counted_at = Some(now);
             }
@@ -213,7 +213,7 @@ impl<'a> Relay<'a> {
                 return match self.plan.count {
                     Some(want) => Err(Unmet(format!(
                         "relayed {} of {want} datagrams up (nothing for {})",
-                        self.counts.up.forwarded,
+                        self.counts.ways.up.forwarded,
                         crate::base::units::human_duration(self.plan.timeout.unwrap_or_default())
                     ))
                     .into()),
@@ -298,7 +298,9 @@ impl<'a> Relay<'a> {
         let mut any = false;
         loop {
             let want = match self.plan.count {
-                Some(c) => (c.saturating_sub(self.counts.up.forwarded)).min(BATCH as u64) as usize,
+                Some(c) => {
+                    (c.saturating_sub(self.counts.ways.up.forwarded)).min(BATCH as u64) as usize
+                }
                 None => BATCH,
             };
             if want == 0 {
@@ -336,8 +338,8 @@ impl<'a> Relay<'a> {
                     continue;
                 }
                 any = true;
-                self.show(true, meta.peer, payload, meta.len, time)?;
-                self.impair(true, meta.peer, payload, now);
+                self.show(Dir::Up, meta.peer, payload, meta.len, time)?;
+                self.impair(Dir::Up, meta.peer, payload, now);
             }
             self.send_queued()?;
             if n < want {
@@ -376,8 +378,8 @@ impl<'a> Relay<'a> {
                     continue;
                 }
                 any = true;
-                self.show(false, client, payload, meta.len, time)?;
-                self.impair(false, client, payload, now);
+                self.show(Dir::Down, client, payload, meta.len, time)?;
+                self.impair(Dir::Down, client, payload, now);
             }
             self.send_queued()?;
             if n < BATCH {
@@ -387,17 +389,16 @@ impl<'a> Relay<'a> {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        [&self.up, &self.down]
+        Dir::BOTH
             .iter()
-            .flat_map(|w| [w.timers.next_due(), w.held.as_ref().map(|(_, t)| *t)])
-            .flatten()
+            .filter_map(|&dir| self.shapers.get(dir).next_due())
             .min()
     }
 
     /// Print one datagram as it arrives, and record it on the leg it came by.
     fn show(
         &mut self,
-        up: bool,
+        dir: Dir,
         client: SocketAddr,
         payload: &[u8],
         len: usize,
@@ -407,7 +408,7 @@ impl<'a> Relay<'a> {
         if self.trace {
             debug!(
                 "{} {len} bytes",
-                if up {
+                if dir == Dir::Up {
                     format!("{client} -> {upstream}")
                 } else {
                     format!("{upstream} -> {client}")
@@ -416,7 +417,7 @@ impl<'a> Relay<'a> {
         }
         if self.pcap.is_some() {
             // The leg it arrived on; the leg it leaves on is recorded as it is sent.
-            let (from, to) = if up {
+            let (from, to) = if dir == Dir::Up {
                 (client, self.relay_side(client))
             } else {
                 (upstream, self.upstream_side(client))
@@ -428,13 +429,13 @@ impl<'a> Relay<'a> {
         }
         if let Some(output) = self.output.as_deref_mut() {
             output.write(&Datagram {
-                peer: if up { client } else { upstream },
+                peer: if dir == Dir::Up { client } else { upstream },
                 payload,
                 len,
                 time,
                 rtt: None,
                 leg: Some(Leg {
-                    up,
+                    dir,
                     client,
                     upstream,
                 }),

@@ -7,24 +7,21 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 use tracing::{info, trace, warn};
 
 use crate::net::signal::{Signals, Wake};
 use crate::net::sys::{send_replies, RecvMeta, Reply};
-use crate::netem::{Delayed, Impairment, Rng, TimerQueue};
+use crate::netem::shaper::ShaperCounts;
+use crate::netem::{Impairment, Shaper};
 use crate::serve::limiter::SourceLimiter;
 use crate::serve::policy::{self, Host, Refusal};
 use crate::wire::pcap::PcapWriter;
 
 /// Default per-source limit off loopback (SPEC §4 echo).
 pub const DEFAULT_RATE_LIMIT: f64 = 1000.0;
-/// Delayed replies held at most; beyond, replies are dropped and counted.
-const TIMER_CAPACITY: usize = 100_000;
-/// A reordered reply is held at most this long waiting for a next reply.
-const MAX_HOLD: Duration = Duration::from_millis(100);
 /// Send errors logged before further ones are only counted.
 const SEND_ERROR_LOGS: u64 = 5;
 /// Replies per `sendmmsg` call.
@@ -44,13 +41,32 @@ pub enum Answer {
     Exec(crate::serve::exec::ExecSettings),
 }
 
+/// Which server answers: the words of its summary and JSON differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Responder {
+    /// `dgram echo`: replies are echoes.
+    Echo,
+    /// `dgram listen` as a mock server: replies are answers.
+    Listen,
+}
+
+impl Responder {
+    /// The subcommand's name, as messages say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Responder::Echo => "echo",
+            Responder::Listen => "listen",
+        }
+    }
+}
+
 /// How a server answers: who may get a reply, and how the network misbehaves.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// What the reply is.
     pub answer: std::rc::Rc<Answer>,
-    /// Who answers, as messages name it: `echo` or `listen`.
-    pub name: &'static str,
+    /// Who answers.
+    pub responder: Responder,
     /// Requests the policy refused still count toward `--count` (listen: every request
     /// is a record; echo: only what passed the policy).
     pub count_refused: bool,
@@ -87,7 +103,7 @@ impl Settings {
     /// The warning a server bound off loopback prints after its announcement:
     /// `echo on 0.0.0.0:7 answers other hosts: rate limit of 1000 replies/s per source ...`.
     pub fn open_warning(&self, local: SocketAddr) -> Option<String> {
-        let who = self.name;
+        let who = self.responder.name();
         if is_loopback(local) {
             return None;
         }
@@ -114,14 +130,6 @@ pub struct Counts {
     pub refused: BTreeMap<&'static str, u64>,
     /// Datagrams over the per-source rate limit.
     pub rate_limited: u64,
-    /// Replies the impairment dropped (or the timer queue had no room for).
-    pub impairment_dropped: u64,
-    /// Replies sent twice.
-    pub duplicated: u64,
-    /// Replies delayed.
-    pub delayed: u64,
-    /// Replies held back behind the next one.
-    pub reordered: u64,
     /// Sends that failed (never fatal).
     pub send_errors: u64,
 }
@@ -137,6 +145,23 @@ impl Counts {
     }
 }
 
+/// Queue a reply for this batch: its bytes into `arena`, where it goes into `queued`.
+fn queue(
+    arena: &mut Vec<u8>,
+    queued: &mut Vec<Queued>,
+    payload: &[u8],
+    to: SocketAddr,
+    from: Option<IpAddr>,
+) {
+    let start = arena.len();
+    arena.extend_from_slice(payload);
+    queued.push(Queued {
+        payload: start..arena.len(),
+        to,
+        from,
+    });
+}
+
 /// A reply ready to go in this batch.
 struct Queued {
     payload: Range<usize>,
@@ -147,12 +172,13 @@ struct Queued {
 /// Answers on one socket.
 pub struct Replier {
     answer: std::rc::Rc<Answer>,
-    name: &'static str,
+    responder: Responder,
     /// From [`Settings::count_refused`].
     pub count_refused: bool,
     host: Host,
     limiter: Option<SourceLimiter>,
-    impairment: Option<(Impairment, Rng)>,
+    /// The impairment of replies (they all go down, to the client).
+    shaper: Shaper<(SocketAddr, Option<IpAddr>)>,
     fd: RawFd,
     ipv6_socket: bool,
     wildcard: bool,
@@ -162,9 +188,6 @@ pub struct Replier {
     queued: Vec<Queued>,
     /// The buffers of `sendmmsg`, reused.
     scratch: crate::net::sys::SendScratch,
-    timers: TimerQueue,
-    held: Option<(Delayed, Instant)>,
-    seq: u64,
     /// What happened so far.
     pub counts: Counts,
 }
@@ -180,10 +203,9 @@ impl Replier {
 
     /// A replier for the socket `fd`, bound to `local`.
     pub fn new(fd: RawFd, local: SocketAddr, settings: &Settings) -> Self {
-        let impairment = settings.impairment;
         Replier {
             answer: std::rc::Rc::clone(&settings.answer),
-            name: settings.name,
+            responder: settings.responder,
             count_refused: settings.count_refused,
             host: Host {
                 local,
@@ -192,9 +214,7 @@ impl Replier {
             limiter: settings
                 .rate_limit
                 .map(|r| SourceLimiter::new(r, 2.0 * r, settings.max_sources)),
-            impairment: impairment
-                .is_active()
-                .then(|| (impairment, Rng::new(settings.seed))),
+            shaper: Shaper::new(settings.impairment, settings.seed),
             fd,
             ipv6_socket: local.is_ipv6(),
             wildcard: local.ip().is_unspecified(),
@@ -202,9 +222,6 @@ impl Replier {
             arena: Vec::with_capacity(64 * 1024),
             queued: Vec::with_capacity(SEND_BATCH),
             scratch: crate::net::sys::SendScratch::default(),
-            timers: TimerQueue::new(TIMER_CAPACITY),
-            held: None,
-            seq: 0,
             counts: Counts::default(),
         }
     }
@@ -272,61 +289,11 @@ impl Replier {
     /// Send `payload` as the reply to `meta` (already admitted), through the impairment.
     pub fn send(&mut self, meta: &RecvMeta, payload: &[u8], now: Instant) {
         let from = if self.wildcard { meta.dst } else { None };
-        let Some((impairment, rng)) = &mut self.impairment else {
-            self.queue(payload, meta.peer, from);
-            return;
-        };
-        let decision = impairment.decide(rng);
-        if decision.drop {
-            self.counts.impairment_dropped += 1;
-            return;
-        }
-        if decision.copies == 2 {
-            self.counts.duplicated += 1;
-        }
-        for copy in 0..decision.copies {
-            self.seq += 1;
-            let d = Delayed {
-                due: now + decision.delay,
-                seq: self.seq,
-                to: meta.peer,
-                from,
-                payload: payload.to_vec(),
-                // Only the first copy of a duplicated reply is held back.
-                hold: decision.hold && copy == 0,
-            };
-            if decision.delay.is_zero() {
-                self.release(d, now);
-            } else if self.timers.push(d) {
-                self.counts.delayed += 1;
-            } else {
-                self.counts.impairment_dropped += 1;
-            }
-        }
-    }
-
-    fn queue(&mut self, payload: &[u8], to: SocketAddr, from: Option<IpAddr>) {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(payload);
-        self.queued.push(Queued {
-            payload: start..self.arena.len(),
-            to,
-            from,
-        });
-    }
-
-    /// Queue a reply now, or hold it back (reorder); a held reply goes right after the
-    /// next one.
-    fn release(&mut self, d: Delayed, now: Instant) {
-        if d.hold && self.held.is_none() {
-            self.counts.reordered += 1;
-            self.held = Some((d, now + MAX_HOLD));
-            return;
-        }
-        self.queue(&d.payload, d.to, d.from);
-        if let Some((h, _)) = self.held.take() {
-            self.queue(&h.payload, h.to, h.from);
-        }
+        let (arena, queued) = (&mut self.arena, &mut self.queued);
+        self.shaper
+            .push((meta.peer, from), payload, now, &mut |(to, from), p| {
+                queue(arena, queued, p, to, from)
+            });
     }
 
     /// Send what is queued, in batches; each reply also goes to `pcap` when given.
@@ -377,30 +344,27 @@ impl Replier {
         self.arena.clear();
     }
 
-    /// Who answers: `echo` or `listen`.
-    pub fn name(&self) -> &'static str {
-        self.name
+    /// Who answers.
+    pub fn responder(&self) -> Responder {
+        self.responder
     }
 
     /// When delayed or held replies are due, if any.
     pub fn wake_at(&self) -> Option<Instant> {
-        [self.timers.next_due(), self.held.as_ref().map(|(_, t)| *t)]
-            .into_iter()
-            .flatten()
-            .min()
+        self.shaper.next_due()
     }
 
     /// Send the replies due by `now`.
     pub fn tick(&mut self, now: Instant, pcap: Option<&mut (PcapWriter, SocketAddr)>) {
-        while let Some(d) = self.timers.pop_due(now) {
-            self.release(d, now);
-        }
-        if self.held.as_ref().is_some_and(|(_, due)| *due <= now) {
-            if let Some((h, _)) = self.held.take() {
-                self.queue(&h.payload, h.to, h.from);
-            }
-        }
+        let (arena, queued) = (&mut self.arena, &mut self.queued);
+        self.shaper
+            .tick(now, &mut |(to, from), p| queue(arena, queued, p, to, from));
         self.flush(pcap);
+    }
+
+    /// What the impairment did.
+    pub fn impairment_counts(&self) -> ShaperCounts {
+        self.shaper.counts
     }
 
     /// After the last datagram: let delayed and held replies go (bounded by their delays),
@@ -422,10 +386,10 @@ impl Replier {
     /// 1 (...)...` (`answered` for listen's responders).
     pub fn summary_line(&self, received: u64, filtered: u64) -> String {
         let c = &self.counts;
-        let verb = if self.name == "echo" {
-            "echoed"
-        } else {
-            "answered"
+        let i = self.shaper.counts;
+        let verb = match self.responder {
+            Responder::Echo => "echoed",
+            Responder::Listen => "answered",
         };
         let mut line = format!("{verb} {} of {received} datagrams", c.echoed);
         let refused = c.refused_total();
@@ -437,10 +401,10 @@ impl Replier {
             (filtered, "filtered"),
             (c.unanswerable, "not answerable"),
             (c.rate_limited, "rate-limited"),
-            (c.impairment_dropped, "dropped by impairment"),
-            (c.duplicated, "duplicated"),
-            (c.delayed, "delayed"),
-            (c.reordered, "reordered"),
+            (i.dropped, "dropped by impairment"),
+            (i.duplicated, "duplicated"),
+            (i.delayed, "delayed"),
+            (i.reordered, "reordered"),
             (c.send_errors, "send errors"),
         ] {
             if n > 0 {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::report::stats::Summary;
 use crate::serve::printer::Printer;
-use crate::serve::reply::Replier;
+use crate::serve::reply::{Replier, Responder};
 use crate::serve::Config;
 
 /// What the server says at its end: the replier's line or object, or the `--stats`
@@ -83,13 +83,22 @@ fn report_replies(
         if let (Some(obj), Ok(serde_json::Value::Object(mut extra))) =
             (v.as_object_mut(), serde_json::to_value(c))
         {
-            if replier.name() != "echo" {
+            if replier.responder() != Responder::Echo {
                 // A responder's replies are not echoes.
                 if let Some(n) = extra.remove("echoed") {
                     extra.insert("replied".to_string(), n);
                 }
             }
             obj.extend(extra);
+            let i = replier.impairment_counts();
+            for (key, n) in [
+                ("impairment_dropped", i.dropped),
+                ("duplicated", i.duplicated),
+                ("delayed", i.delayed),
+                ("reordered", i.reordered),
+            ] {
+                obj.insert(key.to_string(), n.into());
+            }
         }
         let _ = std::io::stderr().write_all(format!("{v}\n").as_bytes());
         return;

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::base::error::StdoutClosed;
+use crate::netem::Dir;
 use crate::wire::codec::hex;
 
 /// How a received datagram is printed.
@@ -80,8 +81,8 @@ pub struct Datagram<'a> {
 /// A datagram passing a relay: its direction and its session.
 #[derive(Clone, Copy, Debug)]
 pub struct Leg {
-    /// Client → upstream (`up`), or back (`down`).
-    pub up: bool,
+    /// Client → upstream, or back.
+    pub dir: Dir,
     pub client: SocketAddr,
     pub upstream: SocketAddr,
 }
@@ -89,7 +90,7 @@ pub struct Leg {
 impl Leg {
     /// `CLIENT -> UPSTREAM` or `UPSTREAM -> CLIENT`.
     fn header(&self) -> String {
-        if self.up {
+        if self.dir == Dir::Up {
             format!("{} -> {}\n", self.client, self.upstream)
         } else {
             format!("{} -> {}\n", self.upstream, self.client)
@@ -194,7 +195,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
                     Ok(msg) => DnsField::Message(crate::wire::dns::DnsJson::new(&msg)),
                     Err(error) => DnsField::Error { error },
                 }),
-                dir: d.leg.map(|l| if l.up { "up" } else { "down" }),
+                dir: d.leg.map(|l| l.dir.name()),
                 client: d.leg.map(|l| l.client.to_string()),
                 upstream: d.leg.map(|l| l.upstream.to_string()),
             };

@@ -100,7 +100,7 @@ fn a_relayed_datagram_says_which_way_it_went() {
         "127.0.0.1:53".parse().unwrap(),
     );
     d.leg = Some(Leg {
-        up: true,
+        dir: crate::netem::Dir::Up,
         client,
         upstream,
     });
@@ -110,7 +110,7 @@ fn a_relayed_datagram_says_which_way_it_went() {
     );
     assert_eq!(shown(&d, Format::Raw), "q");
     d.leg = Some(Leg {
-        up: false,
+        dir: crate::netem::Dir::Down,
         client,
         upstream,
     });

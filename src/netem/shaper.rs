@@ -1,0 +1,282 @@
+//! One direction's impairment as a pipeline, the same for echo's replies and each way
+//! through a relay: every datagram goes in with a tag (where it goes, where from); what
+//! may leave now is handed back at once, what is delayed waits on a bounded timer queue,
+//! and a reordered one is held back until the next has gone (or [`MAX_HOLD`] passes).
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::netem::{Impairment, Rng};
+
+/// Delayed datagrams held at most; beyond, dropped and counted.
+pub const TIMER_CAPACITY: usize = 100_000;
+/// A held (reordered) datagram waits at most this long for a next one.
+pub const MAX_HOLD: Duration = Duration::from_millis(100);
+
+/// What the impairment did, for `--stats` (JSON keys as SPEC §12).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ShaperCounts {
+    /// Dropped by `--drop`, or because the timer queue was full.
+    pub dropped: u64,
+    /// Sent twice.
+    pub duplicated: u64,
+    /// Waited on the timer queue.
+    pub delayed: u64,
+    /// Held back behind the next datagram.
+    pub reordered: u64,
+}
+
+/// A datagram waiting for its time, ordered by due time, then arrival.
+#[derive(Debug)]
+struct Delayed<T> {
+    due: Instant,
+    seq: u64,
+    tag: T,
+    payload: Vec<u8>,
+    /// Reorder: when due, hold it back until the next datagram has gone.
+    hold: bool,
+}
+
+impl<T> PartialEq for Delayed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl<T> Eq for Delayed<T> {}
+impl<T> PartialOrd for Delayed<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Delayed<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// One direction's impairment and the datagrams it holds.
+pub struct Shaper<T> {
+    impairment: Impairment,
+    rng: Rng,
+    timers: BinaryHeap<Reverse<Delayed<T>>>,
+    capacity: usize,
+    held: Option<(Delayed<T>, Instant)>,
+    seq: u64,
+    /// What it did so far.
+    pub counts: ShaperCounts,
+}
+
+impl<T: Copy> Shaper<T> {
+    /// A shaper that decides with `impairment` from `seed`.
+    pub fn new(impairment: Impairment, seed: u64) -> Self {
+        Self::with_capacity(impairment, seed, TIMER_CAPACITY)
+    }
+
+    /// As [`new`](Self::new), holding at most `capacity` delayed datagrams.
+    pub fn with_capacity(impairment: Impairment, seed: u64, capacity: usize) -> Self {
+        Shaper {
+            impairment,
+            rng: Rng::new(seed),
+            timers: BinaryHeap::new(),
+            capacity,
+            held: None,
+            seq: 0,
+            counts: ShaperCounts::default(),
+        }
+    }
+
+    /// True when it does anything to traffic.
+    pub fn is_active(&self) -> bool {
+        self.impairment.is_active()
+    }
+
+    /// The impairment it applies.
+    pub fn impairment(&self) -> &Impairment {
+        &self.impairment
+    }
+
+    /// One datagram in: whatever may leave now (it, a copy, a datagram it releases from
+    /// hold) is given to `out`, in order.
+    pub fn push(&mut self, tag: T, payload: &[u8], now: Instant, out: &mut impl FnMut(T, &[u8])) {
+        if !self.impairment.is_active() {
+            out(tag, payload);
+            return;
+        }
+        let decision = self.impairment.decide(&mut self.rng);
+        if decision.drop {
+            self.counts.dropped += 1;
+            return;
+        }
+        if decision.copies == 2 {
+            self.counts.duplicated += 1;
+        }
+        for copy in 0..decision.copies {
+            self.seq += 1;
+            let d = Delayed {
+                due: now + decision.delay,
+                seq: self.seq,
+                tag,
+                payload: payload.to_vec(),
+                // Only the first copy of a duplicated datagram is held back.
+                hold: decision.hold && copy == 0,
+            };
+            if decision.delay.is_zero() {
+                self.release(d, now, out);
+            } else if self.timers.len() < self.capacity {
+                self.timers.push(Reverse(d));
+                self.counts.delayed += 1;
+            } else {
+                self.counts.dropped += 1;
+            }
+        }
+    }
+
+    /// A datagram whose time has come: out, or held back once (reorder); a held one goes
+    /// right after the next.
+    fn release(&mut self, d: Delayed<T>, now: Instant, out: &mut impl FnMut(T, &[u8])) {
+        if d.hold && self.held.is_none() {
+            self.counts.reordered += 1;
+            self.held = Some((d, now + MAX_HOLD));
+            return;
+        }
+        out(d.tag, &d.payload);
+        if let Some((h, _)) = self.held.take() {
+            out(h.tag, &h.payload);
+        }
+    }
+
+    /// Everything due by `now` to `out`: delayed datagrams in due order, and a held one
+    /// whose wait is over.
+    pub fn tick(&mut self, now: Instant, out: &mut impl FnMut(T, &[u8])) {
+        while self.timers.peek().is_some_and(|Reverse(d)| d.due <= now) {
+            let Some(Reverse(d)) = self.timers.pop() else {
+                break;
+            };
+            self.release(d, now, out);
+        }
+        if self.held.as_ref().is_some_and(|(_, due)| *due <= now) {
+            if let Some((h, _)) = self.held.take() {
+                out(h.tag, &h.payload);
+            }
+        }
+    }
+
+    /// When the next delayed or held datagram is due, if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse(d)| d.due);
+        let held = self.held.as_ref().map(|(_, t)| *t);
+        timer.into_iter().chain(held).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(shaper: &mut Shaper<u32>, inputs: &[(u32, u64)], t0: Instant) -> Vec<(u32, u64)> {
+        let mut got = Vec::new();
+        for &(tag, ms) in inputs {
+            let now = t0 + Duration::from_millis(ms);
+            shaper.tick(now, &mut |t, p| got.push((t, p[0] as u64)));
+            shaper.push(tag, &[tag as u8], now, &mut |t, p| {
+                got.push((t, p[0] as u64))
+            });
+        }
+        shaper.tick(t0 + Duration::from_secs(10), &mut |t, p| {
+            got.push((t, p[0] as u64))
+        });
+        got
+    }
+
+    #[test]
+    fn an_inactive_shaper_passes_everything_at_once_in_order() {
+        let mut s = Shaper::new(Impairment::default(), 1);
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        for tag in 0..5u32 {
+            s.push(tag, &[tag as u8], t0, &mut |t, _| got.push(t));
+        }
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+        assert_eq!(s.next_due(), None);
+        assert_eq!(s.counts, ShaperCounts::default());
+    }
+
+    #[test]
+    fn delayed_datagrams_leave_in_due_order_and_the_queue_is_bounded() {
+        let imp = Impairment {
+            delay: Duration::from_millis(20),
+            ..Impairment::default()
+        };
+        let mut s = Shaper::with_capacity(imp, 1, 2);
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        for tag in 0..3u32 {
+            s.push(
+                tag,
+                &[tag as u8],
+                t0 + Duration::from_millis(tag as u64),
+                &mut |t, _| got.push(t),
+            );
+        }
+        assert!(got.is_empty());
+        assert_eq!(s.counts.delayed, 2);
+        assert_eq!(s.counts.dropped, 1, "the third found the queue full");
+        assert_eq!(s.next_due(), Some(t0 + Duration::from_millis(20)));
+        s.tick(t0 + Duration::from_millis(20), &mut |t, _| got.push(t));
+        assert_eq!(got, vec![0]);
+        s.tick(t0 + Duration::from_millis(30), &mut |t, _| got.push(t));
+        assert_eq!(got, vec![0, 1]);
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_reordered_datagram_goes_right_after_the_next_or_when_its_hold_ends() {
+        let imp = Impairment {
+            reorder: 1.0,
+            ..Impairment::default()
+        };
+        let mut s = Shaper::new(imp, 1);
+        let t0 = Instant::now();
+        // Every datagram wants holding; only one can be held: 0 is held, 1 goes and
+        // releases 0, 2 is held, and its hold ends after MAX_HOLD.
+        let got = run(&mut s, &[(0, 0), (1, 1)], t0);
+        assert_eq!(got, vec![(1, 1), (0, 0)]);
+        let mut s = Shaper::new(imp, 1);
+        let mut late = Vec::new();
+        s.push(7, &[7], t0, &mut |t, _| late.push(t));
+        assert!(late.is_empty());
+        assert_eq!(s.next_due(), Some(t0 + MAX_HOLD));
+        s.tick(t0 + MAX_HOLD - Duration::from_millis(1), &mut |t, _| {
+            late.push(t)
+        });
+        assert!(late.is_empty());
+        s.tick(t0 + MAX_HOLD, &mut |t, _| late.push(t));
+        assert_eq!(late, vec![7]);
+        assert_eq!(s.counts.reordered, 1);
+    }
+
+    #[test]
+    fn drops_and_duplicates_are_counted_and_the_seed_decides() {
+        let imp = Impairment {
+            drop: 0.3,
+            duplicate: 0.3,
+            jitter: Duration::from_millis(5),
+            delay: Duration::from_millis(5),
+            ..Impairment::default()
+        };
+        let inputs: Vec<(u32, u64)> = (0..1000).map(|i| (i, i as u64)).collect();
+        let t0 = Instant::now();
+        let (mut a, mut b) = (Shaper::new(imp, 9), Shaper::new(imp, 9));
+        let (ga, gb) = (run(&mut a, &inputs, t0), run(&mut b, &inputs, t0));
+        assert_eq!(ga, gb);
+        assert_eq!(a.counts, b.counts);
+        let c = a.counts;
+        assert_eq!(ga.len() as u64, 1000 - c.dropped + c.duplicated);
+        assert!((250..350).contains(&c.dropped), "{c:?}");
+        assert!(c.duplicated > 100, "{c:?}");
+        assert_ne!(run(&mut Shaper::new(imp, 10), &inputs, t0), ga);
+    }
+}
