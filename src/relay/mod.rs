@@ -13,14 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::base::error::{Ending, IoContext, IoError, Unmet};
+use crate::base::error::{Ending, IoError, Unmet};
 use crate::net::filter::SourceFilter;
 use crate::net::signal::Signals;
 use crate::net::sys::RecvBatch;
 use crate::netem::shaper::ShaperCounts;
 use crate::netem::{Dir, Impairment, PerDir, Shaper};
 use crate::report::output::{Datagram, Leg, Output};
-use crate::wire::pcap::PcapWriter;
+use crate::wire::pcap::{PcapWriter, Record};
 
 /// Datagrams per receive call.
 pub(crate) const BATCH: usize = 64;
@@ -423,8 +423,13 @@ impl<'a> Relay<'a> {
                 (upstream, self.upstream_side(client))
             };
             if let Some(pcap) = &mut self.pcap {
-                pcap.write(time, from, to, payload, len)
-                    .io_context(|| "failed to write --pcap".into())?;
+                pcap.write(&Record {
+                    time,
+                    from,
+                    to,
+                    payload,
+                    len,
+                });
             }
         }
         if let Some(output) = self.output.as_deref_mut() {
@@ -447,8 +452,7 @@ impl<'a> Relay<'a> {
     /// Push printed and recorded datagrams out: the sockets are idle.
     fn flush(&mut self) -> anyhow::Result<()> {
         if let Some(pcap) = &mut self.pcap {
-            pcap.flush()
-                .io_context(|| "failed to write --pcap".into())?;
+            pcap.flush();
         }
         if let Some(output) = self.output.as_deref_mut() {
             output.flush()?;

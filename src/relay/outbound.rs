@@ -10,9 +10,9 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::{Outgoing, Relay};
-use crate::base::error::IoContext;
 use crate::net::sys::{send_replies, Reply};
 use crate::netem::Dir;
+use crate::wire::pcap::Record;
 
 impl Relay<'_> {
     /// Send one datagram on its way, through its direction's impairment.
@@ -107,8 +107,13 @@ impl Relay<'_> {
                 if let Some(pcap) = &mut self.pcap {
                     for (_, _, r) in &self.out[i..i + sent] {
                         let p = &self.out_bytes[r.clone()];
-                        pcap.write(time, from, to, p, p.len())
-                            .io_context(|| "failed to write --pcap".into())?;
+                        pcap.write(&Record {
+                            time,
+                            from,
+                            to,
+                            payload: p,
+                            len: p.len(),
+                        });
                     }
                 }
             }

@@ -18,7 +18,7 @@ use crate::report::output::{Datagram, Output};
 use crate::serve::exec::{ExecPool, Job, Outcome};
 use crate::serve::reply::{Admit, Replier, Settings};
 use crate::serve::Config;
-use crate::wire::pcap::PcapWriter;
+use crate::wire::pcap::{PcapWriter, Record};
 use crate::wire::seq::{self, Accounting};
 
 /// Truncation warnings printed before further ones are only counted.
@@ -91,8 +91,17 @@ impl Handler for Printer {
             seq.record(meta.peer, payload, seq::now_ns());
         }
         if let Some((pcap, local)) = &mut self.pcap {
-            pcap.write_arrival(time, &meta, *local, payload)
-                .io_context(|| "failed to write --pcap".into())?;
+            // Arrived at our address, or at the one PKTINFO names on a wildcard bind.
+            let to = meta
+                .dst
+                .map_or(*local, |ip| SocketAddr::new(ip, local.port()));
+            pcap.write(&Record {
+                time,
+                from: meta.peer,
+                to,
+                payload,
+                len: meta.len,
+            });
         }
         trace!(peer = %meta.peer, len = meta.len, "datagram");
         if let Some(output) = &mut self.output {
@@ -199,8 +208,7 @@ impl Handler for Printer {
 
     fn idle(&mut self) -> anyhow::Result<()> {
         if let Some((pcap, _)) = &mut self.pcap {
-            pcap.flush()
-                .io_context(|| "failed to write --pcap".into())?;
+            pcap.flush();
         }
         match &mut self.output {
             Some(output) => output.flush(),

@@ -18,7 +18,7 @@ use crate::netem::shaper::ShaperCounts;
 use crate::netem::{Impairment, Shaper};
 use crate::serve::limiter::SourceLimiter;
 use crate::serve::policy::{self, Host, Refusal};
-use crate::wire::pcap::PcapWriter;
+use crate::wire::pcap::{PcapWriter, Record};
 
 /// Default per-source limit off loopback (SPEC §4 echo).
 pub const DEFAULT_RATE_LIMIT: f64 = 1000.0;
@@ -316,12 +316,13 @@ impl Replier {
                             let from = r
                                 .from
                                 .map_or(*local, |ip| SocketAddr::new(ip, local.port()));
-                            if writer
-                                .write(now, from, r.to, r.payload, r.payload.len())
-                                .is_err()
-                            {
-                                self.counts.send_errors += 1;
-                            }
+                            writer.write(&Record {
+                                time: now,
+                                from,
+                                to: r.to,
+                                payload: r.payload,
+                                len: r.payload.len(),
+                            });
                         }
                     }
                     start += n;

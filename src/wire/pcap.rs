@@ -6,18 +6,42 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing::warn;
+
+use crate::base::error::describe_io;
 use crate::net::addr::normalize;
 
 const ETHERNET: u32 = 1;
 const SNAPLEN: u32 = 262_144;
 
+/// One datagram as a capture records it.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    pub time: SystemTime,
+    pub from: SocketAddr,
+    pub to: SocketAddr,
+    /// What was captured of it.
+    pub payload: &'a [u8],
+    /// Its length on the wire (more than the payload when it came truncated).
+    pub len: usize,
+}
+
 /// A pcap file being written.
+///
+/// A capture is a side record of the traffic, not the job: a write that fails (a full
+/// disk, a file removed under it) never stops a server or a relay. The first failure is
+/// a warning naming the file and the error; recording stops there (the file keeps what
+/// was written before), the datagrams after it are counted, and the count is a warning
+/// when the writer is dropped.
 pub struct PcapWriter {
     out: BufWriter<File>,
     scratch: Vec<u8>,
+    path: PathBuf,
+    failed: bool,
+    unrecorded: u64,
 }
 
 impl PcapWriter {
@@ -28,22 +52,51 @@ impl PcapWriter {
         Ok(PcapWriter {
             out,
             scratch: Vec::with_capacity(65_600),
+            path: path.to_path_buf(),
+            failed: false,
+            unrecorded: 0,
         })
     }
 
-    /// Write one datagram from `src` to `dst`: `payload` is what was captured of a datagram
-    /// of `len` bytes on the wire.
-    pub fn write(
-        &mut self,
-        time: SystemTime,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        len: usize,
-    ) -> io::Result<()> {
+    /// Record one datagram (see the type's notes on failure).
+    pub fn write(&mut self, record: &Record<'_>) {
+        if self.failed {
+            self.unrecorded += 1;
+            return;
+        }
+        if let Err(e) = self.try_write(record) {
+            self.fail(&e);
+            self.unrecorded += 1;
+        }
+    }
+
+    /// Push what is buffered to the file.
+    pub fn flush(&mut self) {
+        if !self.failed {
+            if let Err(e) = self.out.flush() {
+                self.fail(&e);
+            }
+        }
+    }
+
+    /// Datagrams not recorded since a write failed.
+    pub fn unrecorded(&self) -> u64 {
+        self.unrecorded
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        self.failed = true;
+        warn!(
+            "failed to write --pcap {}: {}; recording stopped, the traffic goes on",
+            self.path.display(),
+            describe_io(e)
+        );
+    }
+
+    fn try_write(&mut self, r: &Record<'_>) -> io::Result<()> {
         self.scratch.clear();
-        let orig = packet(&mut self.scratch, src, dst, payload, len);
-        let ts = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let orig = packet(&mut self.scratch, r.from, r.to, r.payload, r.len);
+        let ts = r.time.duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut rec = [0u8; 16];
         rec[0..4].copy_from_slice(&(ts.as_secs() as u32).to_le_bytes());
         rec[4..8].copy_from_slice(&ts.subsec_micros().to_le_bytes());
@@ -52,24 +105,18 @@ impl PcapWriter {
         self.out.write_all(&rec)?;
         self.out.write_all(&self.scratch)
     }
+}
 
-    /// Write a datagram that arrived at `local` (its destination from PKTINFO when known).
-    pub fn write_arrival(
-        &mut self,
-        time: SystemTime,
-        meta: &crate::net::sys::RecvMeta,
-        local: SocketAddr,
-        payload: &[u8],
-    ) -> io::Result<()> {
-        let dst = meta
-            .dst
-            .map_or(local, |ip| SocketAddr::new(ip, local.port()));
-        self.write(time, meta.peer, dst, payload, meta.len)
-    }
-
-    /// Push what is buffered to the file.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+impl Drop for PcapWriter {
+    fn drop(&mut self) {
+        self.flush();
+        if self.unrecorded > 0 {
+            warn!(
+                "--pcap {}: {} datagrams after the failure were not recorded",
+                self.path.display(),
+                self.unrecorded
+            );
+        }
     }
 }
 
@@ -295,25 +342,22 @@ mod tests {
         let path = std::env::temp_dir().join(format!("dgram-pcap-{}.pcap", std::process::id()));
         let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
         let mut w = PcapWriter::create(&path).unwrap();
-        w.write(t, sa("127.0.0.1:5000"), sa("127.0.0.2:53"), b"four", 4)
-            .unwrap();
+        let rec = |time, from, to, payload: &'static [u8], len| Record {
+            time,
+            from: sa(from),
+            to: sa(to),
+            payload,
+            len,
+        };
+        w.write(&rec(t, "127.0.0.1:5000", "127.0.0.2:53", b"four", 4));
         // An IPv6 peer of a socket bound to an IPv4 address: both written as IPv6.
         let later = t + Duration::from_millis(1);
-        w.write(later, sa("[2001:db8::1]:1"), sa("127.0.0.1:2"), b"mixed", 5)
-            .unwrap();
-        w.write(t, sa("127.0.0.1:1"), sa("127.0.0.1:2"), b"abc", 3000)
-            .unwrap();
-        let meta = crate::net::sys::RecvMeta {
-            len: 2,
-            captured: 2,
-            peer: sa("127.0.0.9:7"),
-            dst: Some("127.0.0.3".parse().unwrap()),
-        };
-        w.write_arrival(t, &meta, sa("0.0.0.0:9"), b"hi").unwrap();
-        let unknown = crate::net::sys::RecvMeta { dst: None, ..meta };
-        w.write_arrival(t, &unknown, sa("127.0.0.4:9"), b"hi")
-            .unwrap();
-        w.flush().unwrap();
+        w.write(&rec(later, "[2001:db8::1]:1", "127.0.0.1:2", b"mixed", 5));
+        w.write(&rec(t, "127.0.0.1:1", "127.0.0.1:2", b"abc", 3000));
+        w.write(&rec(t, "127.0.0.9:7", "127.0.0.3:9", b"hi", 2));
+        w.write(&rec(t, "127.0.0.9:7", "127.0.0.4:9", b"hi", 2));
+        w.flush();
+        assert_eq!(w.unrecorded(), 0);
         let mut r = crate::wire::capture::CaptureReader::open(&path, vec![]).unwrap();
         let mut got = Vec::new();
         while let Some(c) = r.next_datagram().unwrap() {
@@ -337,5 +381,27 @@ mod tests {
         // The datagram cut to 3 of its 3000 bytes is seen as cut, and skipped.
         assert_eq!(r.skipped.frames, 5);
         assert_eq!(r.skipped.truncated, 1);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_stops_recording_and_counts_what_was_not_recorded() {
+        // /dev/full takes the open and fails every write with ENOSPC.
+        let mut w = PcapWriter::create(Path::new("/dev/full")).unwrap();
+        let r = Record {
+            time: UNIX_EPOCH,
+            from: sa("127.0.0.1:1"),
+            to: sa("127.0.0.1:2"),
+            payload: &[0; 1000],
+            len: 1000,
+        };
+        // The buffer takes the first ones; the flush finds the disk full.
+        w.write(&r);
+        w.flush();
+        assert_eq!(w.unrecorded(), 0);
+        for _ in 0..3 {
+            w.write(&r);
+        }
+        assert_eq!(w.unrecorded(), 3);
     }
 }

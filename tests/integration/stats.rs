@@ -360,3 +360,57 @@ fn histogram_draws_the_rtt_distribution() {
     r.expect_code(0);
     assert!(!r.stderr.contains("distribution"));
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_pcap_file_that_cannot_be_written_is_a_warning_and_the_traffic_goes_on() {
+    // guards: a failed --pcap write ended listen with exit 3 after its first datagram,
+    // while the relay stopped differently; now both warn once, name the file, and go on.
+    // /dev/full takes the open and fails every write with "no space left on device".
+    let listen = Server::start(&[
+        "listen",
+        "0",
+        "-n",
+        "3",
+        "-f",
+        "line",
+        "--pcap",
+        "/dev/full",
+    ]);
+    let tx = crate::harness::peer("127.0.0.1");
+    for word in ["one", "two", "three"] {
+        tx.send_to(word.as_bytes(), listen.addr).unwrap();
+        // Each datagram first, then the idle flush that finds the disk full.
+        listen
+            .guard
+            .wait_stdout(word, |out| out.ends_with(format!("{word}\n").as_bytes()));
+    }
+    let r = listen.finish();
+    r.expect_code(0).expect_stdout(b"one\ntwo\nthree\n");
+    let warned = r
+        .stderr
+        .matches("failed to write --pcap /dev/full: no space left on device")
+        .count();
+    assert_eq!(warned, 1, "one warning, naming the file:\n{}", r.stderr);
+
+    let echo = Server::start(&["echo", "0"]);
+    let relay = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        &echo.addr.to_string(),
+        "--pcap",
+        "/dev/full",
+    ]);
+    for word in ["one", "two", "three"] {
+        tx.send_to(word.as_bytes(), relay.addr).unwrap();
+        assert_eq!(
+            crate::harness::recv(&tx).0,
+            word.as_bytes(),
+            "relayed despite the capture"
+        );
+    }
+    relay
+        .guard
+        .wait_stderr("failed to write --pcap /dev/full: no space left on device");
+}
