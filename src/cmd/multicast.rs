@@ -163,7 +163,7 @@ fn joined_on(group: IpAddr, iface: Iface) -> Option<String> {
     };
     let text = std::fs::read_to_string(table).ok()?;
     let found = iface::memberships(&text, group);
-    let wanted = iface::name_of(iface::index_of(iface));
+    let wanted = iface::index_of(iface).ok().and_then(iface::name_of);
     match wanted {
         Some(w) if found.contains(&w) => Some(w),
         _ => found.into_iter().next(),
@@ -207,7 +207,7 @@ pub fn doctor(groups: &[IpAddr], iface: Iface, source: Option<IpAddr>) -> Vec<St
         )),
         other => out.push(format!(
             "doctor: interface: joined on {} as asked (--iface)",
-            iface::name_of(iface::index_of(other)).unwrap_or_else(|| format!("{other:?}"))
+            iface::index_of(other).ok().and_then(iface::name_of).unwrap_or_else(|| format!("{other:?}"))
         )),
     }
     devices.sort();

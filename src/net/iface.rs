@@ -2,7 +2,10 @@
 //! about memberships (/proc/net/igmp, /proc/net/igmp6) and interface flags, for the
 //! multicast doctor.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+
+use crate::base::error::describe_io;
 
 /// An interface chosen with `--iface`, or the kernel's choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,12 +29,12 @@ pub fn name_of(index: u32) -> Option<String> {
     crate::net::sys::if_indextoname(index)
 }
 
-/// Every (interface index, address) pair of this host.
-pub fn addresses() -> Vec<(u32, IpAddr)> {
-    crate::net::sys::interface_addrs()
+/// Every (interface index, address) pair of this host (getifaddrs(3)).
+pub fn addresses() -> io::Result<Vec<(u32, IpAddr)>> {
+    Ok(crate::net::sys::interface_addrs()?
         .into_iter()
         .map(|a| (a.index, a.addr))
-        .collect()
+        .collect())
 }
 
 /// Resolve `--iface` for a group of the given family. Errors name the culprit.
@@ -58,7 +61,13 @@ pub fn resolve(text: &str, ipv6_group: bool) -> Result<Iface, String> {
                 "address family mismatch: --iface {text} is {i} but the group is {g}"
             ));
         }
-        let Some((index, _)) = addresses().into_iter().find(|(_, a)| *a == ip) else {
+        let all = addresses().map_err(|e| {
+            format!(
+                "cannot list this host's interfaces for --iface '{text}': {}",
+                describe_io(&e)
+            )
+        })?;
+        let Some((index, _)) = all.into_iter().find(|(_, a)| *a == ip) else {
             return Err(format!(
                 "invalid --iface '{text}': no interface of this host has that address"
             ));
@@ -73,16 +82,17 @@ pub fn resolve(text: &str, ipv6_group: bool) -> Result<Iface, String> {
         .ok_or_else(|| format!("invalid --iface '{text}': no network interface named '{text}'"))
 }
 
-/// The interface index of an `Iface` (0 for the kernel's choice).
-pub fn index_of(iface: Iface) -> u32 {
-    match iface {
+/// The interface index of an `Iface` (0 for the kernel's choice, or an IPv4 address no
+/// interface has).
+pub fn index_of(iface: Iface) -> io::Result<u32> {
+    Ok(match iface {
         Iface::Default => 0,
         Iface::Index(i) => i,
-        Iface::V4(a) => addresses()
+        Iface::V4(a) => addresses()?
             .into_iter()
             .find(|(_, ip)| *ip == IpAddr::V4(a))
             .map_or(0, |(i, _)| i),
-    }
+    })
 }
 
 /// The interfaces on which `group` is listed as joined, from the text of /proc/net/igmp
@@ -187,6 +197,6 @@ mod tests {
             .unwrap_err()
             .contains("no interface of this host"));
         assert_eq!(name_of(lo).as_deref(), Some("lo"));
-        assert_eq!(index_of(Iface::V4(Ipv4Addr::LOCALHOST)), lo);
+        assert_eq!(index_of(Iface::V4(Ipv4Addr::LOCALHOST)).unwrap(), lo);
     }
 }

@@ -262,8 +262,9 @@ pub fn join(
         r.io_context(|| "failed to turn IP_MULTICAST_ALL off".into())?;
     }
     if let Some(source) = source {
-        return join_source(socket, group, source, crate::net::iface::index_of(iface))
-            .io_context(what);
+        let index = crate::net::iface::index_of(iface)
+            .io_context(|| "cannot list this host's interfaces".into())?;
+        return join_source(socket, group, source, index).io_context(what);
     }
     match (group, iface) {
         (IpAddr::V4(g), Iface::Index(i)) => {
@@ -271,7 +272,9 @@ pub fn join(
         }
         (IpAddr::V4(g), Iface::V4(a)) => sock.join_multicast_v4(&g, &a),
         (IpAddr::V4(g), Iface::Default) => sock.join_multicast_v4(&g, &Ipv4Addr::UNSPECIFIED),
-        (IpAddr::V6(g), iface) => sock.join_multicast_v6(&g, crate::net::iface::index_of(iface)),
+        (IpAddr::V6(g), iface) => {
+            crate::net::iface::index_of(iface).and_then(|index| sock.join_multicast_v6(&g, index))
+        }
     }
     .io_context(what)
 }
@@ -302,7 +305,8 @@ pub fn set_multicast_send(socket: &UdpSocket, ipv6: bool, group: GroupSend) -> a
     let sock = SockRef::from(socket);
     if ipv6 {
         if iface != Iface::Default {
-            let index = crate::net::iface::index_of(iface);
+            let index = crate::net::iface::index_of(iface)
+                .io_context(|| "cannot list this host's interfaces".into())?;
             sock.set_multicast_if_v6(index)
                 .io_context(|| format!("failed to send from interface {index}"))?;
         }
@@ -319,6 +323,7 @@ pub fn set_multicast_send(socket: &UdpSocket, ipv6: bool, group: GroupSend) -> a
             Iface::Default => None,
             Iface::V4(a) => Some(a),
             Iface::Index(i) => crate::net::iface::addresses()
+                .io_context(|| "cannot list this host's interfaces".into())?
                 .into_iter()
                 .find_map(|(idx, ip)| match ip {
                     IpAddr::V4(a) if idx == i => Some(a),

@@ -260,7 +260,10 @@ impl Printer {
             local,
             filter: config.filter.clone(),
             output,
-            replier: reply.map(|settings| Replier::new(fd, local, settings)),
+            replier: reply
+                .map(|settings| Replier::new(fd, local, settings))
+                .transpose()
+                .io_context(|| "cannot list this host's interfaces (getifaddrs)".into())?,
             received: 0,
             bytes: 0,
             truncated: 0,

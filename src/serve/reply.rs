@@ -202,14 +202,16 @@ impl Replier {
     }
 
     /// A replier for the socket `fd`, bound to `local`.
-    pub fn new(fd: RawFd, local: SocketAddr, settings: &Settings) -> Self {
-        Replier {
+    /// Fails only when this host's interfaces cannot be listed: without their broadcast
+    /// addresses the policy could not refuse a broadcast request.
+    pub fn new(fd: RawFd, local: SocketAddr, settings: &Settings) -> std::io::Result<Self> {
+        Ok(Replier {
             answer: std::rc::Rc::clone(&settings.answer),
             responder: settings.responder,
             count_refused: settings.count_refused,
             host: Host {
                 local,
-                broadcasts: crate::net::sys::broadcast_addrs(),
+                broadcasts: crate::net::sys::broadcast_addrs()?,
             },
             limiter: settings
                 .rate_limit
@@ -223,7 +225,7 @@ impl Replier {
             queued: Vec::with_capacity(SEND_BATCH),
             scratch: crate::net::sys::SendScratch::default(),
             counts: Counts::default(),
-        }
+        })
     }
 
     /// Whether replies need each datagram's destination (PKTINFO): on a wildcard bind,

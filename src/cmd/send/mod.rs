@@ -15,7 +15,7 @@ use tracing::debug;
 
 pub use config::{Config, Payload, Terminals};
 
-use crate::base::error::{usage, Ending, IoError};
+use crate::base::error::{usage, Ending, IoContext, IoError};
 use crate::cli::SendArgs;
 use crate::net::errors::broadcast_refused;
 use crate::net::signal::{Signals, Wake};
@@ -51,7 +51,9 @@ fn run_inner(
     if let (Some(g), SocketAddr::V6(v6)) = (group, target) {
         // A link-scoped group (ff02::...) needs its link: take it from --iface.
         if v6.scope_id() == 0 {
-            v6.set_scope_id(crate::net::iface::index_of(g.iface));
+            let index = crate::net::iface::index_of(g.iface)
+                .io_context(|| "cannot list this host's interfaces for --iface".into())?;
+            v6.set_scope_id(index);
         }
     }
     debug!(?config, ?group, "send");

@@ -251,14 +251,14 @@ pub struct IfAddr {
 }
 
 /// Every IPv4 and IPv6 address of this host's interfaces.
-pub fn interface_addrs() -> Vec<IfAddr> {
+pub fn interface_addrs() -> io::Result<Vec<IfAddr>> {
     let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills ifap with a list we walk read-only and free once; each
     // sockaddr is read as the type its family says.
     unsafe {
         if libc::getifaddrs(&mut ifap) != 0 {
-            return out;
+            return Err(io::Error::last_os_error());
         }
         let mut cur = ifap;
         while !cur.is_null() {
@@ -296,15 +296,15 @@ pub fn interface_addrs() -> Vec<IfAddr> {
         }
         libc::freeifaddrs(ifap);
     }
-    out
+    Ok(out)
 }
 
 /// The broadcast addresses of this host's interfaces: each IPv4 address with its host
 /// bits set (so loopback's 127.255.255.255 counts, though `lo` has no IFF_BROADCAST),
 /// plus 255.255.255.255.
-pub fn broadcast_addrs() -> Vec<Ipv4Addr> {
+pub fn broadcast_addrs() -> io::Result<Vec<Ipv4Addr>> {
     let mut out = vec![Ipv4Addr::BROADCAST];
-    for ifa in interface_addrs() {
+    for ifa in interface_addrs()? {
         let (IpAddr::V4(a), Some(m)) = (ifa.addr, ifa.netmask) else {
             continue;
         };
@@ -317,7 +317,7 @@ pub fn broadcast_addrs() -> Vec<Ipv4Addr> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// A zeroed `sockaddr_storage`.
