@@ -7,15 +7,15 @@
 use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::base::error::{Ending, IoError};
 use crate::net::errors::net_error;
 use crate::net::signal::{Signals, WakeAny};
 use crate::net::sys::RecvBatch;
-use crate::report::output::{Datagram, Output};
+use crate::report::output::Output;
 use crate::report::progress::Progress;
 use crate::send::schedule::{Poll, Schedule};
 use crate::send::source::{Source, BATCH};
@@ -119,11 +119,11 @@ pub struct Counts {
 }
 
 /// The datagram of `Replies::Each` waiting for its answer.
-struct Outstanding {
-    payload: Vec<u8>,
-    sent_at: Instant,
-    deadline: Instant,
-    tries: u32,
+pub(super) struct Outstanding {
+    pub(super) payload: Vec<u8>,
+    pub(super) sent_at: Instant,
+    pub(super) deadline: Instant,
+    pub(super) tries: u32,
 }
 
 /// Run the send: payloads from `source` (stdin on `input` when it reads lines) to
@@ -142,35 +142,9 @@ pub fn run<R: Read>(
         Replies::Collect { .. } => Transmitter::unconnected(socket, plan.target),
         _ => Transmitter::new(socket, &plan.target, plan.gso),
     };
-    let start = Instant::now();
-    let mut schedule = Schedule::new(plan.count, plan.duration, plan.rate, start);
-    let mut progress = match plan.replies {
-        Replies::Interactive | Replies::Each { .. } => Progress::new(None, None, None),
-        _ => Progress::new(
-            plan.count.filter(|_| source.fixed_payload().is_some()),
-            plan.duration,
-            plan.rate,
-        ),
-    };
-    let mut state = State {
-        plan,
-        fd: socket.as_raw_fd(),
-        // 4 MiB of receive buffers, only for a send that reads replies.
-        replies: if awaited {
-            RecvBatch::new(BATCH, LARGEST)
-        } else {
-            RecvBatch::new(0, 0)
-        },
-        tracker: seq::Tracker::default(),
-        next_seq: 0,
-        outstanding: None,
-        counts,
-    };
+    let mut sender = Sender::new(plan, source);
+    let mut state = State::new(plan, socket, counts);
     let fd = state.fd;
-    let mut sending = true;
-    let mut stopped_sending = Instant::now();
-    let mut input_ready = false;
-    let mut pending_error = None;
     let ending = loop {
         if awaited && state.take_replies(output)? {
             output.flush()?;
@@ -180,87 +154,18 @@ pub fn run<R: Read>(
         }
         let now = Instant::now();
         state.retry_or_give_up(&mut tx, now)?;
-        let mut wake: Option<Instant> = None;
+        let (horizon, mut wake) = sender.replay_due(source, now)?;
         let mut wait_input = false;
-        // A replay at the capture's pace: the next datagram waits for its time.
-        let mut horizon = None;
-        if let (true, Some(speed)) = (sending, plan.replay_speed) {
-            let elapsed = now.duration_since(start).as_nanos() as f64 * speed;
-            horizon = Some(elapsed as u64);
-            if let Some(due) = source.next_due()? {
-                if due as f64 > elapsed {
-                    wake = Some(start + Duration::from_nanos((due as f64 / speed) as u64));
-                }
+        if sender.sending && state.outstanding.is_none() && wake.is_none() {
+            match sender.send_some(&mut state, &mut tx, source, horizon, now)? {
+                Step::Sent => continue,
+                Step::WaitInput => wait_input = true,
+                Step::WaitUntil(at) => wake = Some(at),
+                Step::Done => {}
             }
         }
-        if sending && state.outstanding.is_none() && wake.is_none() {
-            if !source.is_ready() && !input_ready {
-                wait_input = true;
-            } else {
-                let max = match (&plan.replies, source.fixed_payload()) {
-                    (Replies::Each { .. }, _) => 1,
-                    (_, Some(p)) => tx.batch_for(p.len()),
-                    (_, None) => BATCH,
-                };
-                match schedule.poll(max, now) {
-                    Poll::Go(n) => {
-                        input_ready = false;
-                        let batch = source.fill_until(n, horizon)?;
-                        let sent = state.transmit(&mut tx, source, batch.len)?;
-                        if let Some(speed) = plan.replay_speed {
-                            let now = Instant::now();
-                            for &due in &source.last_dues()[..sent] {
-                                let at = start + Duration::from_nanos((due as f64 / speed) as u64);
-                                state
-                                    .counts
-                                    .lateness
-                                    .record(now.saturating_duration_since(at));
-                            }
-                        }
-                        schedule.sent(sent);
-                        progress.update(state.counts.sent);
-                        if sent < batch.len {
-                            // A partial batch ends with the error that stopped it.
-                            let e = socket
-                                .take_error()?
-                                .unwrap_or_else(|| io::Error::other("send stopped early"));
-                            return Err(net_error(fd, e, plan.target, plan.ttl));
-                        }
-                        match batch.error {
-                            // A bad line typed at a terminal is reported: type it again.
-                            Some(err) if matches!(plan.replies, Replies::Interactive) => {
-                                warn!("{err:#}")
-                            }
-                            Some(err) => {
-                                pending_error = Some(err);
-                                sending = false;
-                            }
-                            None => sending = !batch.eof,
-                        }
-                        if !sending {
-                            stopped_sending = Instant::now();
-                        }
-                        continue;
-                    }
-                    Poll::Wait(at) => wake = Some(at),
-                    Poll::Done => {
-                        sending = false;
-                        stopped_sending = now;
-                    }
-                }
-            }
-        }
-        if !sending && state.outstanding.is_none() {
-            let until = match plan.replies {
-                Replies::BySeq { timeout, .. } | Replies::Streamed { timeout, .. }
-                    if state.counts.replies < state.counts.sent =>
-                {
-                    Some(stopped_sending + timeout)
-                }
-                Replies::Collect { timeout } => Some(stopped_sending + timeout),
-                _ => None,
-            };
-            match until {
+        if !sender.sending && state.outstanding.is_none() {
+            match state.linger_until(sender.stopped_sending) {
                 Some(t) if now < t => wake = Some(t),
                 _ => break Ending::Done,
             }
@@ -275,21 +180,15 @@ pub fn run<R: Read>(
         {
             WakeAny::Signal(sig) => break Ending::Signal(sig),
             WakeAny::Timeout => {}
-            WakeAny::Ready(ready) => input_ready |= ready[1],
+            WakeAny::Ready(ready) => sender.input_ready |= ready[1],
         }
     };
-    progress.finish();
-    if let Replies::BySeq { .. } | Replies::Streamed { .. } = plan.replies {
-        state.counts.unanswered = state.counts.sent.saturating_sub(state.counts.replies);
-    }
-    if let Replies::BySeq { .. } = plan.replies {
-        state.counts.reordered = state.tracker.reordered;
-        state.counts.duplicates = state.tracker.duplicates;
-    }
+    sender.progress.finish();
+    state.close();
     if ending != Ending::Done {
         return Ok(ending);
     }
-    if let Some(err) = pending_error {
+    if let Some(err) = sender.pending_error {
         return Err(err);
     }
     // An ICMP error for the last datagrams, already queued (on loopback it is): report it
@@ -302,18 +201,196 @@ pub fn run<R: Read>(
     Ok(ending)
 }
 
-/// The loop's state between polls.
-struct State<'a> {
-    plan: &'a Plan,
-    fd: RawFd,
-    replies: RecvBatch,
-    tracker: seq::Tracker,
-    next_seq: u64,
-    outstanding: Option<Outstanding>,
-    counts: &'a mut Counts,
+/// What one turn of the sending side did.
+enum Step {
+    /// A batch went: look at replies and signals, then go on.
+    Sent,
+    /// Stdin has no line yet: wait for it.
+    WaitInput,
+    /// The schedule says: not before then.
+    WaitUntil(Instant),
+    /// Nothing more to send.
+    Done,
 }
 
-impl State<'_> {
+/// The sending side of the loop: the schedule, the progress line, and how sending ended.
+struct Sender<'a> {
+    plan: &'a Plan,
+    start: Instant,
+    schedule: Schedule,
+    progress: Progress,
+    sending: bool,
+    stopped_sending: Instant,
+    input_ready: bool,
+    /// An error of the input (a bad line) that ends the send once replies are in.
+    pending_error: Option<anyhow::Error>,
+}
+
+impl<'a> Sender<'a> {
+    fn new<R: Read>(plan: &'a Plan, source: &Source<R>) -> Self {
+        let start = Instant::now();
+        let progress = match plan.replies {
+            Replies::Interactive | Replies::Each { .. } => Progress::new(None, None, None),
+            _ => Progress::new(
+                plan.count.filter(|_| source.fixed_payload().is_some()),
+                plan.duration,
+                plan.rate,
+            ),
+        };
+        Sender {
+            plan,
+            start,
+            schedule: Schedule::new(plan.count, plan.duration, plan.rate, start),
+            progress,
+            sending: true,
+            stopped_sending: start,
+            input_ready: false,
+            pending_error: None,
+        }
+    }
+
+    /// A replay at the capture's pace: how far into the capture `now` is (the horizon
+    /// of what may go), and when the next datagram is due if it is not yet.
+    fn replay_due<R: Read>(
+        &self,
+        source: &mut Source<R>,
+        now: Instant,
+    ) -> anyhow::Result<(Option<u64>, Option<Instant>)> {
+        let (true, Some(speed)) = (self.sending, self.plan.replay_speed) else {
+            return Ok((None, None));
+        };
+        let elapsed = now.duration_since(self.start).as_nanos() as f64 * speed;
+        let wake = match source.next_due()? {
+            Some(due) if due as f64 > elapsed => {
+                Some(self.start + Duration::from_nanos((due as f64 / speed) as u64))
+            }
+            _ => None,
+        };
+        Ok((Some(elapsed as u64), wake))
+    }
+
+    /// Send the batch the schedule allows now, if the input has one.
+    fn send_some<R: Read>(
+        &mut self,
+        state: &mut State<'_>,
+        tx: &mut Transmitter,
+        source: &mut Source<R>,
+        horizon: Option<u64>,
+        now: Instant,
+    ) -> anyhow::Result<Step> {
+        if !source.is_ready() && !self.input_ready {
+            return Ok(Step::WaitInput);
+        }
+        let max = match (&self.plan.replies, source.fixed_payload()) {
+            (Replies::Each { .. }, _) => 1,
+            (_, Some(p)) => tx.batch_for(p.len()),
+            (_, None) => BATCH,
+        };
+        let n = match self.schedule.poll(max, now) {
+            Poll::Go(n) => n,
+            Poll::Wait(at) => return Ok(Step::WaitUntil(at)),
+            Poll::Done => {
+                self.stop(now);
+                return Ok(Step::Done);
+            }
+        };
+        self.input_ready = false;
+        let batch = source.fill_until(n, horizon)?;
+        let sent = state.transmit(tx, source, batch.len)?;
+        if let Some(speed) = self.plan.replay_speed {
+            let now = Instant::now();
+            for &due in &source.last_dues()[..sent] {
+                let at = self.start + Duration::from_nanos((due as f64 / speed) as u64);
+                state
+                    .counts
+                    .lateness
+                    .record(now.saturating_duration_since(at));
+            }
+        }
+        self.schedule.sent(sent);
+        self.progress.update(state.counts.sent);
+        if sent < batch.len {
+            // A partial batch ends with the error that stopped it.
+            let e = state
+                .socket
+                .take_error()?
+                .unwrap_or_else(|| io::Error::other("send stopped early"));
+            return Err(net_error(state.fd, e, self.plan.target, self.plan.ttl));
+        }
+        match batch.error {
+            // A bad line typed at a terminal is reported: type it again.
+            Some(err) if matches!(self.plan.replies, Replies::Interactive) => warn!("{err:#}"),
+            Some(err) => {
+                self.pending_error = Some(err);
+                self.stop(Instant::now());
+            }
+            None if batch.eof => self.stop(Instant::now()),
+            None => {}
+        }
+        Ok(Step::Sent)
+    }
+
+    fn stop(&mut self, now: Instant) {
+        self.sending = false;
+        self.stopped_sending = now;
+    }
+}
+
+/// The loop's state between polls.
+pub(super) struct State<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) socket: &'a UdpSocket,
+    pub(super) fd: RawFd,
+    pub(super) replies: RecvBatch,
+    pub(super) tracker: seq::Tracker,
+    pub(super) next_seq: u64,
+    pub(super) outstanding: Option<Outstanding>,
+    pub(super) counts: &'a mut Counts,
+}
+
+impl<'a> State<'a> {
+    fn new(plan: &'a Plan, socket: &'a UdpSocket, counts: &'a mut Counts) -> Self {
+        State {
+            plan,
+            socket,
+            fd: socket.as_raw_fd(),
+            // 4 MiB of receive buffers, only for a send that reads replies.
+            replies: if plan.replies.are_awaited() {
+                RecvBatch::new(BATCH, LARGEST)
+            } else {
+                RecvBatch::new(0, 0)
+            },
+            tracker: seq::Tracker::default(),
+            next_seq: 0,
+            outstanding: None,
+            counts,
+        }
+    }
+
+    /// After the last datagram: until when replies are still waited for, if at all.
+    fn linger_until(&self, stopped_sending: Instant) -> Option<Instant> {
+        match self.plan.replies {
+            Replies::BySeq { timeout, .. } | Replies::Streamed { timeout, .. }
+                if self.counts.replies < self.counts.sent =>
+            {
+                Some(stopped_sending + timeout)
+            }
+            Replies::Collect { timeout } => Some(stopped_sending + timeout),
+            _ => None,
+        }
+    }
+
+    /// The counts only the end can tell: what went unanswered, reordered, twice.
+    fn close(&mut self) {
+        if let Replies::BySeq { .. } | Replies::Streamed { .. } = self.plan.replies {
+            self.counts.unanswered = self.counts.sent.saturating_sub(self.counts.replies);
+        }
+        if let Replies::BySeq { .. } = self.plan.replies {
+            self.counts.reordered = self.tracker.reordered;
+            self.counts.duplicates = self.tracker.duplicates;
+        }
+    }
+
     /// Send the `n` payloads of the last batch (stamped with `--seq` headers), one GSO
     /// call for a repeated payload where allowed, `sendmmsg` otherwise.
     fn transmit<R: Read>(
@@ -393,145 +470,6 @@ impl State<'_> {
         o.deadline = o.sent_at + *timeout;
         Ok(())
     }
-
-    /// Every reply queued now, each matched and printed. Returns whether any was printed.
-    fn take_replies(&mut self, output: &mut Output) -> anyhow::Result<bool> {
-        let mut printed = false;
-        loop {
-            let n = match self.replies.recv(self.fd, BATCH) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(printed),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // An unconnected socket may hear of an ICMP error for one responder:
-                // others may still answer.
-                Err(e)
-                    if e.kind() == io::ErrorKind::ConnectionRefused
-                        && matches!(self.plan.replies, Replies::Collect { .. }) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    output.flush()?;
-                    return Err(net_error(self.fd, e, self.plan.target, self.plan.ttl));
-                }
-            };
-            let now = Instant::now();
-            let time = SystemTime::now();
-            for i in 0..n {
-                let meta = self.replies.meta(i);
-                let payload = self.replies.payload(i);
-                let rtt = match &self.plan.replies {
-                    Replies::Each { expect, dns, .. } => {
-                        if self.outstanding.is_none() {
-                            self.counts.stray += 1;
-                            debug!("reply from {} answers nothing outstanding", meta.peer);
-                            continue;
-                        }
-                        match dns {
-                            Some(want) => {
-                                if !check_dns(want, expect, payload, &meta.peer, self.counts) {
-                                    continue;
-                                }
-                            }
-                            None => check_expect(expect, payload, &meta.peer, self.counts),
-                        }
-                        let sent_at = self.outstanding.take().map(|o| o.sent_at);
-                        sent_at.map(|at| now - at)
-                    }
-                    Replies::BySeq { expect, .. } => {
-                        let Some(header) = seq::parse(payload) else {
-                            self.counts.mismatched += 1;
-                            warn!("reply from {} has no sequence header", meta.peer);
-                            continue;
-                        };
-                        let dups = self.tracker.duplicates;
-                        self.tracker.record(header.seq);
-                        if self.tracker.duplicates > dups {
-                            continue;
-                        }
-                        check_expect(expect, payload, &meta.peer, self.counts);
-                        Some(Duration::from_nanos(
-                            seq::now_ns().saturating_sub(header.sent_ns),
-                        ))
-                    }
-                    Replies::Streamed { expect, .. } => {
-                        check_expect(expect, payload, &meta.peer, self.counts);
-                        None
-                    }
-                    Replies::Collect { .. } | Replies::Interactive | Replies::None => None,
-                };
-                self.counts.replies += 1;
-                self.counts.reply_bytes += meta.len as u64;
-                if let Some(rtt) = rtt {
-                    self.counts.rtts_us.push(rtt.as_micros() as u64);
-                }
-                output.write(&Datagram {
-                    peer: meta.peer,
-                    payload,
-                    len: meta.len,
-                    time,
-                    rtt,
-                    leg: None,
-                })?;
-                printed = true;
-            }
-        }
-    }
-}
-
-/// Count a reply without the `--expect` pattern (it is still a reply, and printed).
-fn check_expect(expect: &Option<Vec<u8>>, reply: &[u8], peer: &SocketAddr, counts: &mut Counts) {
-    if let Some(pattern) = expect {
-        if !contains(reply, pattern) {
-            counts.mismatched += 1;
-            warn!("reply from {peer} does not contain the --expect pattern");
-        }
-    }
-}
-
-/// `--dns`: whether `reply` answers the query (another ID or question, or garbage, is
-/// counted stray and ignored: a late answer to an earlier try, a spoof), then its RCODE
-/// and `--expect` against the answer section in presentation form.
-fn check_dns(
-    want: &DnsReply,
-    expect: &Option<Vec<u8>>,
-    reply: &[u8],
-    peer: &SocketAddr,
-    counts: &mut Counts,
-) -> bool {
-    let msg = match crate::wire::dns::decode(reply) {
-        Ok(msg) if crate::wire::dns::is_reply_to(&msg, want.id, &want.question) => msg,
-        Ok(msg) => {
-            counts.stray += 1;
-            debug!(
-                "reply from {peer} (id {}) is not the answer to query {}",
-                msg.metadata.id, want.id
-            );
-            return false;
-        }
-        Err(reason) => {
-            counts.stray += 1;
-            debug!("reply from {peer} is not a DNS message: {reason}");
-            return false;
-        }
-    };
-    let rcode = crate::wire::dns::rcode(&msg);
-    counts.wrong_rcode = want.rcode.filter(|&w| w != rcode).map(|_| rcode);
-    if counts.wrong_rcode.is_some() {
-        warn!(
-            "reply from {peer} has RCODE {}, not {}",
-            crate::wire::dns::rcode_name(rcode),
-            crate::wire::dns::rcode_name(want.rcode.unwrap_or_default())
-        );
-    }
-    if let Some(pattern) = expect {
-        let answers = crate::wire::dns::answer_text(&msg);
-        if !contains(answers.as_bytes(), pattern) {
-            counts.mismatched += 1;
-            warn!("the answer from {peer} does not contain the --expect text");
-        }
-    }
-    true
 }
 
 /// True when `needle` occurs in `haystack` (an empty needle always does).
