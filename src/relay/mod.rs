@@ -86,6 +86,64 @@ const LISTEN: u64 = 1;
 /// A datagram waiting for [`Relay::send_queued`]: direction, client, its bytes.
 type Outgoing = (Dir, SocketAddr, std::ops::Range<usize>);
 
+/// The relay's limits in time: `--duration`, `--timeout` (idle), and `--count` with its
+/// grace for the last replies.
+struct Clock {
+    end: Option<Instant>,
+    last_traffic: Instant,
+    counted_at: Option<Instant>,
+}
+
+/// What the limits say now.
+enum Check {
+    Go,
+    /// `--duration` passed, or `--count` was reached and the relay has been quiet.
+    End,
+    /// Nothing for `--timeout`, `--count` not reached.
+    Idle,
+}
+
+impl Clock {
+    fn new(plan: &Plan) -> Clock {
+        let start = Instant::now();
+        Clock {
+            end: plan.duration.map(|d| start + d),
+            last_traffic: start,
+            counted_at: None,
+        }
+    }
+
+    fn check(&mut self, plan: &Plan, counted: bool, now: Instant) -> Check {
+        if counted && self.counted_at.is_none() {
+            self.counted_at = Some(now);
+        }
+        if self.end.is_some_and(|e| now >= e) {
+            return Check::End;
+        }
+        if let Some(at) = self.counted_at {
+            if now >= self.last_traffic.max(at) + COUNT_GRACE {
+                return Check::End;
+            }
+        } else if plan.timeout.is_some_and(|t| now >= self.last_traffic + t) {
+            return Check::Idle;
+        }
+        Check::Go
+    }
+
+    /// The earliest of the limits' instants.
+    fn deadline(&self, plan: &Plan) -> Option<Instant> {
+        [
+            self.end,
+            plan.timeout.map(|t| self.last_traffic + t),
+            self.counted_at
+                .map(|c| self.last_traffic.max(c) + COUNT_GRACE),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
 /// The relay's state between polls.
 pub struct Relay<'a> {
     plan: &'a Plan,
@@ -174,12 +232,11 @@ impl<'a> Relay<'a> {
 
     /// Relay until a limit or a signal; then flush what is printed and recorded.
     pub fn run(&mut self, signals: &Signals) -> anyhow::Result<Ending> {
-        let start = Instant::now();
-        let end = self.plan.duration.map(|d| start + d);
-        let mut last_traffic = start;
-        let mut counted_at: Option<Instant> = None;
-        let mut client_batch = RecvBatch::with(BATCH, self.plan.max_size, ancillary(self.wildcard));
-        let mut upstream_batch = RecvBatch::new(BATCH, self.plan.max_size);
+        let mut clock = Clock::new(self.plan);
+        let mut batches = (
+            RecvBatch::with(BATCH, self.plan.max_size, ancillary(self.wildcard)),
+            RecvBatch::new(BATCH, self.plan.max_size),
+        );
         let mut events = Vec::with_capacity(BATCH);
         self.poller.add(signals.wake_fd(), WAKE)?;
         self.poller.add(self.listen.as_raw_fd(), LISTEN)?;
@@ -190,35 +247,19 @@ impl<'a> Relay<'a> {
                 return Ok(Ending::Signal(sig));
             }
             let now = Instant::now();
-            self.timers(now)?;
+            self.timers(now);
             self.expire(now);
             let counted = self
                 .plan
                 .count
                 .is_some_and(|c| self.counts.ways.up.forwarded >= c);
-            if counted && counted_at.is_none() {
-                counted_at = Some(now);
-            }
-            // The end: the duration, the idle timeout, or --count and a quiet grace.
-            if end.is_some_and(|e| now >= e) {
-                break;
-            }
-            if counted_at.is_some()
-                && now >= last_traffic.max(counted_at.unwrap_or(now)) + COUNT_GRACE
-            {
-                break;
-            }
-            if counted_at.is_none() && self.plan.timeout.is_some_and(|t| now >= last_traffic + t) {
-                self.flush()?;
-                return match self.plan.count {
-                    Some(want) => Err(Unmet(format!(
-                        "relayed {} of {want} datagrams up (nothing for {})",
-                        self.counts.ways.up.forwarded,
-                        crate::base::units::human_duration(self.plan.timeout.unwrap_or_default())
-                    ))
-                    .into()),
-                    None => Ok(Ending::Done),
-                };
+            match clock.check(self.plan, counted, now) {
+                Check::Go => {}
+                Check::End => break,
+                Check::Idle => {
+                    self.flush()?;
+                    return self.idle_ending();
+                }
             }
             // Past --count, clients are no longer read (their errors still are).
             if counted && listening {
@@ -230,9 +271,7 @@ impl<'a> Relay<'a> {
             let deadline = [
                 self.next_timer(),
                 self.next_expiry,
-                end,
-                self.plan.timeout.map(|t| last_traffic + t),
-                counted_at.map(|c| last_traffic.max(c) + COUNT_GRACE),
+                clock.deadline(self.plan),
             ]
             .into_iter()
             .flatten()
@@ -244,38 +283,72 @@ impl<'a> Relay<'a> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(anyhow::Error::new(IoError(e)).context("failed to wait")),
             }
-            for ev in &events {
-                // A queued ICMP error keeps the descriptor ready until the error queue
-                // is read: read it first, or the wait would never sleep again.
-                match ev.token {
-                    WAKE => {} // a signal: seen at the top of the loop
-                    LISTEN => {
-                        if ev.error {
-                            self.client_errors(None);
-                        }
-                        if ev.readable && listening && self.relay_up(&mut client_batch)? {
-                            last_traffic = Instant::now();
-                        }
+            if self.dispatch(&events, listening, &mut batches)? {
+                clock.last_traffic = Instant::now();
+            }
+        }
+        self.drain(signals);
+        self.flush()?;
+        Ok(Ending::Done)
+    }
+
+    /// The idle timeout ended the run: fine, unless `--count` was not reached (exit 1).
+    fn idle_ending(&self) -> anyhow::Result<Ending> {
+        match self.plan.count {
+            Some(want) => Err(Unmet(format!(
+                "relayed {} of {want} datagrams up (nothing for {})",
+                self.counts.ways.up.forwarded,
+                crate::base::units::human_duration(self.plan.timeout.unwrap_or_default())
+            ))
+            .into()),
+            None => Ok(Ending::Done),
+        }
+    }
+
+    /// Handle what the poller reported; returns whether any datagram was relayed.
+    fn dispatch(
+        &mut self,
+        events: &[crate::net::sys::Event],
+        listening: bool,
+        (client_batch, upstream_batch): &mut (RecvBatch, RecvBatch),
+    ) -> anyhow::Result<bool> {
+        let mut traffic = false;
+        for ev in events {
+            // A queued ICMP error keeps the descriptor ready until the error queue is
+            // read: read it first, or the wait would never sleep again.
+            match ev.token {
+                WAKE => {} // a signal: seen at the top of the loop
+                LISTEN => {
+                    if ev.error {
+                        self.client_errors(None);
                     }
-                    token => {
-                        // A session evicted by this round's new ones is gone: skip it.
-                        let Some(&client) = self.tokens.get(&token) else {
-                            continue;
-                        };
-                        if ev.error {
-                            self.upstream_errors(client, None);
-                        }
-                        if ev.readable && self.relay_down(client, &mut upstream_batch)? {
-                            last_traffic = Instant::now();
-                        }
+                    if ev.readable && listening {
+                        traffic |= self.relay_up(client_batch)?;
+                    }
+                }
+                token => {
+                    // A session evicted by this round's new ones is gone: skip it.
+                    let Some(&client) = self.tokens.get(&token) else {
+                        continue;
+                    };
+                    if ev.error {
+                        self.upstream_errors(client, None);
+                    }
+                    if ev.readable {
+                        traffic |= self.relay_down(client, upstream_batch)?;
                     }
                 }
             }
         }
-        // Delayed datagrams still go (bounded by their delays), unless a signal comes.
+        Ok(traffic)
+    }
+
+    /// After the end: delayed datagrams still go (bounded by their delays), unless a
+    /// signal comes.
+    fn drain(&mut self, signals: &Signals) {
         while let Some(when) = self.next_timer() {
             if signals.pending().is_some() {
-                break;
+                return;
             }
             if when > Instant::now()
                 && !matches!(
@@ -283,12 +356,10 @@ impl<'a> Relay<'a> {
                     Ok(crate::net::signal::Wake::Timeout)
                 )
             {
-                break;
+                return;
             }
-            self.timers(Instant::now())?;
+            self.timers(Instant::now());
         }
-        self.flush()?;
-        Ok(Ending::Done)
     }
 
     /// Everything queued on the listening socket: each datagram up its session. Returns
@@ -341,7 +412,7 @@ impl<'a> Relay<'a> {
                 self.show(Dir::Up, meta.peer, payload, meta.len, time)?;
                 self.impair(Dir::Up, meta.peer, payload, now);
             }
-            self.send_queued()?;
+            self.send_queued();
             if n < want {
                 return Ok(any);
             }
@@ -381,7 +452,7 @@ impl<'a> Relay<'a> {
                 self.show(Dir::Down, client, payload, meta.len, time)?;
                 self.impair(Dir::Down, client, payload, now);
             }
-            self.send_queued()?;
+            self.send_queued();
             if n < BATCH {
                 return Ok(any);
             }

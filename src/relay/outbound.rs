@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -26,19 +27,19 @@ impl Relay<'_> {
     }
 
     /// Send the datagrams whose delay or hold is over.
-    pub(super) fn timers(&mut self, now: Instant) -> anyhow::Result<()> {
+    pub(super) fn timers(&mut self, now: Instant) {
         for dir in Dir::BOTH {
             let (out, out_bytes) = (&mut self.out, &mut self.out_bytes);
             self.shapers.get_mut(dir).tick(now, &mut |client, p| {
                 deliver(out, out_bytes, dir, client, p)
             });
         }
-        self.send_queued()
+        self.send_queued();
     }
 
     /// Send what [`deliver`] queued: consecutive datagrams of one session and direction
     /// in one `sendmmsg` (the usual case: a batch from one socket).
-    pub(super) fn send_queued(&mut self) -> anyhow::Result<()> {
+    pub(super) fn send_queued(&mut self) {
         let mut i = 0;
         while i < self.out.len() {
             let (dir, client, _) = self.out[i];
@@ -50,31 +51,7 @@ impl Relay<'_> {
             {
                 j += 1;
             }
-            let bytes = &self.out_bytes;
-            let payloads = self.out[i..j].iter().map(|(_, _, r)| &bytes[r.clone()]);
-            let result = if dir == Dir::Up {
-                match self.sessions.get(&client) {
-                    Some(s) => crate::net::sys::send_batch(
-                        s.upstream.as_raw_fd(),
-                        payloads,
-                        &mut self.scratch,
-                    ),
-                    None => Err(io::Error::other("session gone")),
-                }
-            } else {
-                let from = if self.wildcard {
-                    self.sessions.get(&client).and_then(|s| s.local_ip)
-                } else {
-                    None
-                };
-                let replies = payloads.map(|payload| Reply {
-                    payload,
-                    to: client,
-                    from,
-                });
-                let (fd, ipv6) = (self.listen.as_raw_fd(), self.local.is_ipv6());
-                send_replies(fd, ipv6, replies, &mut self.scratch)
-            };
+            let result = self.send_run(i..j, dir, client);
             let counts = self.counts.ways.get_mut(dir);
             // What went is counted; the first that did not is an error and is skipped.
             let (sent, failed) = match result {
@@ -91,32 +68,10 @@ impl Relay<'_> {
                     (0, Some(e))
                 }
             };
-            let counts = self.counts.ways.get_mut(dir);
             counts.forwarded += sent as u64;
             let went = &self.out[i..i + sent];
             counts.bytes += went.iter().map(|(_, _, r)| r.len() as u64).sum::<u64>();
-            // What left, on the leg it left by (what an impairment dropped never does).
-            if sent > 0 && self.pcap.is_some() {
-                let upstream = self.plan.upstream;
-                let (from, to) = if dir == Dir::Up {
-                    (self.upstream_side(client), upstream)
-                } else {
-                    (self.relay_side(client), client)
-                };
-                let time = std::time::SystemTime::now();
-                if let Some(pcap) = &mut self.pcap {
-                    for (_, _, r) in &self.out[i..i + sent] {
-                        let p = &self.out_bytes[r.clone()];
-                        pcap.write(&Record {
-                            time,
-                            from,
-                            to,
-                            payload: p,
-                            len: p.len(),
-                        });
-                    }
-                }
-            }
+            self.record_sent(i..i + sent, dir, client);
             // An earlier datagram's ICMP error, given back by this send: counted by kind.
             match failed {
                 Some(e) if crate::net::recv::is_icmp_errno(&e) && dir == Dir::Up => {
@@ -129,7 +84,59 @@ impl Relay<'_> {
         }
         self.out.clear();
         self.out_bytes.clear();
-        Ok(())
+    }
+
+    /// One `sendmmsg` of the queued datagrams `run`, all of one session and direction:
+    /// up on the session's socket, or down from the listening socket (from the address
+    /// the client wrote to, on a wildcard bind).
+    fn send_run(&mut self, run: Range<usize>, dir: Dir, client: SocketAddr) -> io::Result<usize> {
+        let bytes = &self.out_bytes;
+        let payloads = self.out[run].iter().map(|(_, _, r)| &bytes[r.clone()]);
+        if dir == Dir::Up {
+            return match self.sessions.get(&client) {
+                Some(s) => {
+                    crate::net::sys::send_batch(s.upstream.as_raw_fd(), payloads, &mut self.scratch)
+                }
+                None => Err(io::Error::other("session gone")),
+            };
+        }
+        let from = if self.wildcard {
+            self.sessions.get(&client).and_then(|s| s.local_ip)
+        } else {
+            None
+        };
+        let replies = payloads.map(|payload| Reply {
+            payload,
+            to: client,
+            from,
+        });
+        let (fd, ipv6) = (self.listen.as_raw_fd(), self.local.is_ipv6());
+        send_replies(fd, ipv6, replies, &mut self.scratch)
+    }
+
+    /// What left, on the leg it left by (what an impairment dropped never does).
+    fn record_sent(&mut self, sent: Range<usize>, dir: Dir, client: SocketAddr) {
+        if sent.is_empty() || self.pcap.is_none() {
+            return;
+        }
+        let (from, to) = if dir == Dir::Up {
+            (self.upstream_side(client), self.plan.upstream)
+        } else {
+            (self.relay_side(client), client)
+        };
+        let time = std::time::SystemTime::now();
+        if let Some(pcap) = &mut self.pcap {
+            for (_, _, r) in &self.out[sent] {
+                let payload = &self.out_bytes[r.clone()];
+                pcap.write(&Record {
+                    time,
+                    from,
+                    to,
+                    payload,
+                    len: payload.len(),
+                });
+            }
+        }
     }
 }
 

@@ -56,56 +56,79 @@ fn report_replies(
     socket: &UdpSocket,
 ) {
     let drops = crate::net::sys::kernel_drops(socket.as_raw_fd());
-    let c = &replier.counts;
-    if json && stats {
-        let mut summary = Summary {
-            sent: Some(c.echoed),
-            received: Some(printer.received),
-            bytes: printer.bytes,
-            truncated: Some(printer.truncated),
-            filtered: Some(printer.filtered),
-            kernel_drops: drops,
-            ..Summary::default()
-        };
-        summary.finish(elapsed, printer.received);
-        let mut v = serde_json::to_value(&summary).expect("a summary serializes");
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert(
-                "icmp_errors".to_string(),
-                serde_json::to_value(&printer.icmp).unwrap_or_default(),
-            );
-        }
-        if let (Some(obj), Some(pool)) = (v.as_object_mut(), &printer.exec) {
-            if let Ok(serde_json::Value::Object(exec)) = serde_json::to_value(&pool.counts) {
-                obj.extend(exec);
-            }
-        }
-        if let (Some(obj), Ok(serde_json::Value::Object(mut extra))) =
-            (v.as_object_mut(), serde_json::to_value(c))
-        {
-            if replier.responder() != Responder::Echo {
-                // A responder's replies are not echoes.
-                if let Some(n) = extra.remove("echoed") {
-                    extra.insert("replied".to_string(), n);
-                }
-            }
-            obj.extend(extra);
-            let i = replier.impairment_counts();
-            for (key, n) in [
-                ("impairment_dropped", i.dropped),
-                ("duplicated", i.duplicated),
-                ("delayed", i.delayed),
-                ("reordered", i.reordered),
-            ] {
-                obj.insert(key.to_string(), n.into());
-            }
-        }
-        let _ = std::io::stderr().write_all(format!("{v}\n").as_bytes());
-        return;
-    }
-    if !tracing::enabled!(tracing::Level::WARN) && !stats {
+    let text = if json && stats {
+        replies_json(printer, replier, elapsed, drops).to_string()
+    } else if !tracing::enabled!(tracing::Level::WARN) && !stats {
         return; // -q
+    } else {
+        replies_line(printer, replier, stats.then_some(elapsed), drops)
+    };
+    let _ = std::io::stderr().write_all(
+        format!(
+            "{text}
+"
+        )
+        .as_bytes(),
+    );
+}
+
+/// `--stats --format json` of a server that answers.
+fn replies_json(
+    printer: &Printer,
+    replier: &Replier,
+    elapsed: Duration,
+    drops: Option<u64>,
+) -> serde_json::Value {
+    let c = &replier.counts;
+    let mut summary = Summary {
+        sent: Some(c.echoed),
+        received: Some(printer.received),
+        bytes: printer.bytes,
+        truncated: Some(printer.truncated),
+        filtered: Some(printer.filtered),
+        kernel_drops: drops,
+        ..Summary::default()
+    };
+    summary.finish(elapsed, printer.received);
+    let mut v = serde_json::to_value(&summary).expect("a summary serializes");
+    let Some(obj) = v.as_object_mut() else {
+        return v;
+    };
+    obj.insert(
+        "icmp_errors".to_string(),
+        serde_json::to_value(&printer.icmp).unwrap_or_default(),
+    );
+    if let Some(pool) = &printer.exec {
+        obj.extend(object(&pool.counts));
     }
+    let mut extra = object(c);
+    if replier.responder() != Responder::Echo {
+        // A responder's replies are not echoes.
+        if let Some(n) = extra.remove("echoed") {
+            extra.insert("replied".to_string(), n);
+        }
+    }
+    obj.extend(extra);
+    let i = replier.impairment_counts();
+    for (key, n) in [
+        ("impairment_dropped", i.dropped),
+        ("duplicated", i.duplicated),
+        ("delayed", i.delayed),
+        ("reordered", i.reordered),
+    ] {
+        obj.insert(key.to_string(), n.into());
+    }
+    v
+}
+
+/// `echoed N of M datagrams, ...`, and under `--stats` (`elapsed`) the rate and kernel
+/// drops.
+fn replies_line(
+    printer: &Printer,
+    replier: &Replier,
+    elapsed: Option<Duration>,
+    drops: Option<u64>,
+) -> String {
     let mut line = replier.summary_line(printer.received, printer.filtered);
     if printer.icmp.total() > 0 {
         line.push_str(&format!(", ICMP errors {}", printer.icmp.summary()));
@@ -123,7 +146,7 @@ fn report_replies(
             }
         }
     }
-    if stats {
+    if let Some(elapsed) = elapsed {
         let rate = printer.received as f64 / elapsed.as_secs_f64().max(1e-9);
         line.push_str(&format!(
             " in {:.3}s ({rate:.1} datagrams/s)",
@@ -133,5 +156,13 @@ fn report_replies(
             line.push_str(&format!(", kernel drops {d}"));
         }
     }
-    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+    line
+}
+
+/// A value's JSON object's keys and values (none when it is not an object).
+fn object(value: &impl serde::Serialize) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
 }
