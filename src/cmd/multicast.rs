@@ -106,7 +106,7 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let first = groups[0];
     // The wildcard of the group's family on the group's port, shared (SO_REUSEADDR) with
     // other receivers of the group; IPv6 v6-only so IPv4 traffic stays out.
-    let local = crate::net::socket::unspecified_for(&first);
+    let local = crate::net::addr::unspecified_for(&first);
     let local = SocketAddr::new(local.ip(), first.port());
     let mut options = args.socket.options(if first.is_ipv6() {
         Family::V6
@@ -125,20 +125,21 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
         let mut lines = Vec::new();
         for g in &addrs {
             crate::net::socket::join(socket, *g, iface, source)?;
-            let on = joined_on(*g, iface).unwrap_or_else(|| "an unknown interface".to_string());
+            let on = crate::doctor::multicast::joined_on(*g, iface)
+                .unwrap_or_else(|| "an unknown interface".to_string());
             lines.push(match source {
                 Some(s) => format!("joined {g} on {on} (source {s})"),
                 None => format!("joined {g} on {on}"),
             });
         }
         if diagnose {
-            lines.extend(doctor(&addrs, iface, source));
+            lines.extend(crate::doctor::multicast::diagnose(&addrs, iface, source));
         }
         Ok(lines)
     };
     let silence = || {
         let mut text = String::from("received nothing; what could keep datagrams away:\n");
-        for line in doctor(&addrs, iface, source) {
+        for line in crate::doctor::multicast::diagnose(&addrs, iface, source) {
             text.push_str(&line);
             text.push('\n');
         }
@@ -152,108 +153,4 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     };
     // Leaving happens when the socket closes (IP_DROP_MEMBERSHIP is implied by close).
     serve(bound, &super::serve_config(&args.receive), signals, extras)
-}
-
-/// The interface the kernel lists `group` on, preferring the one asked for.
-fn joined_on(group: IpAddr, iface: Iface) -> Option<String> {
-    let table = if group.is_ipv6() {
-        "/proc/net/igmp6"
-    } else {
-        "/proc/net/igmp"
-    };
-    let text = std::fs::read_to_string(table).ok()?;
-    let found = iface::memberships(&text, group);
-    let wanted = iface::index_of(iface).ok().and_then(iface::name_of);
-    match wanted {
-        Some(w) if found.contains(&w) => Some(w),
-        _ => found.into_iter().next(),
-    }
-}
-
-/// The multicast doctor: what the kernel says about the join, and what else could keep
-/// datagrams away. Each line starts with `doctor:`.
-pub fn doctor(groups: &[IpAddr], iface: Iface, source: Option<IpAddr>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut devices = Vec::new();
-    for &g in groups {
-        let table = if g.is_ipv6() {
-            "/proc/net/igmp6"
-        } else {
-            "/proc/net/igmp"
-        };
-        match std::fs::read_to_string(table) {
-            Ok(text) => {
-                let on = iface::memberships(&text, g);
-                if on.is_empty() {
-                    out.push(format!(
-                        "doctor: {g} is not listed in {table}: the join did not take"
-                    ));
-                } else {
-                    out.push(format!(
-                        "doctor: {g} is listed in {table} on {}",
-                        on.join(", ")
-                    ));
-                    devices.extend(on);
-                }
-            }
-            Err(_) => out.push(format!("doctor: {table} is not readable here (not Linux?)")),
-        }
-    }
-    match iface {
-        Iface::Default => out.push(format!(
-            "doctor: interface: no --iface, so the kernel joined on the interface of its route to the group ({}); \
-             datagrams arriving on any other interface are not received",
-            if devices.is_empty() { "unknown".to_string() } else { devices.join(", ") }
-        )),
-        other => out.push(format!(
-            "doctor: interface: joined on {} as asked (--iface)",
-            iface::index_of(other).ok().and_then(iface::name_of).unwrap_or_else(|| format!("{other:?}"))
-        )),
-    }
-    devices.sort();
-    devices.dedup();
-    for dev in &devices {
-        if let Some(f) = iface::flags(dev) {
-            const IFF_UP: u32 = 0x1;
-            const IFF_LOOPBACK: u32 = 0x8;
-            const IFF_MULTICAST: u32 = 0x1000;
-            let yn = |b: bool| if b { "yes" } else { "no" };
-            let mut line = format!(
-                "doctor: {dev}: UP {}, MULTICAST {}",
-                yn(f & IFF_UP != 0),
-                yn(f & IFF_MULTICAST != 0)
-            );
-            if f & IFF_MULTICAST == 0 && f & IFF_LOOPBACK == 0 {
-                line.push_str(" (without MULTICAST the interface does not take multicast: ip link set DEV multicast on)");
-            } else if f & IFF_LOOPBACK != 0 {
-                line.push_str(" (loopback carries IPv4 multicast when senders use --iface 127.0.0.1; IPv6 multicast is not looped here)");
-            }
-            out.push(line);
-        }
-        if groups.iter().any(IpAddr::is_ipv4) {
-            let all = iface::sysctl("net/ipv4/conf/all/rp_filter").unwrap_or_else(|| "?".into());
-            let this = iface::sysctl(&format!("net/ipv4/conf/{dev}/rp_filter"))
-                .unwrap_or_else(|| "?".into());
-            out.push(format!(
-                "doctor: {dev}: rp_filter all={all} {dev}={this} (the higher applies; 1 = strict drops datagrams \
-                 whose source is not routed back through {dev}, 2 = loose)"
-            ));
-        }
-    }
-    out.push(
-        "doctor: IP_MULTICAST_ALL is off on this socket: only the groups joined here arrive, not every group \
-         another socket on this host joined on the port"
-            .to_string(),
-    );
-    if let Some(s) = source {
-        out.push(format!(
-            "doctor: source-specific join: only datagrams from {s} arrive"
-        ));
-    }
-    out.push(
-        "doctor: sender: the TTL / hop limit must cover every router between (dgram multicast send --ttl N; \
-         the default 1 stays on the local link), and the sender must send on this link (its --iface)"
-            .to_string(),
-    );
-    out
 }

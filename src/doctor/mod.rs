@@ -2,6 +2,8 @@
 //! changes nothing on the host, and sends nothing beyond loopback unless asked
 //! (`TARGET --probe`). Each check is bounded in time.
 
+pub mod multicast;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -503,7 +505,7 @@ fn target_checks(target: &str, probe: bool) -> Vec<Check> {
         .with("addresses", list),
     );
     let first = addrs[0];
-    let socket = match UdpSocket::bind(crate::net::socket::unspecified_for(&first))
+    let socket = match UdpSocket::bind(crate::net::addr::unspecified_for(&first))
         .and_then(|s| s.connect(first).map(|()| s))
     {
         Ok(s) => s,

@@ -219,6 +219,45 @@ pub fn parse_local(text: &str, family: Family) -> Result<SocketAddr, AddrError> 
     }
 }
 
+/// `--bind`: a bare port picks the source port on every interface; an address must be
+/// of the target's family. Without it, the unspecified address of the target's family.
+pub fn parse_bind(
+    bind: Option<&str>,
+    target: &SocketAddr,
+    family: Family,
+) -> Result<SocketAddr, AddrError> {
+    let any = unspecified_for(target);
+    match bind {
+        None => Ok(any),
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            let port = p.parse().map_err(|_| {
+                AddrError(format!(
+                    "invalid --bind '{p}': expected a port from 0 to 65535"
+                ))
+            })?;
+            Ok(SocketAddr::new(any.ip(), port))
+        }
+        Some(text) => {
+            let addr = parse_local(text, family)?;
+            if addr.is_ipv4() != target.is_ipv4() {
+                return Err(AddrError(format!(
+                    "--bind {addr} and target {target} are of different address families"
+                )));
+            }
+            Ok(addr)
+        }
+    }
+}
+
+/// The unspecified address of `peer`'s family, port 0: where a socket that talks to
+/// `peer` binds by default.
+pub fn unspecified_for(peer: &SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
 /// Show and filter IPv4-mapped IPv6 peers (`::ffff:1.2.3.4`) as the IPv4 they are.
 pub fn normalize(addr: SocketAddr) -> SocketAddr {
     match addr {

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::base::error::IoContext;
@@ -87,102 +87,156 @@ pub fn run(
     signals: &Signals,
     handler: &mut impl Handler,
 ) -> anyhow::Result<(Stop, u64)> {
-    let fd = socket.as_raw_fd();
     let start = Instant::now();
-    let end = limits.duration.map(|d| start + d);
-    let mut last = start;
-    let mut counted = 0u64;
+    let mut rx = Receiver {
+        fd: socket.as_raw_fd(),
+        limits,
+        end: limits.duration.map(|d| start + d),
+        last: start,
+        counted: 0,
+    };
     loop {
         if let Some(sig) = signals.pending() {
-            return Ok((Stop::Signal(sig), counted));
+            return Ok((Stop::Signal(sig), rx.counted));
         }
+        let stop = match rx.take(batch, handler)? {
+            Turn::Stop(stop) => Some(stop),
+            Turn::Again => None,
+            Turn::Wait => rx.wait(signals, handler)?,
+        };
+        if let Some(stop) = stop {
+            return Ok((stop, rx.counted));
+        }
+    }
+}
+
+/// What one receive call left the loop to do.
+enum Turn {
+    /// A limit was reached.
+    Stop(Stop),
+    /// Read again at once: the queue may hold more.
+    Again,
+    /// The queue is empty: wait for the socket, a timer or a limit.
+    Wait,
+}
+
+/// The receive loop's state: its limits and what it counted.
+struct Receiver {
+    fd: RawFd,
+    limits: Limits,
+    end: Option<Instant>,
+    /// When the last counted datagram came (the idle timeout runs from it).
+    last: Instant,
+    counted: u64,
+}
+
+impl Receiver {
+    /// One receive call: hand each datagram to `handler`, count it, and say whether a
+    /// limit stopped the run.
+    fn take(&mut self, batch: &mut RecvBatch, handler: &mut impl Handler) -> anyhow::Result<Turn> {
         // Never take more than --count still needs, so nothing is dequeued and then lost.
-        let want = limits
+        let want = self
+            .limits
             .count
-            .map_or(BATCH, |c| (c - counted).min(BATCH as u64) as usize);
-        let drained = match batch.recv(fd, want) {
-            Ok(n) => {
-                let now = SystemTime::now();
-                let before = counted;
-                for i in 0..n {
-                    if handler.datagram(batch.meta(i), batch.payload(i), now)? {
-                        counted += 1;
-                        // One GRO buffer may hold more datagrams than --count wants.
-                        if limits.count.is_some_and(|c| counted >= c) {
-                            break;
-                        }
-                    }
-                }
-                handler.batch_end()?;
-                let now = Instant::now();
-                if handler.wake_at().is_some_and(|w| w <= now) {
-                    handler.tick(now)?;
-                }
-                if counted > before {
-                    last = now;
-                }
-                if limits.count.is_some_and(|c| counted >= c) {
-                    handler.idle()?;
-                    return Ok((Stop::Count, counted));
-                }
-                if end.is_some_and(|e| Instant::now() >= e) {
-                    handler.idle()?;
-                    return Ok((Stop::Duration, counted));
-                }
-                // Fewer messages than asked for: the queue was empty when the kernel
-                // looked. Wait now rather than spend a call to hear EAGAIN (if one came
-                // in since, poll returns at once).
-                batch.messages() < want.min(batch.capacity())
-            }
+            .map_or(BATCH, |c| (c - self.counted).min(BATCH as u64) as usize);
+        let n = match batch.recv(self.fd, want) {
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // A wake with nothing to read may be a queued ICMP error (POLLERR): drain
                 // the queue, or the poll would spin.
-                drain_errors(fd, handler);
-                true
+                drain_errors(self.fd, handler);
+                return Ok(Turn::Wait);
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Turn::Again),
             // An ICMP error for an earlier send from this socket (echo's replies): it
             // concerns that peer, not this loop.
-            Err(e) if drain_errors(fd, handler) > 0 || is_icmp_errno(&e) => false,
+            Err(e) if drain_errors(self.fd, handler) > 0 || is_icmp_errno(&e) => {
+                return Ok(Turn::Again)
+            }
             Err(e) => {
                 return Err(
                     anyhow::Error::new(crate::base::error::IoError(e)).context("failed to receive")
                 )
             }
         };
-        if drained {
+        let now = SystemTime::now();
+        let before = self.counted;
+        for i in 0..n {
+            if handler.datagram(batch.meta(i), batch.payload(i), now)? {
+                self.counted += 1;
+                // One GRO buffer may hold more datagrams than --count wants.
+                if self.limits.count.is_some_and(|c| self.counted >= c) {
+                    break;
+                }
+            }
+        }
+        handler.batch_end()?;
+        let now = Instant::now();
+        if handler.wake_at().is_some_and(|w| w <= now) {
+            handler.tick(now)?;
+        }
+        if self.counted > before {
+            self.last = now;
+        }
+        let stop = if self.limits.count.is_some_and(|c| self.counted >= c) {
+            Some(Stop::Count)
+        } else if self.end.is_some_and(|e| Instant::now() >= e) {
+            Some(Stop::Duration)
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
             handler.idle()?;
-            let idle_end = limits.idle.map(|d| last + d);
-            let deadline = [idle_end, end, handler.wake_at()]
-                .into_iter()
-                .flatten()
-                .min();
-            match signals
-                .wait_any([Some(fd), handler.extra_fd()], deadline)
-                .io_context(|| "failed to wait for datagrams".into())?
-            {
-                WakeAny::Ready([_, extra]) => {
-                    if extra {
-                        handler.extra_ready()?;
+            return Ok(Turn::Stop(stop));
+        }
+        // Fewer messages than asked for: the queue was empty when the kernel looked.
+        // Wait now rather than spend a call to hear EAGAIN (if one came in since, poll
+        // returns at once).
+        Ok(if batch.messages() < want.min(batch.capacity()) {
+            Turn::Wait
+        } else {
+            Turn::Again
+        })
+    }
+
+    /// The socket is idle: flush, then wait for it, the handler's descriptor or timer,
+    /// a limit, or a signal. Returns the stop, if that is what came.
+    fn wait(
+        &mut self,
+        signals: &Signals,
+        handler: &mut impl Handler,
+    ) -> anyhow::Result<Option<Stop>> {
+        handler.idle()?;
+        let idle_end = self.limits.idle.map(|d| self.last + d);
+        let deadline = [idle_end, self.end, handler.wake_at()]
+            .into_iter()
+            .flatten()
+            .min();
+        let wake = signals
+            .wait_any([Some(self.fd), handler.extra_fd()], deadline)
+            .io_context(|| "failed to wait for datagrams".into())?;
+        match wake {
+            WakeAny::Ready([_, extra]) => {
+                if extra {
+                    handler.extra_ready()?;
+                }
+                Ok(None)
+            }
+            WakeAny::Signal(sig) => Ok(Some(Stop::Signal(sig))),
+            WakeAny::Timeout => {
+                let now = Instant::now();
+                if handler.wake_at().is_some_and(|w| w <= now) {
+                    handler.tick(now)?;
+                    // A timer, not a limit, woke us: unless a limit passed too.
+                    if idle_end.is_none_or(|i| now < i) && self.end.is_none_or(|e| now < e) {
+                        return Ok(None);
                     }
                 }
-                WakeAny::Signal(sig) => return Ok((Stop::Signal(sig), counted)),
-                WakeAny::Timeout => {
-                    let now = Instant::now();
-                    if handler.wake_at().is_some_and(|w| w <= now) {
-                        handler.tick(now)?;
-                        // A timer, not a limit, woke us: unless a limit passed too.
-                        if idle_end.is_none_or(|i| now < i) && end.is_none_or(|e| now < e) {
-                            continue;
-                        }
-                    }
-                    let stop = if end.is_some_and(|e| now >= e) {
-                        Stop::Duration
-                    } else {
-                        Stop::Idle
-                    };
-                    return Ok((stop, counted));
-                }
+                Ok(Some(if self.end.is_some_and(|e| now >= e) {
+                    Stop::Duration
+                } else {
+                    Stop::Idle
+                }))
             }
         }
     }

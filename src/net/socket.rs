@@ -89,6 +89,35 @@ pub fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
     if opts.reuse_port {
         set_reuse_port(&socket)?;
     }
+    set_buffers(&socket, opts, &mut warnings)?;
+    if opts.broadcast {
+        socket
+            .set_broadcast(true)
+            .io_context(|| "failed to set SO_BROADCAST".into())?;
+    }
+    set_ip_header(&socket, opts, ipv6)?;
+    if opts.recv_errors {
+        // Best effort: elsewhere than Linux the plain errno stands.
+        let _ = crate::net::sys::enable_recverr(socket.as_raw_fd(), ipv6);
+    }
+    let (gro, pktinfo) = set_ancillary(&socket, opts, ipv6, &mut warnings);
+    socket
+        .set_nonblocking(true)
+        .io_context(|| "failed to make the socket non-blocking".into())?;
+    socket
+        .bind(&local.into())
+        .io_context(|| format!("failed to bind UDP socket to {local}"))?;
+    Ok(Bound {
+        socket: socket.into(),
+        warnings,
+        gro,
+        pktinfo,
+    })
+}
+
+/// SO_RCVBUF and SO_SNDBUF as asked (a warning when the kernel clamps one), or the
+/// servers' default receive buffer.
+fn set_buffers(socket: &Socket, opts: &Options, warnings: &mut Vec<String>) -> anyhow::Result<()> {
     if let Some(size) = opts.recv_buffer {
         socket
             .set_recv_buffer_size(size)
@@ -117,11 +146,11 @@ pub fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
             socket.send_buffer_size().ok(),
         ));
     }
-    if opts.broadcast {
-        socket
-            .set_broadcast(true)
-            .io_context(|| "failed to set SO_BROADCAST".into())?;
-    }
+    Ok(())
+}
+
+/// `--ttl`, `--tos` and `--dont-fragment`: values the kernel refuses are usage errors.
+fn set_ip_header(socket: &Socket, opts: &Options, ipv6: bool) -> anyhow::Result<()> {
     if let Some(ttl) = opts.ttl {
         let r = if ipv6 {
             socket.set_unicast_hops_v6(ttl)
@@ -152,10 +181,16 @@ pub fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
         crate::net::sys::set_dont_fragment(socket.as_raw_fd(), ipv6)
             .map_err(|e| usage!("--dont-fragment: {}", crate::base::error::describe_io(&e)))?;
     }
-    if opts.recv_errors {
-        // Best effort: elsewhere than Linux the plain errno stands.
-        let _ = crate::net::sys::enable_recverr(socket.as_raw_fd(), ipv6);
-    }
+    Ok(())
+}
+
+/// GRO and PKTINFO when asked for and available (a warning when not): whether each is on.
+fn set_ancillary(
+    socket: &Socket,
+    opts: &Options,
+    ipv6: bool,
+    warnings: &mut Vec<String>,
+) -> (bool, bool) {
     // GRO (opt-in): on loopback, segmenting in a GSO sender's send() is what paces a flood
     // to the receiver; with GRO the sender runs free and the receiver drops more (the
     // benchmark's GSO case: 15-23% delivered with GRO, 66-75% without).
@@ -181,18 +216,7 @@ pub fn bind(local: SocketAddr, opts: &Options) -> anyhow::Result<Bound> {
                 false
             }
         };
-    socket
-        .set_nonblocking(true)
-        .io_context(|| "failed to make the socket non-blocking".into())?;
-    socket
-        .bind(&local.into())
-        .io_context(|| format!("failed to bind UDP socket to {local}"))?;
-    Ok(Bound {
-        socket: socket.into(),
-        warnings,
-        gro,
-        pktinfo,
-    })
+    (gro, pktinfo)
 }
 
 #[cfg(unix)]
@@ -353,15 +377,6 @@ pub fn set_multicast_send(socket: &UdpSocket, ipv6: bool, group: GroupSend) -> a
 /// The socket's receive buffer as the kernel reports it (Linux: twice what was set).
 pub fn recv_buffer_size(socket: &UdpSocket) -> Option<usize> {
     SockRef::from(socket).recv_buffer_size().ok()
-}
-
-/// The unspecified address of `peer`'s family, port 0: where a client binds by default.
-pub fn unspecified_for(peer: &SocketAddr) -> SocketAddr {
-    if peer.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    }
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ impl Relay<'_> {
 /// A session's upstream socket: bound to a free port, connected to UPSTREAM, so the
 /// server sees one source port per client and only UPSTREAM's replies arrive.
 fn open_upstream(plan: &Plan) -> anyhow::Result<UdpSocket> {
-    let any = crate::net::socket::unspecified_for(&plan.upstream);
+    let any = crate::net::addr::unspecified_for(&plan.upstream);
     let socket = crate::net::socket::bind(any, &plan.options)?.warn();
     socket
         .connect(plan.upstream)

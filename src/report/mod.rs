@@ -5,3 +5,4 @@
 pub mod output;
 pub mod progress;
 pub mod stats;
+pub mod terminals;

@@ -2,6 +2,7 @@
 //! transmit path and the replies. Uses `report`, `wire`, `netem`, `net` and `base`.
 
 pub mod replies;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod source;

@@ -4,11 +4,14 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::base::error::{usage, IoError};
+use crate::net::signal::{Signals, Wake};
 use crate::wire::codec::{decode, Encoding};
-use crate::wire::payload::{check_size, input_cap, max_payload, read_bounded, Lines};
+use crate::wire::payload::{
+    check_size, generated, input_cap, max_payload, read_bounded, with_seq_room, Lines,
+};
 use crate::wire::seq;
 
 /// Payloads read for one send call at most.
@@ -218,6 +221,21 @@ impl<R: Read> Source<R> {
         } else {
             max.min(BATCH)
         };
+        if self.replay.is_some() {
+            return Ok(self.fill_replay(max, horizon));
+        }
+        if self.lines.is_none() {
+            return Ok(Batch {
+                len: max,
+                ..Batch::default()
+            });
+        }
+        self.fill_lines(max)
+    }
+
+    /// The capture's next datagrams, up to `max` and due by `horizon`; one too large to
+    /// send is skipped and counted.
+    fn fill_replay(&mut self, max: usize, horizon: Option<u64>) -> Batch {
         let mut batch = Batch::default();
         if let Some(r) = &mut self.replay {
             r.dues.clear();
@@ -247,10 +265,15 @@ impl<R: Read> Source<R> {
                 self.slots[batch.len] = c.payload;
                 batch.len += 1;
             }
-            return Ok(batch);
         }
+        batch
+    }
+
+    /// Up to `max` lines of stdin, decoded and checked; batched only while whole lines
+    /// are already buffered.
+    fn fill_lines(&mut self, max: usize) -> anyhow::Result<Batch> {
+        let mut batch = Batch::default();
         let Some(lines) = &mut self.lines else {
-            batch.len = max;
             return Ok(batch);
         };
         while batch.len < max {
@@ -305,6 +328,75 @@ impl<R: Read> Source<R> {
     /// The payloads of the last batch, to stamp `--seq` headers into.
     pub fn slots_mut(&mut self, n: usize) -> &mut [Vec<u8>] {
         &mut self.slots[..n]
+    }
+}
+
+/// Where the payload comes from, before anything is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// MESSAGE words, decoded.
+    Message(Vec<u8>),
+    /// `--file PATH`, read at start.
+    File(PathBuf),
+    /// `--size N`, generated.
+    Size(usize),
+    /// `--whole`: all of stdin.
+    Whole,
+    /// Stdin, one datagram per line (the default).
+    Lines,
+    /// `--replay FILE`, with its `--match` filters.
+    Replay(PathBuf, Vec<crate::wire::capture::Match>),
+}
+
+impl Source<io::Stdin> {
+    /// The source of `payload`, reading `--file` or `--whole` stdin now (bounded), with
+    /// room for a `--seq` header. `None` when a signal came while waiting for stdin.
+    pub fn open(
+        payload: &Payload,
+        encoding: Encoding,
+        seq: bool,
+        target: SocketAddr,
+        signals: &Signals,
+    ) -> anyhow::Result<Option<Source>> {
+        let fixed = |bytes: Vec<u8>| Source::fixed(bytes, target);
+        let decoded = |raw: Vec<u8>, what: String| {
+            decode(&raw, encoding)
+                .map(|b| with_seq_room(b, seq))
+                .map_err(|e| usage!("invalid {what}: {e}"))
+        };
+        let source = match payload {
+            Payload::Message(bytes) => fixed(bytes.clone()),
+            Payload::Size(n) => fixed(generated(*n)),
+            Payload::File(path) => {
+                let raw = read_file("--file", path, &target, encoding)?;
+                let bytes = decoded(raw, format!("--file {}", path.display()))?;
+                check_size(bytes.len(), &target).map_err(|e| usage!("{e}"))?;
+                fixed(bytes)
+            }
+            Payload::Whole => {
+                // SA_RESTART handlers: stdin is read only once poll says it is readable, so a
+                // signal while it is silent still ends the run.
+                match signals.wait(Some(libc::STDIN_FILENO), None) {
+                    Ok(Wake::Signal(_)) => return Ok(None),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(
+                            anyhow::Error::new(IoError(e)).context("failed to wait for stdin")
+                        )
+                    }
+                }
+                let raw = read_whole(io::stdin().lock(), &target, encoding)?;
+                let bytes = decoded(raw, "stdin".to_string())?;
+                check_size(bytes.len(), &target).map_err(|e| usage!("{e}"))?;
+                fixed(bytes)
+            }
+            Payload::Lines => Source::lines(io::stdin(), encoding, seq, target),
+            Payload::Replay(path, matches) => Source::replay(
+                crate::wire::capture::CaptureReader::open(path, matches.clone())?,
+                target,
+            ),
+        };
+        Ok(Some(source))
     }
 }
 

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use tracing::{debug, info};
 
@@ -198,9 +199,40 @@ fn is_gso_refusal(e: &io::Error) -> bool {
         )
 }
 
+/// Datagrams from which a send counts as bulk, and may use UDP GSO (SPEC §1).
+pub const GSO_MIN_COUNT: u64 = 1_000;
+/// Rates above which a paced send counts as bulk.
+pub const GSO_MIN_RATE: f64 = 10_000.0;
+
+/// True for a bulk send of one repeated payload: at least [`GSO_MIN_COUNT`] datagrams
+/// (or for a `--duration`), unpaced or faster than [`GSO_MIN_RATE`]. A capture on the
+/// sending host shows a GSO send as one merged packet, so anything smaller goes one
+/// packet per datagram.
+pub fn is_bulk(count: Option<u64>, duration: Option<Duration>, rate: Option<f64>) -> bool {
+    let many = match count {
+        Some(n) => n >= GSO_MIN_COUNT,
+        None => duration.is_some(),
+    };
+    many && rate.is_none_or(|r| r > GSO_MIN_RATE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_bulk_sends_may_use_gso() {
+        let secs = Duration::from_secs;
+        assert!(is_bulk(Some(1_000), None, None));
+        assert!(!is_bulk(Some(999), None, None));
+        assert!(!is_bulk(Some(2), None, None));
+        assert!(is_bulk(None, Some(secs(1)), None));
+        assert!(!is_bulk(None, None, None));
+        assert!(is_bulk(Some(100_000), None, Some(10_001.0)));
+        assert!(!is_bulk(Some(100_000), None, Some(10_000.0)));
+        assert!(!is_bulk(None, Some(secs(5)), Some(100.0)));
+    }
+
     use std::time::Duration;
 
     #[test]

@@ -205,25 +205,7 @@ fn worker(
 /// Run the command for one request: stdin the payload, the `DGRAM_*` environment, stdout
 /// the reply, stderr passed through; killed with its process group past the timeout.
 fn run_child(settings: &ExecSettings, job: &Job) -> Outcome {
-    let peer = crate::net::addr::normalize(job.meta.peer);
-    let mut child = match Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&settings.command)
-        .env("DGRAM_PEER", peer.to_string())
-        .env("DGRAM_PEER_ADDR", peer.ip().to_string())
-        .env("DGRAM_PEER_PORT", peer.port().to_string())
-        .env(
-            "DGRAM_LOCAL",
-            crate::net::addr::normalize(job.local).to_string(),
-        )
-        .env("DGRAM_LEN", job.meta.len.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        // Its own process group, so a timeout kills what it started too.
-        .process_group(0)
-        .spawn()
-    {
+    let mut child = match spawn(&settings.command, job) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(
@@ -239,40 +221,11 @@ fn run_child(settings: &ExecSettings, job: &Job) -> Outcome {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&job.payload);
     }
-    let mut out = Vec::new();
-    let mut timed_out = false;
-    if let Some(mut stdout) = child.stdout.take() {
-        let fd = stdout.as_raw_fd();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                timed_out = true;
-                break;
-            }
-            match crate::net::sys::wait_readable(fd, Some(left)) {
-                Ok(false) => continue,
-                Ok(true) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-            match stdout.read(&mut buf) {
-                Ok(0) => break,
-                // Keep at most one byte past a datagram: enough to know it is too large.
-                Ok(n) => {
-                    let room = (LARGEST + 1).saturating_sub(out.len());
-                    out.extend_from_slice(&buf[..n.min(room)]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    }
-    if timed_out {
+    let Some(out) = child.stdout.take().and_then(|s| read_until(s, deadline)) else {
         crate::net::sys::kill_group(child.id());
         let _ = child.wait();
         return Outcome::TimedOut;
-    }
+    };
     // Stdout is closed: the child is exiting; bound the wait all the same.
     let status = loop {
         match child.try_wait() {
@@ -298,6 +251,57 @@ fn run_child(settings: &ExecSettings, job: &Job) -> Outcome {
         Outcome::Empty
     } else {
         Outcome::Reply(out)
+    }
+}
+
+/// `/bin/sh -c COMMAND` in its own process group (so a timeout kills what it started
+/// too), with the request's `DGRAM_*` environment and piped stdin and stdout.
+fn spawn(command: &str, job: &Job) -> io::Result<std::process::Child> {
+    let peer = crate::net::addr::normalize(job.meta.peer);
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env("DGRAM_PEER", peer.to_string())
+        .env("DGRAM_PEER_ADDR", peer.ip().to_string())
+        .env("DGRAM_PEER_PORT", peer.port().to_string())
+        .env(
+            "DGRAM_LOCAL",
+            crate::net::addr::normalize(job.local).to_string(),
+        )
+        .env("DGRAM_LEN", job.meta.len.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+}
+
+/// Everything the child writes until it closes stdout, keeping at most one byte past a
+/// datagram (enough to know it is too large); `None` when `deadline` passes first.
+fn read_until(mut stdout: std::process::ChildStdout, deadline: Instant) -> Option<Vec<u8>> {
+    let fd = stdout.as_raw_fd();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        match crate::net::sys::wait_readable(fd, Some(left)) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Some(out),
+        }
+        match stdout.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => {
+                let room = (LARGEST + 1).saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Some(out),
+        }
     }
 }
 

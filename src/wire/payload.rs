@@ -150,9 +150,44 @@ impl<R: Read> Lines<R> {
     }
 }
 
+/// With `--seq`, room for the header in front of a message, a file or stdin.
+pub fn with_seq_room(body: Vec<u8>, seq: bool) -> Vec<u8> {
+    if seq {
+        [vec![0; crate::wire::seq::HEADER_LEN], body].concat()
+    } else {
+        body
+    }
+}
+
+/// MESSAGE words joined by single spaces, as bytes (arguments need not be UTF-8).
+pub fn join_words(words: &[std::ffi::OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(&os_bytes(w));
+    }
+    out
+}
+
+/// An argument's bytes (arguments need not be UTF-8).
+pub fn os_bytes(s: &std::ffi::OsString) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_os_str().as_bytes().to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+    #[test]
+    fn words_join_with_single_spaces() {
+        let words: Vec<OsString> = ["a", "b c", ""].iter().map(OsString::from).collect();
+        assert_eq!(join_words(&words), b"a b c ");
+        assert_eq!(join_words(&[OsString::new()]), b"");
+    }
+
     use crate::wire::codec::{decode, Encoding};
     use proptest::prelude::*;
 

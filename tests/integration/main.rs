@@ -12,6 +12,7 @@ mod errors;
 #[cfg(target_os = "linux")]
 mod hardening;
 mod harness;
+mod house;
 #[cfg(target_os = "linux")]
 mod icmp;
 mod interop;

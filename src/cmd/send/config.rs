@@ -2,57 +2,21 @@
 //! files and stdin are read only when the run starts), so every combination is
 //! unit-tested here without spawning a process.
 
-use std::ffi::OsString;
-use std::io::{self, IsTerminal};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::base::error::usage;
 use crate::cli::SendArgs;
-use crate::net::addr::{parse_local, parse_target};
+use crate::net::addr::{parse_bind, parse_target};
 use crate::net::errors::broadcast_refused;
 use crate::report::output::Format;
+pub use crate::report::terminals::Terminals;
 use crate::send::run::{DnsReply, Plan, Replies};
+use crate::send::source::Payload;
+use crate::send::transmit::is_bulk;
 use crate::wire::codec::{decode, Encoding};
 use crate::wire::payload::check_size;
+use crate::wire::payload::{join_words, os_bytes, with_seq_room};
 use crate::wire::seq;
-
-/// Where the payload comes from, before anything is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    /// MESSAGE words, decoded.
-    Message(Vec<u8>),
-    /// `--file PATH`, read at start.
-    File(PathBuf),
-    /// `--size N`, generated.
-    Size(usize),
-    /// `--whole`: all of stdin.
-    Whole,
-    /// Stdin, one datagram per line (the default).
-    Lines,
-    /// `--replay FILE`, with its `--match` filters.
-    Replay(PathBuf, Vec<crate::wire::capture::Match>),
-}
-
-/// Which of the standard streams are terminals: the defaults that depend on them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Terminals {
-    pub stdin: bool,
-    pub stdout: bool,
-    pub stderr: bool,
-}
-
-impl Terminals {
-    /// This process's streams.
-    pub fn detect() -> Self {
-        Terminals {
-            stdin: io::stdin().is_terminal(),
-            stdout: io::stdout().is_terminal(),
-            stderr: io::stderr().is_terminal(),
-        }
-    }
-}
 
 /// `dgram send` with every flag checked: nothing has been read or sent yet.
 #[derive(Debug)]
@@ -70,23 +34,6 @@ pub struct Config {
     pub histogram: bool,
 }
 
-/// Datagrams from which a send counts as bulk, and may use UDP GSO (SPEC §1).
-const GSO_MIN_COUNT: u64 = 1_000;
-/// Rates above which a paced send counts as bulk.
-const GSO_MIN_RATE: f64 = 10_000.0;
-
-/// True for a bulk send of one repeated payload: at least [`GSO_MIN_COUNT`] datagrams
-/// (or for a `--duration`), unpaced or faster than [`GSO_MIN_RATE`]. A capture on the
-/// sending host shows a GSO send as one merged packet, so anything smaller goes one
-/// packet per datagram.
-fn is_bulk(count: Option<u64>, duration: Option<Duration>, rate: Option<f64>) -> bool {
-    let many = match count {
-        Some(n) => n >= GSO_MIN_COUNT,
-        None => duration.is_some(),
-    };
-    many && rate.is_none_or(|r| r > GSO_MIN_RATE)
-}
-
 impl Config {
     /// Check every flag of `args`, with `terminals` for the defaults that depend on them.
     /// Reads nothing: files and stdin are read when the run starts.
@@ -96,7 +43,7 @@ impl Config {
         if target.ip() == IpAddr::V4(Ipv4Addr::BROADCAST) && !args.broadcast {
             return Err(broadcast_refused(target.ip()));
         }
-        let bind = bind_address(args.bind.as_deref(), &target, family)?;
+        let bind = parse_bind(args.bind.as_deref(), &target, family)?;
         let encoding = args.encoding.encoding();
         let (payload, dns) = match dns_query(&args)? {
             Some((query, reply)) => (Payload::Message(query), Some(reply)),
@@ -110,19 +57,7 @@ impl Config {
                 "--retries with --seq: replies are matched by sequence number and a missing one is counted lost, not resent"
             ));
         }
-        // With --dns, --expect is text matched against the answer section as it is.
-        let expect_encoding = if dns.is_some() {
-            Encoding::Text
-        } else {
-            encoding
-        };
-        let expect = args
-            .expect
-            .as_ref()
-            .map(|p| {
-                decode(&os_bytes(p), expect_encoding).map_err(|e| usage!("invalid --expect: {e}"))
-            })
-            .transpose()?;
+        let expect = expect_pattern(&args, encoding, dns.is_some())?;
         let is_dns = dns.is_some();
         let lines = payload == Payload::Lines;
         let replies = replies(&args, expect, dns, lines && terminals.stdin);
@@ -140,13 +75,7 @@ impl Config {
         options.dont_fragment = args.dont_fragment;
         // What the network says about our datagrams, and who says it (SPEC §9).
         options.recv_errors = true;
-        let format = args.format.map(Format::from).unwrap_or(if is_dns {
-            Format::Dns
-        } else if encoding == Encoding::Hex {
-            Format::Hexdump
-        } else {
-            Format::default_for(terminals.stdout)
-        });
+        let format = reply_format(&args, encoding, is_dns, terminals.stdout);
         let gso = !args.no_gso && !lines && !replay && is_bulk(count, args.duration, rate);
         // The captured gaps set the pace unless --rate/--interval replace them.
         let replay_speed = match (replay, rate, args.speed) {
@@ -176,6 +105,32 @@ impl Config {
             histogram: args.histogram || terminals.stderr,
         })
     }
+}
+
+/// `--expect`, decoded as the message is; with `--dns`, text matched against the answer
+/// section as it is shown.
+fn expect_pattern(
+    args: &SendArgs,
+    encoding: Encoding,
+    dns: bool,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let encoding = if dns { Encoding::Text } else { encoding };
+    args.expect
+        .as_ref()
+        .map(|p| decode(&os_bytes(p), encoding).map_err(|e| usage!("invalid --expect: {e}")))
+        .transpose()
+}
+
+/// How replies print: `--format`, else `dns` for `--dns`, `hexdump` for `-x`, `text` on
+/// a terminal and `raw` elsewhere.
+fn reply_format(args: &SendArgs, encoding: Encoding, dns: bool, stdout_terminal: bool) -> Format {
+    args.format.map(Format::from).unwrap_or(if dns {
+        Format::Dns
+    } else if encoding == Encoding::Hex {
+        Format::Hexdump
+    } else {
+        Format::default_for(stdout_terminal)
+    })
 }
 
 /// `--dns NAME [TYPE]`: the query's bytes and what its answer must match, with
@@ -277,62 +232,8 @@ fn replies(
     }
 }
 
-/// `--bind`: a bare port picks the source port on every interface; an address must be
-/// of the target's family. Without it, the unspecified address of the target's family.
-fn bind_address(
-    bind: Option<&str>,
-    target: &SocketAddr,
-    family: crate::net::addr::Family,
-) -> anyhow::Result<SocketAddr> {
-    let any = crate::net::socket::unspecified_for(target);
-    match bind {
-        None => Ok(any),
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            let port = p
-                .parse()
-                .map_err(|_| usage!("invalid --bind '{p}': expected a port from 0 to 65535"))?;
-            Ok(SocketAddr::new(any.ip(), port))
-        }
-        Some(text) => {
-            let addr = parse_local(text, family)?;
-            if addr.is_ipv4() != target.is_ipv4() {
-                return Err(usage!(
-                    "--bind {addr} and target {target} are of different address families"
-                ));
-            }
-            Ok(addr)
-        }
-    }
-}
-
-/// With `--seq`, room for the header in front of a message, a file or stdin.
-pub fn with_seq_room(body: Vec<u8>, seq: bool) -> Vec<u8> {
-    if seq {
-        [vec![0; seq::HEADER_LEN], body].concat()
-    } else {
-        body
-    }
-}
-
-/// MESSAGE words joined by single spaces, as bytes (arguments need not be UTF-8).
-fn join_words(words: &[OsString]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, w) in words.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.extend_from_slice(&os_bytes(w));
-    }
-    out
-}
-
-fn os_bytes(s: &OsString) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    s.as_os_str().as_bytes().to_vec()
-}
-
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser;
 
@@ -347,7 +248,7 @@ pub(super) mod tests {
     }
 
     /// The `Config` of `dgram send ARGS` (for the tests of the report too).
-    pub(in crate::cmd::send) fn ok(args: &[&str]) -> Config {
+    pub(crate) fn ok(args: &[&str]) -> Config {
         config(args, Terminals::default()).unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
     }
 
@@ -362,23 +263,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn words_join_with_single_spaces() {
-        let words: Vec<OsString> = ["a", "b c", ""].iter().map(OsString::from).collect();
-        assert_eq!(join_words(&words), b"a b c ");
-        assert_eq!(join_words(&[OsString::new()]), b"");
-    }
-
-    #[test]
-    fn only_bulk_sends_may_use_gso() {
-        let secs = Duration::from_secs;
-        assert!(is_bulk(Some(1_000), None, None));
-        assert!(!is_bulk(Some(999), None, None));
-        assert!(!is_bulk(Some(2), None, None));
-        assert!(is_bulk(None, Some(secs(1)), None));
-        assert!(!is_bulk(None, None, None));
-        assert!(is_bulk(Some(100_000), None, Some(10_001.0)));
-        assert!(!is_bulk(Some(100_000), None, Some(10_000.0)));
-        assert!(!is_bulk(None, Some(secs(5)), Some(100.0)));
+    fn bulk_sends_of_one_payload_use_gso_unless_told_not_to() {
         assert!(ok(&["127.0.0.1:9", "x", "-n", "5000"]).plan.gso);
         assert!(!ok(&["127.0.0.1:9", "x", "-n", "5000", "--no-gso"]).plan.gso);
         assert!(!ok(&["127.0.0.1:9", "-n", "5000"]).plan.gso, "stdin lines");

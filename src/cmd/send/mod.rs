@@ -4,28 +4,25 @@
 //! socket, pick the payload source and the reply matcher, run the send loop
 //! ([`crate::send::run`]), then print the stats and judge the exit code.
 
-mod config;
-mod report;
+pub mod config;
 
-use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use tracing::debug;
 
-pub use config::{Config, Payload, Terminals};
+pub use crate::send::source::Payload;
+pub use config::{Config, Terminals};
 
-use crate::base::error::{usage, Ending, IoContext, IoError};
+use crate::base::error::{Ending, IoContext, IoError};
 use crate::cli::SendArgs;
 use crate::net::errors::broadcast_refused;
-use crate::net::signal::{Signals, Wake};
+use crate::net::signal::Signals;
 use crate::net::socket::GroupSend;
-use crate::report::output::Output;
+use crate::report::output::{Format, Output};
+use crate::send::report;
 use crate::send::run::{Counts, Replies};
-use crate::send::source::{read_file, read_whole, Source};
-use crate::wire::codec::decode;
-use crate::wire::payload::{check_size, generated};
-use config::with_seq_room;
+use crate::send::source::Source;
 
 /// Run `dgram send`.
 pub fn run(args: SendArgs, signals: &Signals) -> anyhow::Result<Ending> {
@@ -35,6 +32,28 @@ pub fn run(args: SendArgs, signals: &Signals) -> anyhow::Result<Ending> {
 /// Run `dgram multicast send`: `send` to a group, with its interface, TTL and loop.
 pub fn run_to_group(args: SendArgs, signals: &Signals, group: GroupSend) -> anyhow::Result<Ending> {
     run_inner(args, signals, Some(group))
+}
+
+/// The socket to send from: bound, set up for a group, blocking for sends, and connected
+/// to the target unless collecting replies from anyone.
+fn open_socket(config: &Config, group: Option<GroupSend>) -> anyhow::Result<UdpSocket> {
+    let target = config.plan.target;
+    let socket = crate::net::socket::bind(config.bind, &config.options)?.warn();
+    if let Some(g) = group {
+        crate::net::socket::set_multicast_send(&socket, target.is_ipv6(), g)?;
+    }
+    // Sends block for room in the send buffer (microseconds); replies are read with
+    // MSG_DONTWAIT after a poll, so blocking mode only affects sends.
+    socket.set_nonblocking(false)?;
+    if !matches!(config.plan.replies, Replies::Collect { .. }) {
+        // Connected: the kernel reports ICMP port-unreachable as ECONNREFUSED and
+        // delivers replies from the target only.
+        socket.connect(target).map_err(|e| match e.raw_os_error() {
+            Some(libc::EACCES) => broadcast_refused(target.ip()),
+            _ => anyhow::Error::new(IoError(e)).context(format!("failed to connect to {target}")),
+        })?;
+    }
+    Ok(socket)
 }
 
 fn run_inner(
@@ -58,25 +77,17 @@ fn run_inner(
     }
     debug!(?config, ?group, "send");
     let target = config.plan.target;
-    let mut source = match open_source(&config, signals)? {
+    let mut source = match Source::open(
+        &config.payload,
+        config.encoding,
+        config.plan.seq,
+        target,
+        signals,
+    )? {
         Some(source) => source,
         None => return Ok(Ending::Signal(signals.pending().unwrap_or(libc::SIGINT))),
     };
-    let socket = crate::net::socket::bind(config.bind, &config.options)?.warn();
-    if let Some(g) = group {
-        crate::net::socket::set_multicast_send(&socket, target.is_ipv6(), g)?;
-    }
-    // Sends block for room in the send buffer (microseconds); replies are read with
-    // MSG_DONTWAIT after a poll, so blocking mode only affects sends.
-    socket.set_nonblocking(false)?;
-    if !matches!(config.plan.replies, Replies::Collect { .. }) {
-        // Connected: the kernel reports ICMP port-unreachable as ECONNREFUSED and
-        // delivers replies from the target only.
-        socket.connect(target).map_err(|e| match e.raw_os_error() {
-            Some(libc::EACCES) => broadcast_refused(target.ip()),
-            _ => anyhow::Error::new(IoError(e)).context(format!("failed to connect to {target}")),
-        })?;
-    }
+    let socket = open_socket(&config, group)?;
     let start = Instant::now();
     let mut counts = Counts::default();
     let mut output = Output::stdout(config.format)?.with_dns(config.dns);
@@ -98,7 +109,11 @@ fn run_inner(
             .and_then(|e| e.downcast_ref::<crate::net::icmp::IcmpError>())
             .map(|e| e.report);
         report::print_stats(
-            &config,
+            &config.plan,
+            report::Shown {
+                json: config.format == Format::Json,
+                histogram: config.histogram,
+            },
             &counts,
             start.elapsed(),
             source.replay_counts(),
@@ -108,50 +123,7 @@ fn run_inner(
     let ending = result?;
     flushed?;
     if ending == Ending::Done {
-        report::judge(&config, &counts)?;
+        report::judge(&config.plan, &counts)?;
     }
     Ok(ending)
-}
-
-/// The payload source, reading `--file` or `--whole` stdin now (bounded). `None` when a
-/// signal came while waiting for stdin.
-fn open_source(config: &Config, signals: &Signals) -> anyhow::Result<Option<Source>> {
-    let target = config.plan.target;
-    let fixed = |bytes: Vec<u8>| Source::fixed(bytes, target);
-    let decoded = |raw: Vec<u8>, what: String| {
-        decode(&raw, config.encoding)
-            .map(|b| with_seq_room(b, config.plan.seq))
-            .map_err(|e| usage!("invalid {what}: {e}"))
-    };
-    let source = match &config.payload {
-        Payload::Message(bytes) => fixed(bytes.clone()),
-        Payload::Size(n) => fixed(generated(*n)),
-        Payload::File(path) => {
-            let raw = read_file("--file", path, &target, config.encoding)?;
-            let bytes = decoded(raw, format!("--file {}", path.display()))?;
-            check_size(bytes.len(), &target).map_err(|e| usage!("{e}"))?;
-            fixed(bytes)
-        }
-        Payload::Whole => {
-            // SA_RESTART handlers: stdin is read only once poll says it is readable, so a
-            // signal while it is silent still ends the run.
-            match signals.wait(Some(libc::STDIN_FILENO), None) {
-                Ok(Wake::Signal(_)) => return Ok(None),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(anyhow::Error::new(IoError(e)).context("failed to wait for stdin"))
-                }
-            }
-            let raw = read_whole(io::stdin().lock(), &target, config.encoding)?;
-            let bytes = decoded(raw, "stdin".to_string())?;
-            check_size(bytes.len(), &target).map_err(|e| usage!("{e}"))?;
-            fixed(bytes)
-        }
-        Payload::Lines => Source::lines(io::stdin(), config.encoding, config.plan.seq, target),
-        Payload::Replay(path, matches) => Source::replay(
-            crate::wire::capture::CaptureReader::open(path, matches.clone())?,
-            target,
-        ),
-    };
-    Ok(Some(source))
 }

@@ -225,6 +225,27 @@ fn handle(
     defrag: &mut IpDefragPool<u64, ()>,
     skipped: &mut Skipped,
 ) -> Option<Captured> {
+    let frame = frame(block, legacy, interfaces, skipped)?;
+    datagram(frame, defrag, skipped)
+}
+
+/// A packet block's frame, with its link and time in nanoseconds.
+struct Frame<'a> {
+    link: Link,
+    ts_ns: u64,
+    data: &'a [u8],
+    caplen: u32,
+    origlen: u32,
+}
+
+/// The frame of a packet block; header and interface blocks update the timestamp rules
+/// and yield none.
+fn frame<'a>(
+    block: PcapBlockOwned<'a>,
+    legacy: &mut Option<Link>,
+    interfaces: &mut Vec<Link>,
+    skipped: &mut Skipped,
+) -> Option<Frame<'a>> {
     let (link, ts_ns, data, caplen, origlen) = match block {
         PcapBlockOwned::LegacyHeader(h) => {
             *legacy = Some(Link {
@@ -273,6 +294,29 @@ fn handle(
         }
         PcapBlockOwned::NG(_) => return None,
     };
+    Some(Frame {
+        link,
+        ts_ns,
+        data,
+        caplen,
+        origlen,
+    })
+}
+
+/// The UDP datagram of a frame, if it holds a whole one (reassembled from fragments when
+/// it came in several).
+fn datagram(
+    frame: Frame<'_>,
+    defrag: &mut IpDefragPool<u64, ()>,
+    skipped: &mut Skipped,
+) -> Option<Captured> {
+    let Frame {
+        link,
+        ts_ns,
+        data,
+        caplen,
+        origlen,
+    } = frame;
     skipped.frames += 1;
     let data = &data[..(caplen as usize).min(data.len())];
     if caplen < origlen {
@@ -307,35 +351,7 @@ fn handle(
         }
     };
     if fragmented {
-        defrag.retain(|&first| ts_ns.saturating_sub(first) < FRAGMENT_AGE_NS);
-        return match defrag.process_sliced_packet(&sliced, ts_ns, ()) {
-            Ok(Some(whole)) if whole.ip_number == IpNumber::UDP => {
-                let datagram = UdpHeader::from_slice(&whole.payload)
-                    .ok()
-                    .map(|(udp, data)| Captured {
-                        ts_ns,
-                        src: SocketAddr::new(src_ip, udp.source_port),
-                        dst: SocketAddr::new(dst_ip, udp.destination_port),
-                        payload: data.to_vec(),
-                    });
-                if datagram.is_none() {
-                    skipped.malformed += 1;
-                }
-                defrag.return_buf(whole);
-                datagram
-            }
-            Ok(Some(whole)) => {
-                skipped.not_udp += 1;
-                defrag.return_buf(whole);
-                None
-            }
-            // A fragment kept until the rest arrives.
-            Ok(None) => None,
-            Err(_) => {
-                skipped.malformed += 1;
-                None
-            }
-        };
+        return reassemble(&sliced, ts_ns, (src_ip, dst_ip), defrag, skipped);
     }
     match &sliced.transport {
         Some(TransportSlice::Udp(udp)) => Some(Captured {
@@ -346,6 +362,46 @@ fn handle(
         }),
         _ => {
             skipped.not_udp += 1;
+            None
+        }
+    }
+}
+
+/// A fragment into the reassembly pool (fragments older than [`FRAGMENT_AGE_NS`] let
+/// go first); the datagram once the last fragment of it came.
+fn reassemble(
+    sliced: &SlicedPacket<'_>,
+    ts_ns: u64,
+    (src_ip, dst_ip): (IpAddr, IpAddr),
+    defrag: &mut IpDefragPool<u64, ()>,
+    skipped: &mut Skipped,
+) -> Option<Captured> {
+    defrag.retain(|&first| ts_ns.saturating_sub(first) < FRAGMENT_AGE_NS);
+    match defrag.process_sliced_packet(sliced, ts_ns, ()) {
+        Ok(Some(whole)) if whole.ip_number == IpNumber::UDP => {
+            let datagram = UdpHeader::from_slice(&whole.payload)
+                .ok()
+                .map(|(udp, data)| Captured {
+                    ts_ns,
+                    src: SocketAddr::new(src_ip, udp.source_port),
+                    dst: SocketAddr::new(dst_ip, udp.destination_port),
+                    payload: data.to_vec(),
+                });
+            if datagram.is_none() {
+                skipped.malformed += 1;
+            }
+            defrag.return_buf(whole);
+            datagram
+        }
+        Ok(Some(whole)) => {
+            skipped.not_udp += 1;
+            defrag.return_buf(whole);
+            None
+        }
+        // A fragment kept until the rest arrives.
+        Ok(None) => None,
+        Err(_) => {
+            skipped.malformed += 1;
             None
         }
     }

@@ -5,11 +5,9 @@
 use std::io;
 use std::time::Duration;
 
-use super::Config;
 use crate::base::error::Unmet;
-use crate::report::output::Format;
 use crate::report::stats::{percentiles, Summary};
-use crate::send::run::{Counts, Replies};
+use crate::send::run::{Counts, Plan, Replies};
 
 /// `--replay --stats`: the summary, then frames read, skipped by reason, and lateness.
 fn replay_stats(
@@ -58,16 +56,16 @@ fn replay_stats(
 }
 
 /// Exit 1 when the expected did not happen.
-pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
-    let target = config.plan.target;
-    let (timeout, retries) = match &config.plan.replies {
+pub fn judge(plan: &Plan, counts: &Counts) -> anyhow::Result<()> {
+    let target = plan.target;
+    let (timeout, retries) = match &plan.replies {
         Replies::Each {
             timeout, retries, ..
         } => (*timeout, *retries),
         Replies::BySeq { timeout, .. } | Replies::Streamed { timeout, .. } => (*timeout, 0),
         _ => (Duration::ZERO, 0),
     };
-    match &config.plan.replies {
+    match &plan.replies {
         Replies::Each { .. } | Replies::BySeq { .. } | Replies::Streamed { .. }
             if counts.unanswered > 0 =>
         {
@@ -116,28 +114,37 @@ pub(super) fn judge(config: &Config, counts: &Counts) -> anyhow::Result<()> {
     }
 }
 
+/// How `--stats` is shown: as JSON (`-f json`), and with the RTT chart.
+#[derive(Clone, Copy, Debug)]
+pub struct Shown {
+    pub json: bool,
+    pub histogram: bool,
+}
+
 /// `--stats`: the summary on stderr.
-pub(super) fn print_stats(
-    config: &Config,
+pub fn print_stats(
+    plan: &Plan,
+    shown: Shown,
     counts: &Counts,
     elapsed: Duration,
     replay: Option<(crate::wire::capture::Skipped, u64)>,
     icmp: Option<crate::net::sys::ErrorReport>,
 ) {
-    let text = stats(config, counts, elapsed, replay, icmp);
+    let text = stats(plan, shown, counts, elapsed, replay, icmp);
     let _ = io::Write::write_all(&mut io::stderr(), text.as_bytes());
 }
 
 /// What `--stats` prints: the summary (JSON with `-f json`), a replay's frames and
 /// lateness, the ICMP error that ended the run, and the RTT chart when asked.
 fn stats(
-    config: &Config,
+    plan: &Plan,
+    shown: Shown,
     counts: &Counts,
     elapsed: Duration,
     replay: Option<(crate::wire::capture::Skipped, u64)>,
     icmp: Option<crate::net::sys::ErrorReport>,
 ) -> String {
-    let replies = &config.plan.replies;
+    let replies = &plan.replies;
     let waits = !matches!(replies, Replies::None);
     let mut summary = Summary {
         sent: Some(counts.sent),
@@ -155,7 +162,7 @@ fn stats(
         replies,
         Replies::Each { .. } | Replies::BySeq { .. } | Replies::Streamed { .. }
     ) {
-        if config.plan.seq {
+        if plan.seq {
             summary.reordered = Some(counts.reordered);
             summary.duplicates = Some(counts.duplicates);
         }
@@ -164,7 +171,7 @@ fn stats(
         summary.rtt_us = percentiles(&mut rtts);
     }
     summary.finish(elapsed, counts.sent);
-    let json = config.format == Format::Json;
+    let json = shown.json;
     let mut text = match (replay, icmp) {
         (Some((skipped, too_large)), _) => {
             replay_stats(&summary, counts, &skipped, too_large, json)
@@ -179,7 +186,7 @@ fn stats(
         }
         (None, _) => summary.render(json),
     };
-    if config.histogram && !counts.rtts_us.is_empty() && !json {
+    if shown.histogram && !counts.rtts_us.is_empty() && !json {
         text.push_str(&crate::report::stats::bar_chart(&counts.rtts_us, 8, 40));
     }
     text
@@ -192,7 +199,7 @@ mod tests {
 
     /// The exit-1 reason of `dgram send ARGS` that counted `counts`, if any.
     fn reason(args: &[&str], counts: Counts) -> Option<String> {
-        let e = judge(&ok(args), &counts).err()?;
+        let e = judge(&ok(args).plan, &counts).err()?;
         assert_eq!(
             crate::app::exit::code_for(&e),
             crate::app::exit::UNMET,
@@ -365,7 +372,12 @@ mod tests {
         replay: Option<(crate::wire::capture::Skipped, u64)>,
         icmp: Option<crate::net::sys::ErrorReport>,
     ) -> String {
-        stats(&ok(args), counts, Duration::from_secs(2), replay, icmp)
+        let c = ok(args);
+        let shown = Shown {
+            json: c.format == crate::report::output::Format::Json,
+            histogram: c.histogram,
+        };
+        stats(&c.plan, shown, counts, Duration::from_secs(2), replay, icmp)
     }
 
     fn json(text: &str) -> serde_json::Value {
