@@ -112,6 +112,19 @@ class Proc:
         with open(f"/proc/{self.p.pid}/status") as f:
             return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
 
+    def peak_rss_until_exit(self, every=0.005, timeout=HARD_LIMIT):
+        """VmHWM read every `every` seconds until the process exits (a zombie has no memory
+        to read: the last read is within `every` of its end), then reaped."""
+        peak, deadline = 0, time.monotonic() + timeout
+        while self.p.poll() is None and time.monotonic() < deadline:
+            try:
+                peak = max(peak, self.peak_rss_kib())
+            except (OSError, AttributeError):
+                break
+            time.sleep(every)
+        self.reap()
+        return peak
+
     def __enter__(self):
         return self
 
@@ -580,6 +593,23 @@ class Bench:
                      med["reference"][2], "reference")
             self.row("echo 64: lost+merged+dup", who, int(many["lost"] + many["bad"] + many["dup"]), f"of {n64:,}")
 
+    def case_memory(self):
+        rate = 200_000
+        print(f"11. memory: peak RSS of send --seq --reply against dgram echo after 10^5 and 10^6 "
+              f"replies at {rate:,}/s (RTTs are summarised in a bounded histogram: the two should "
+              "differ by less than 4 MiB)", flush=True)
+        peaks = {}
+        with Proc([self.dgram, "echo", "127.0.0.1:0"]) as echo:
+            port = int(echo.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            for n in (100_000, 1_000_000):
+                argv = [self.dgram, "send", f"127.0.0.1:{port}", "--seq", "--size", "64",
+                        "-n", str(n), "--rate", str(rate), "--reply", "-w", "2s"]
+                with Proc(argv) as tx:
+                    peaks[n] = tx.peak_rss_until_exit()
+                self.row(f"send --reply peak RSS, {n:,} replies", "dgram", peaks[n] / 1024, "MiB")
+        grow = (peaks[1_000_000] - peaks[100_000]) / 1024
+        self.row("send --reply RSS growth 10^5 -> 10^6", "dgram", grow, "MiB (target < 4)")
+
     def case_idle(self):
         secs = 3
         print(f"6. idle: CPU time of a listen with nothing to receive, over {secs} s", flush=True)
@@ -618,6 +648,8 @@ class Bench:
             self.case_relay()
         if "idle" in cases:
             self.case_idle()
+        if "memory" in cases:
+            self.case_memory()
         print()
         w = [max(len(r[i]) for r in self.rows) for i in range(5)]
         head = ("case", "program", "figure", "reference (same run)", "ratio")
@@ -636,7 +668,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,idle")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,idle,memory")
     Bench(ap.parse_args()).run()
 
 

@@ -2,4 +2,5 @@
 //! sizes, rates). Uses nothing of the crate; every layer may use it.
 
 pub mod error;
+pub mod histogram;
 pub mod units;

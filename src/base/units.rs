@@ -83,18 +83,28 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 
 /// Format a duration for people: `850µs`, `12.3ms`, `1.50s`.
 pub fn human_duration(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1000.0 {
-        format!("{us:.0}µs")
-    } else if us < 1e6 {
-        let ms = us / 1e3;
-        if ms.fract() < 1e-9 {
-            format!("{ms:.0}ms")
+    HumanDuration(d).to_string()
+}
+
+/// [`human_duration`] as a `Display`, written where it goes with no string of its own.
+#[derive(Clone, Copy, Debug)]
+pub struct HumanDuration(pub Duration);
+
+impl std::fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us = self.0.as_secs_f64() * 1e6;
+        if us < 1000.0 {
+            write!(f, "{us:.0}µs")
+        } else if us < 1e6 {
+            let ms = us / 1e3;
+            if ms.fract() < 1e-9 {
+                write!(f, "{ms:.0}ms")
+            } else {
+                write!(f, "{ms:.1}ms")
+            }
         } else {
-            format!("{ms:.1}ms")
+            write!(f, "{:.2}s", us / 1e6)
         }
-    } else {
-        format!("{:.2}s", us / 1e6)
     }
 }
 

@@ -6,22 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use crate::wire::seq::Percentiles;
-
-/// Exact percentiles of `samples` (microseconds; sorted in place), or `None` if empty.
-pub fn percentiles(samples: &mut [u64]) -> Option<Percentiles> {
-    if samples.is_empty() {
-        return None;
-    }
-    samples.sort_unstable();
-    Some(Percentiles {
-        min: samples[0],
-        p50: percentile(samples, 50.0),
-        p90: percentile(samples, 90.0),
-        p99: percentile(samples, 99.0),
-        max: samples[samples.len() - 1],
-    })
-}
+use crate::base::histogram::Histogram;
+pub use crate::base::histogram::Percentiles;
 
 /// `1 datagram`, `2 datagrams`.
 fn plural(n: u64, word: &str) -> String {
@@ -32,19 +18,13 @@ fn plural(n: u64, word: &str) -> String {
     }
 }
 
-/// Nearest-rank percentile of a sorted, non-empty slice: the smallest value with at least
-/// `p`% of the samples at or below it.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// A small bar chart of `samples` (microseconds): up to `buckets` log-spaced ranges from
-/// the smallest to the largest sample, one line each with its count.
-pub fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
-    let (Some(&lo), Some(&hi)) = (samples.iter().min(), samples.iter().max()) else {
+/// A small bar chart of the values of `hist` (microseconds): up to `buckets` log-spaced
+/// ranges from the smallest to the largest, one line each with its count.
+pub fn bar_chart(hist: &Histogram, buckets: usize, width: usize) -> String {
+    if hist.is_empty() {
         return String::new();
-    };
+    }
+    let (lo, hi) = (hist.min(), hist.max());
     // The largest sample lands in the last bucket by the clamp below, so the top edge
     // can be the largest sample itself.
     let (lo_f, hi_f) = (lo.max(1) as f64, hi.max(1) as f64);
@@ -57,11 +37,11 @@ pub fn bar_chart(samples: &[u64], buckets: usize, width: usize) -> String {
     let edges_f: Vec<f64> = (0..=buckets).map(|i| lo_f * ratio.powi(i as i32)).collect();
     let edges: Vec<u64> = edges_f.iter().map(|e| e.round() as u64).collect();
     let mut counts = vec![0u64; buckets];
-    for &v in samples {
-        // The bucket is how many inner edges the sample has reached.
+    for (v, n) in hist.buckets() {
+        // The bucket is how many inner edges the value has reached.
         let v = v.max(1) as f64;
         let i = edges_f[1..buckets].iter().take_while(|&&e| v >= e).count();
-        counts[i] += 1;
+        counts[i] += n;
     }
     let most = counts.iter().copied().max().unwrap_or(1).max(1);
     let mut out = String::from("rtt distribution (µs):\n");
@@ -239,26 +219,12 @@ impl Summary {
 mod tests {
     use super::*;
 
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&v, 100.0), 100);
-        assert_eq!(percentile(&[7], 50.0), 7);
-        assert_eq!(percentile(&[1, 2], 0.0), 1);
-        let mut s = vec![30, 10, 20];
-        assert_eq!(
-            percentiles(&mut s),
-            Some(Percentiles {
-                min: 10,
-                p50: 20,
-                p90: 30,
-                p99: 30,
-                max: 30
-            })
-        );
-        assert_eq!(percentiles(&mut []), None);
+    fn hist(samples: &[u64]) -> Histogram {
+        let mut h = Histogram::default();
+        for &v in samples {
+            h.record(v);
+        }
+        h
     }
 
     #[test]
@@ -278,7 +244,7 @@ mod tests {
     #[test]
     fn bar_charts_count_every_sample_once() {
         let samples: Vec<u64> = (0..1000).map(|i| 50 + (i % 100) * (i % 7)).collect();
-        let chart = bar_chart(&samples, 8, 30);
+        let chart = bar_chart(&hist(&samples), 8, 30);
         let total: u64 = chart
             .lines()
             .skip(1)
@@ -288,8 +254,8 @@ mod tests {
         assert_eq!(chart.lines().count(), 9);
         assert!(chart.contains('█'));
         // One value, or none: still sensible.
-        assert_eq!(bar_chart(&[7, 7, 7], 8, 10).lines().count(), 2);
-        assert_eq!(bar_chart(&[], 8, 10), "");
+        assert_eq!(bar_chart(&hist(&[7, 7, 7]), 8, 10).lines().count(), 2);
+        assert_eq!(bar_chart(&hist(&[]), 8, 10), "");
     }
 
     #[test]
@@ -297,11 +263,11 @@ mod tests {
         let row = |lo: u64, hi: u64, bar: &str, n: u64| format!("{lo:>9}-{hi:<9} |{bar}| {n}\n");
         let head = "rtt distribution (µs):\n";
         assert_eq!(
-            bar_chart(&[1, 2, 3, 50], 2, 4),
+            bar_chart(&hist(&[1, 2, 3, 50]), 2, 4),
             format!("{head}{}{}", row(1, 7, "████", 3), row(7, 50, "█   ", 1))
         );
         assert_eq!(
-            bar_chart(&[150, 100, 1000], 2, 3),
+            bar_chart(&hist(&[150, 100, 1000]), 2, 3),
             format!(
                 "{head}{}{}",
                 row(100, 316, "███", 2),
@@ -309,7 +275,7 @@ mod tests {
             )
         );
         assert_eq!(
-            bar_chart(&[1000, 10_000_000], 2, 2),
+            bar_chart(&hist(&[1000, 10_000_000]), 2, 2),
             format!(
                 "{head}{}{}",
                 row(1000, 100_000, "██", 1),
@@ -317,11 +283,11 @@ mod tests {
             )
         );
         // A range of 1% or more is worth the buckets asked for; less is one bucket.
-        assert_eq!(bar_chart(&[100, 200], 2, 1).lines().count(), 3);
-        assert_eq!(bar_chart(&[100, 101], 2, 1).lines().count(), 3);
-        assert_eq!(bar_chart(&[1000, 1009], 2, 1).lines().count(), 2);
+        assert_eq!(bar_chart(&hist(&[100, 200]), 2, 1).lines().count(), 3);
+        assert_eq!(bar_chart(&hist(&[100, 101]), 2, 1).lines().count(), 3);
+        assert_eq!(bar_chart(&hist(&[1000, 1009]), 2, 1).lines().count(), 2);
         assert_eq!(
-            bar_chart(&[100, 100], 2, 1),
+            bar_chart(&hist(&[100, 100]), 2, 1),
             format!("{head}{}", row(100, 100, "█", 2))
         );
     }

@@ -58,7 +58,7 @@ impl State<'_> {
                 self.counts.replies += 1;
                 self.counts.reply_bytes += meta.len as u64;
                 if let Some(rtt) = rtt {
-                    self.counts.rtts_us.push(rtt.as_micros() as u64);
+                    self.counts.rtt_us.record(rtt.as_micros() as u64);
                 }
                 output.write(&Datagram {
                     peer: meta.peer,

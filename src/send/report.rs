@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::base::error::Unmet;
-use crate::report::stats::{percentiles, Summary};
+use crate::report::stats::Summary;
 use crate::send::run::{Counts, Plan, Replies};
 
 /// `--replay --stats`: the summary, then frames read, skipped by reason, and lateness.
@@ -167,8 +167,7 @@ fn stats(
             summary.duplicates = Some(counts.duplicates);
         }
         summary.lost = Some(counts.unanswered);
-        let mut rtts = counts.rtts_us.clone();
-        summary.rtt_us = percentiles(&mut rtts);
+        summary.rtt_us = counts.rtt_us.summary();
     }
     summary.finish(elapsed, counts.sent);
     let json = shown.json;
@@ -186,8 +185,8 @@ fn stats(
         }
         (None, _) => summary.render(json),
     };
-    if shown.histogram && !counts.rtts_us.is_empty() && !json {
-        text.push_str(&crate::report::stats::bar_chart(&counts.rtts_us, 8, 40));
+    if shown.histogram && !counts.rtt_us.is_empty() && !json {
+        text.push_str(&crate::report::stats::bar_chart(&counts.rtt_us, 8, 40));
     }
     text
 }
@@ -415,17 +414,19 @@ mod tests {
 
     #[test]
     fn replies_add_what_came_back_and_how_fast() {
-        let counts = Counts {
+        let mut counts = Counts {
             sent: 4,
             bytes: 40,
             replies: 3,
             reply_bytes: 33,
             unanswered: 1,
-            rtts_us: vec![100, 200, 300],
             reordered: 1,
             duplicates: 2,
             ..Counts::default()
         };
+        for rtt in [100, 200, 300] {
+            counts.rtt_us.record(rtt);
+        }
         let v = json(&shown(
             &[T, "x", "-n", "4", "-r", "-f", "json"],
             &counts,

@@ -113,7 +113,8 @@ pub struct Counts {
     /// `--reply --seq`: replies that came back out of order, and twice.
     pub reordered: u64,
     pub duplicates: u64,
-    pub rtts_us: Vec<u64>,
+    /// Round trips in microseconds, in bounded memory.
+    pub rtt_us: crate::base::histogram::Histogram,
     /// `--replay`: how late each datagram left against the capture's schedule.
     pub lateness: crate::send::schedule::Lateness,
 }

@@ -75,13 +75,19 @@ pub fn encode(bytes: &[u8], encoding: Encoding) -> Vec<u8> {
 
 /// Lower-case hex of `bytes`, no separators.
 pub fn hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Lower-case hex of `bytes`, appended to `out`.
+pub fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    out.reserve(bytes.len() * 2);
     for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
     }
-    s
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -204,6 +210,11 @@ pub fn base64_into(bytes: &[u8], out: &mut Vec<u8>) {
     base64::engine::general_purpose::STANDARD
         .encode_slice(bytes, &mut out[start..])
         .expect("the slice has the encoded length");
+}
+
+/// Standard base64 of `bytes`, padded, as a `Display` that writes it where it goes.
+pub fn base64_display(bytes: &[u8]) -> impl std::fmt::Display + '_ {
+    base64::display::Base64Display::new(bytes, &base64::engine::general_purpose::STANDARD)
 }
 
 /// Standard base64 of `bytes`, padded.

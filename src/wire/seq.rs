@@ -13,7 +13,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use crate::base::histogram::Histogram;
 
 /// Length of the header.
 pub const HEADER_LEN: usize = 24;
@@ -131,98 +131,6 @@ impl Tracker {
         self.highest
             .map_or(0, |h| (h + 1).saturating_sub(self.unique))
     }
-}
-
-/// A histogram of microsecond values with bounded memory: 32 sub-buckets per power of
-/// two, so a percentile read from it is within about 3% of the true value.
-#[derive(Clone, Debug)]
-pub struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-    min: u64,
-    max: u64,
-}
-
-const SUB: u64 = 32;
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            // A bucket for every u64: the largest value's is the last.
-            counts: vec![0; Histogram::index(u64::MAX) + 1],
-            total: 0,
-            min: u64::MAX,
-            max: 0,
-        }
-    }
-}
-
-impl Histogram {
-    fn index(v: u64) -> usize {
-        if v < SUB {
-            return v as usize;
-        }
-        let exp = 63 - v.leading_zeros() as u64; // >= 5
-        let shift = exp - 5;
-        let sub = (v >> shift) - SUB; // 0..32
-        (SUB + (exp - 5) * SUB + sub) as usize
-    }
-
-    fn lower_bound(i: usize) -> u64 {
-        let i = i as u64;
-        if i < SUB {
-            return i;
-        }
-        let exp = (i - SUB) / SUB + 5;
-        let sub = (i - SUB) % SUB;
-        (SUB + sub) << (exp - 5)
-    }
-
-    /// Count one value.
-    pub fn record(&mut self, v: u64) {
-        self.counts[Self::index(v)] += 1;
-        self.total += 1;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-    }
-
-    /// The nearest-rank percentile `p` (0-100), as its bucket's lower bound, clamped to
-    /// the exact min and max.
-    pub fn percentile(&self, p: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((p / 100.0) * self.total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::lower_bound(i).clamp(self.min, self.max);
-            }
-        }
-        self.max
-    }
-
-    /// min / p50 / p90 / p99 / max, or `None` when empty.
-    pub fn summary(&self) -> Option<Percentiles> {
-        (self.total > 0).then(|| Percentiles {
-            min: self.min,
-            p50: self.percentile(50.0),
-            p90: self.percentile(90.0),
-            p99: self.percentile(99.0),
-            max: self.max,
-        })
-    }
-}
-
-/// Percentiles in microseconds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Percentiles {
-    pub min: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub max: u64,
 }
 
 /// Sender trackers at most: a flood from forged sources must not grow memory.
@@ -361,24 +269,6 @@ mod tests {
     }
 
     #[test]
-    fn histogram_buckets_tile_the_values_without_gaps() {
-        // Every bucket up to the one holding u64::MAX: its lower bound maps back to it,
-        // and the value just below the next bucket's bound is still its own.
-        let last = Histogram::index(u64::MAX);
-        assert_eq!(last, (SUB + 58 * SUB + 31) as usize);
-        for i in 0..last {
-            let (lo, next) = (Histogram::lower_bound(i), Histogram::lower_bound(i + 1));
-            assert!(next > lo, "bucket {i}");
-            assert_eq!(Histogram::index(lo), i, "lower bound {lo}");
-            assert_eq!(Histogram::index(next - 1), i, "{}", next - 1);
-        }
-        assert_eq!(Histogram::index(31), 31);
-        assert_eq!(Histogram::lower_bound(SUB as usize), 32);
-        // Within about 3%: a bucket is never wider than 1/32 of its lower bound.
-        assert_eq!(Histogram::lower_bound(Histogram::index(1_000_000)), 999_424);
-    }
-
-    #[test]
     fn accounting_keeps_each_sender_apart_and_bounds_how_many() {
         let header = |seq: u64, sent_ns: u64| {
             let mut b = vec![0; HEADER_LEN];
@@ -413,21 +303,6 @@ mod tests {
         assert_eq!(acc.totals(), (3, 1, 1));
     }
 
-    #[test]
-    fn histogram_percentiles_are_close() {
-        let mut h = Histogram::default();
-        for v in 1..=100_000u64 {
-            h.record(v);
-        }
-        let p = h.summary().unwrap();
-        assert_eq!((p.min, p.max), (1, 100_000));
-        for (got, want) in [(p.p50, 50_000), (p.p90, 90_000), (p.p99, 99_000)] {
-            let err = (got as f64 - want as f64).abs() / want as f64;
-            assert!(err < 0.04, "{got} vs {want}");
-        }
-        assert!(Histogram::default().summary().is_none());
-    }
-
     proptest! {
         #[test]
         fn tracker_accounting_is_exact_for_any_arrival_order(mut seqs in proptest::collection::vec(0u64..500, 0..400)) {
@@ -439,13 +314,6 @@ mod tests {
             prop_assert_eq!(t.duplicates, total - unique);
             let expected = seqs.last().map_or(0, |h| h + 1);
             prop_assert_eq!(t.lost(), expected - unique);
-        }
-
-        #[test]
-        fn histogram_buckets_contain_their_values(v in 0u64..u64::MAX / 4) {
-            let i = Histogram::index(v);
-            prop_assert!(Histogram::lower_bound(i) <= v);
-            prop_assert!(Histogram::lower_bound(i + 1) > v);
         }
     }
 }

@@ -5,6 +5,9 @@
 //! one-datagram-per-call equivalents with the same interface ([`portable`]), documented
 //! in the README as the fallback.
 
+#[cfg(test)]
+pub(crate) mod counting_alloc;
+
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

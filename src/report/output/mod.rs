@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::base::error::StdoutClosed;
 use crate::netem::Dir;
-use crate::wire::codec::hex;
 
 /// How a received datagram is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,13 +87,13 @@ pub struct Leg {
 }
 
 impl Leg {
-    /// `CLIENT -> UPSTREAM` or `UPSTREAM -> CLIENT`.
-    fn header(&self) -> String {
-        if self.dir == Dir::Up {
-            format!("{} -> {}\n", self.client, self.upstream)
-        } else {
-            format!("{} -> {}\n", self.upstream, self.client)
-        }
+    /// `CLIENT -> UPSTREAM` or `UPSTREAM -> CLIENT`, and a newline, appended to `out`.
+    fn header(&self, out: &mut Vec<u8>) {
+        let (from, to) = match self.dir {
+            Dir::Up => (self.client, self.upstream),
+            Dir::Down => (self.upstream, self.client),
+        };
+        let _ = writeln!(out, "{from} -> {to}");
     }
 }
 
@@ -105,15 +104,26 @@ impl Datagram<'_> {
     }
 }
 
+/// A value serialized as the string its `Display` writes, written straight into the
+/// output (serde's `collect_str`): a JSON line allocates no string per datagram.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
 #[derive(Serialize)]
-struct JsonLine<'a> {
-    time: String,
-    peer: String,
+#[serde(bound(serialize = "B: std::fmt::Display"))]
+struct JsonLine<'a, B: std::fmt::Display> {
+    time: Shown<humantime::Rfc3339Timestamp>,
+    peer: Shown<SocketAddr>,
     len: usize,
     truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     captured: Option<usize>,
-    base64: String,
+    base64: Shown<B>,
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,9 +133,9 @@ struct JsonLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     dir: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client: Option<String>,
+    client: Option<Shown<SocketAddr>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    upstream: Option<String>,
+    upstream: Option<Shown<SocketAddr>>,
 }
 
 /// The `dns` object of a JSON line: the message, or why the datagram is not one.
@@ -147,7 +157,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
     // A relayed datagram's text formats start with the leg it took.
     if let Some(leg) = &d.leg {
         if !matches!(format, Format::Raw | Format::Json) {
-            out.extend_from_slice(leg.header().as_bytes());
+            leg.header(out);
         }
     }
     match format {
@@ -161,7 +171,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
             out.push(b'\n');
         }
         Format::Hex => {
-            out.extend_from_slice(hex(d.payload).as_bytes());
+            crate::wire::codec::hex_into(d.payload, out);
             out.push(b'\n');
         }
         Format::Base64 => {
@@ -183,12 +193,12 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
         },
         Format::Json => {
             let line = JsonLine {
-                time: humantime::format_rfc3339_micros(d.time).to_string(),
-                peer: d.peer.to_string(),
+                time: Shown(humantime::format_rfc3339_micros(d.time)),
+                peer: Shown(d.peer),
                 len: d.len,
                 truncated: d.is_truncated(),
                 captured: d.is_truncated().then_some(d.payload.len()),
-                base64: crate::wire::codec::base64(d.payload),
+                base64: Shown(crate::wire::codec::base64_display(d.payload)),
                 text: std::str::from_utf8(d.payload).ok(),
                 rtt_us: d.rtt.map(|r| r.as_micros() as u64),
                 dns: dns.then(|| match crate::wire::dns::decode(d.payload) {
@@ -196,8 +206,8 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
                     Err(error) => DnsField::Error { error },
                 }),
                 dir: d.leg.map(|l| l.dir.name()),
-                client: d.leg.map(|l| l.client.to_string()),
-                upstream: d.leg.map(|l| l.upstream.to_string()),
+                client: d.leg.map(|l| Shown(l.client)),
+                upstream: d.leg.map(|l| Shown(l.upstream)),
             };
             serde_json::to_writer(&mut *out, &line).expect("writing JSON to a Vec cannot fail");
             out.push(b'\n');
@@ -206,40 +216,39 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
 }
 
 fn hexdump(d: &Datagram<'_>, out: &mut Vec<u8>) {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(80 + d.payload.len() * 4);
-    let _ = write!(s, "{} {} bytes", d.peer, d.len);
+    // Written straight into `out` (io::Write on a Vec cannot fail).
+    let _ = write!(out, "{} {} bytes", d.peer, d.len);
     if d.is_truncated() {
-        let _ = write!(s, " (truncated, {} kept)", d.payload.len());
+        let _ = write!(out, " (truncated, {} kept)", d.payload.len());
     }
     if let Some(rtt) = d.rtt {
-        let _ = write!(s, " rtt {}", crate::base::units::human_duration(rtt));
+        let _ = write!(out, " rtt {}", crate::base::units::HumanDuration(rtt));
     }
-    s.push('\n');
+    out.push(b'\n');
     for (row, chunk) in d.payload.chunks(16).enumerate() {
-        let _ = write!(s, "{:08x}  ", row * 16);
+        let _ = write!(out, "{:08x}  ", row * 16);
         for i in 0..16 {
             match chunk.get(i) {
-                Some(b) => {
-                    let _ = write!(s, "{b:02x} ");
+                Some(&b) => {
+                    crate::wire::codec::hex_into(&[b], out);
+                    out.push(b' ');
                 }
-                None => s.push_str("   "),
+                None => out.extend_from_slice(b"   "),
             }
             if i == 7 {
-                s.push(' ');
+                out.push(b' ');
             }
         }
-        s.push_str(" |");
-        s.extend(chunk.iter().map(|&b| {
+        out.extend_from_slice(b" |");
+        out.extend(chunk.iter().map(|&b| {
             if b.is_ascii_graphic() || b == b' ' {
-                b as char
+                b
             } else {
-                '.'
+                b'.'
             }
         }));
-        s.push_str("|\n");
+        out.extend_from_slice(b"|\n");
     }
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// The output buffer's size.

@@ -247,3 +247,38 @@ fn shown_bytes(d: &Datagram<'_>, f: Format) -> Vec<u8> {
     render(d, f, &mut v);
     v
 }
+
+#[test]
+fn json_hex_and_hexdump_lines_allocate_nothing_per_datagram() {
+    // guards: each JSON line built four Strings (time, peer, base64, and the leg's
+    // addresses), hex and hexdump one each.
+    let payload: Vec<u8> = (0..200u8).collect();
+    let mut d = dgram(&payload);
+    d.rtt = Some(std::time::Duration::from_micros(250));
+    d.leg = Some(Leg {
+        dir: crate::netem::Dir::Up,
+        client: "127.0.0.1:5000".parse().unwrap(),
+        upstream: "[::1]:53".parse().unwrap(),
+    });
+    for format in [
+        Format::Json,
+        Format::Hex,
+        Format::Hexdump,
+        Format::Text,
+        Format::Base64,
+    ] {
+        // Room for every line: growing the buffer is not a per-datagram cost.
+        let mut out = Vec::with_capacity(8 << 20);
+        render(&d, format, &mut out);
+        let n = crate::net::sys::counting_alloc::allocations_in(|| {
+            for _ in 0..1000 {
+                render(&d, format, &mut out);
+            }
+        });
+        assert_eq!(n, 0, "{format:?}: {n} allocations for 1000 datagrams");
+        assert!(
+            out.len() > 1000 * payload.len(),
+            "{format:?} wrote its lines"
+        );
+    }
+}
