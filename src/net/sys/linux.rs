@@ -6,6 +6,7 @@ use std::os::fd::RawFd;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::cmsg::{cmsgs, extended_error, read};
 use super::{empty_storage, sockaddr_to_std, std_to_sockaddr, Ancillary, RecvMeta, Reply};
 
 /// Room for the control messages of one datagram: a `UDP_GRO` int (24 bytes with its
@@ -82,31 +83,13 @@ impl RecvBatch {
     /// each datagram's real length even when its slot was smaller (udp(7)).
     pub fn recv(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
         let n = max.clamp(1, self.msgs.len());
-        let base = self.buf.as_mut_ptr();
-        for i in 0..n {
-            // SAFETY: i < slots, so the slot lies inside buf.
-            self.iovs[i].iov_base = unsafe { base.add(i * self.slot_size) }.cast();
-            self.iovs[i].iov_len = self.slot_size;
-            let hdr = &mut self.msgs[i].msg_hdr;
-            hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_iov = &mut self.iovs[i];
-            hdr.msg_iovlen = 1;
-            if !self.control.is_empty() {
-                hdr.msg_control = self.control[i].as_mut_ptr().cast();
-                hdr.msg_controllen = CONTROL_LEN as _;
-            } else {
-                hdr.msg_control = std::ptr::null_mut();
-                hdr.msg_controllen = 0;
-            }
-            hdr.msg_flags = 0;
-            self.msgs[i].msg_len = 0;
-        }
-        // SAFETY: msgs[..n] point at live buffers owned by self for the whole call.
+        let msgs = self.prepare(n);
+        // SAFETY: msgs[..n] point at live buffers owned by self, which nothing else
+        // touches until the call returns.
         let got = unsafe {
             libc::recvmmsg(
                 fd,
-                self.msgs.as_mut_ptr(),
+                msgs,
                 n as libc::c_uint,
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 std::ptr::null_mut(),
@@ -115,9 +98,55 @@ impl RecvBatch {
         if got < 0 {
             return Err(io::Error::last_os_error());
         }
+        Ok(self.finish(got as usize))
+    }
+
+    /// Point the first `n` headers at their slot, address and control buffers, for the
+    /// kernel to fill; returns the headers.
+    fn prepare(&mut self, n: usize) -> *mut libc::mmsghdr {
+        // Every pointer the headers hold is derived from one `as_mut_ptr` of its array,
+        // taken once, and no reference into those arrays is made until the call is
+        // done: a `&mut` to one element would invalidate the pointers already handed out
+        // (Stacked Borrows).
+        let buf = self.buf.as_mut_ptr();
+        let iovs = self.iovs.as_mut_ptr();
+        let addrs = self.addrs.as_mut_ptr();
+        let control = self.control.as_mut_ptr();
+        let msgs = self.msgs.as_mut_ptr();
+        let with_control = !self.control.is_empty();
+        for i in 0..n {
+            // SAFETY: i < n <= slots, the length of iovs, addrs and msgs (and of control
+            // when it is not empty), and slot i of buf lies inside it.
+            unsafe {
+                let iov = iovs.add(i);
+                (*iov).iov_base = buf.add(i * self.slot_size).cast();
+                (*iov).iov_len = self.slot_size;
+                let m = msgs.add(i);
+                let hdr = &mut (*m).msg_hdr;
+                hdr.msg_name = addrs.add(i).cast();
+                hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                hdr.msg_iov = iov;
+                hdr.msg_iovlen = 1;
+                if with_control {
+                    hdr.msg_control = control.add(i).cast();
+                    hdr.msg_controllen = CONTROL_LEN as _;
+                } else {
+                    hdr.msg_control = std::ptr::null_mut();
+                    hdr.msg_controllen = 0;
+                }
+                hdr.msg_flags = 0;
+                (*m).msg_len = 0;
+            }
+        }
+        msgs
+    }
+
+    /// After the kernel filled `got` messages: each one's datagrams (several from one
+    /// GRO buffer), with what the kernel said about them. Returns how many.
+    fn finish(&mut self, got: usize) -> usize {
         self.spans.clear();
-        self.messages = got as usize;
-        for i in 0..got as usize {
+        self.messages = got;
+        for i in 0..got {
             let len = self.msgs[i].msg_len as usize;
             let peer = sockaddr_to_std(&self.addrs[i])
                 .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -145,7 +174,7 @@ impl RecvBatch {
                 }
             }
         }
-        Ok(self.spans.len())
+        self.spans.len()
     }
 
     /// The control messages of message `i`: its GRO segment size and its destination.
@@ -154,32 +183,27 @@ impl RecvBatch {
         if self.control.is_empty() {
             return out;
         }
-        let hdr = &self.msgs[i].msg_hdr;
-        // SAFETY: the kernel filled msg_control up to msg_controllen with well-formed
-        // cmsgs; the CMSG_* helpers stay inside that length, and each payload is read
-        // unaligned into a value of the type its level and type say it holds.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
-            while !cmsg.is_null() {
-                let data = libc::CMSG_DATA(cmsg);
-                match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
-                    (libc::SOL_UDP, libc::UDP_GRO) if self.ancillary.gro => {
-                        let seg = std::ptr::read_unaligned(data as *const libc::c_int);
-                        out.gro_segment = usize::try_from(seg).ok();
-                    }
-                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
-                        let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
+        #[allow(clippy::unnecessary_cast)] // socklen_t on musl, size_t on glibc
+        let len = (self.msgs[i].msg_hdr.msg_controllen as usize).min(CONTROL_LEN);
+        for c in cmsgs(&as_bytes(&self.control[i])[..len]) {
+            match (c.level, c.kind) {
+                (libc::SOL_UDP, libc::UDP_GRO) if self.ancillary.gro => {
+                    out.gro_segment =
+                        read::<libc::c_int>(c.data).and_then(|s| usize::try_from(s).ok());
+                }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    if let Some(info) = read::<libc::in_pktinfo>(c.data) {
                         let dst = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
                         out.pktinfo = Some(IpAddr::V4(dst));
                     }
-                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
-                        let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
-                        let dst = IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)).to_canonical();
-                        out.pktinfo = Some(dst);
-                    }
-                    _ => {}
                 }
-                cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    if let Some(info) = read::<libc::in6_pktinfo>(c.data) {
+                        let dst = IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr));
+                        out.pktinfo = Some(dst.to_canonical());
+                    }
+                }
+                _ => {}
             }
         }
         out
@@ -202,6 +226,13 @@ impl RecvBatch {
 struct Control {
     gro_segment: Option<usize>,
     pktinfo: Option<IpAddr>,
+}
+
+/// A control buffer's bytes (it is `u64`s so that the kernel finds it aligned).
+fn as_bytes(control: &[u64]) -> &[u8] {
+    // SAFETY: any u64 is 8 initialised bytes; the slice covers exactly the same memory
+    // and lives as long as `control`.
+    unsafe { std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), mem::size_of_val(control)) }
 }
 
 /// Slots of this size hold any UDP datagram and any coalesced GRO buffer.
@@ -239,10 +270,6 @@ pub struct SendScratch {
     sources: Vec<(Option<IpAddr>, bool)>,
 }
 
-// SAFETY: the raw pointers inside are written and read only within one send call, on
-// the thread making it; between calls they are dead values, never dereferenced.
-unsafe impl Send for SendScratch {}
-
 /// Send `replies` from an unconnected socket in `sendmmsg` calls, each to its address and,
 /// when `from` is set, from that source address (a PKTINFO cmsg: the reply leaves from
 /// the address the request was sent to, even on a wildcard bind). At most 64 a call.
@@ -270,18 +297,28 @@ pub fn send_replies<'a>(
         s.sources.push((r.from, r.to.is_ipv4()));
     }
     // The vectors above are complete: their elements stay where they are while the
-    // headers below point at them.
-    for i in 0..s.iovs.len() {
-        // SAFETY: plain old data; the pointers are set next, to buffers alive for the call.
+    // headers below point at them, through pointers derived from one `as_mut_ptr` each.
+    let (names, iovs, controls) = (
+        s.names.as_mut_ptr(),
+        s.iovs.as_mut_ptr(),
+        s.controls.as_mut_ptr(),
+    );
+    for (i, &(source, to_ipv4)) in s.sources.iter().enumerate() {
+        // SAFETY: plain old data; the pointers are set next, to buffers alive for the
+        // call: i is below the length of names, iovs and controls, pushed together.
         let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
         let hdr = &mut m.msg_hdr;
-        hdr.msg_name = (&mut s.names[i].0 as *mut libc::sockaddr_storage).cast();
-        hdr.msg_namelen = s.names[i].1;
-        hdr.msg_iov = &mut s.iovs[i];
+        unsafe {
+            let name = names.add(i);
+            hdr.msg_name = std::ptr::addr_of_mut!((*name).0).cast();
+            hdr.msg_namelen = (*name).1;
+            hdr.msg_iov = iovs.add(i);
+        }
         hdr.msg_iovlen = 1;
-        if let (Some(from), to_ipv4) = s.sources[i] {
-            hdr.msg_control = s.controls[i].as_mut_ptr().cast();
-            // SAFETY: the control buffer has room for one pktinfo cmsg of either family.
+        if let Some(from) = source {
+            // SAFETY: as above; the control buffer has room for one pktinfo cmsg of
+            // either family.
+            hdr.msg_control = unsafe { controls.add(i) }.cast();
             hdr.msg_controllen = unsafe { write_pktinfo(hdr, from, to_ipv4) };
         }
         s.msgs.push(m);
@@ -388,10 +425,12 @@ pub fn send_batch<'a>(
             iov_len: p.len(),
         }));
     s.msgs.clear();
-    for iov in s.iovs.iter_mut() {
-        // SAFETY: plain old data; zeroes mean "no name, no control".
+    let iovs = s.iovs.as_mut_ptr();
+    for i in 0..s.iovs.len() {
+        // SAFETY: plain old data; zeroes mean "no name, no control". i is below the
+        // length of iovs, whose pointer is taken once.
         let mut m: libc::mmsghdr = unsafe { mem::zeroed() };
-        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iov = unsafe { iovs.add(i) };
         m.msg_hdr.msg_iovlen = 1;
         s.msgs.push(m);
     }
@@ -509,54 +548,25 @@ pub fn take_error_report(fd: RawFd) -> io::Result<Option<super::ErrorReport>> {
         };
     }
     let dest = sockaddr_to_std(&name);
-    // SAFETY: the kernel filled msg_control up to msg_controllen with cmsgs.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
-    while !cmsg.is_null() {
-        // SAFETY: cmsg points at a header inside the control buffer.
-        let c = unsafe { &*cmsg };
-        let is_err = (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_RECVERR)
-            || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_RECVERR);
-        if is_err {
-            // SAFETY: an IP(V6)_RECVERR cmsg holds a sock_extended_err followed by the
-            // offender's address (SO_EE_OFFENDER), inside the control buffer.
-            let ee_ptr = unsafe { libc::CMSG_DATA(cmsg) } as *const libc::sock_extended_err;
-            let ee = unsafe { std::ptr::read_unaligned(ee_ptr) };
-            let offender_ptr = unsafe { ee_ptr.add(1) } as *const libc::sockaddr_storage;
-            let offender_end =
-                unsafe { (offender_ptr as *const u8).add(mem::size_of::<libc::sockaddr_in>()) };
-            let control_end =
-                unsafe { (control.as_ptr() as *const u8).add(hdr.msg_controllen as usize) };
-            let offender = if offender_end <= control_end {
-                // SAFETY: at least a sockaddr_in lies inside the buffer; read it whole
-                // into storage (the rest of the storage stays zero).
-                let mut storage = empty_storage();
-                let avail = (control_end as usize - offender_ptr as usize)
-                    .min(mem::size_of::<libc::sockaddr_storage>());
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        offender_ptr as *const u8,
-                        (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
-                        avail,
-                    )
-                };
-                sockaddr_to_std(&storage)
-                    .map(|a| a.ip())
-                    .filter(|ip| !ip.is_unspecified())
-            } else {
-                None
-            };
-            return Ok(Some(super::ErrorReport {
-                errno: ee.ee_errno as i32,
-                origin: ee.ee_origin,
-                icmp_type: ee.ee_type,
-                icmp_code: ee.ee_code,
-                info: ee.ee_info,
-                offender,
-                dest,
-            }));
-        }
-        // SAFETY: as above; NXTHDR returns null past the end.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
+    #[allow(clippy::unnecessary_cast)] // socklen_t on musl, size_t on glibc
+    let len = (hdr.msg_controllen as usize).min(mem::size_of_val(&control));
+    let report = cmsgs(&as_bytes(&control)[..len])
+        .filter(|c| {
+            (c.level, c.kind) == (libc::IPPROTO_IP, libc::IP_RECVERR)
+                || (c.level, c.kind) == (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+        })
+        .find_map(|c| extended_error(c.data))
+        .map(|(ee, offender)| super::ErrorReport {
+            errno: ee.ee_errno as i32,
+            origin: ee.ee_origin,
+            icmp_type: ee.ee_type,
+            icmp_code: ee.ee_code,
+            info: ee.ee_info,
+            offender,
+            dest,
+        });
+    if report.is_some() {
+        return Ok(report);
     }
     Ok(None)
 }
@@ -576,5 +586,47 @@ fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_headers_stay_valid_together_while_the_kernel_fills_them() {
+        // guards: the set-up took `&mut self.addrs[i]` / `&mut self.iovs[i]` per header,
+        // each invalidating the pointers already handed out (Stacked Borrows). What the
+        // kernel does is done here by hand, through every header, after all were set:
+        // Miri (`cargo +nightly miri test --lib net::sys`) checks the pointers are valid.
+        let ancillary = Ancillary {
+            gro: false,
+            pktinfo: true,
+        };
+        let mut b = RecvBatch::with(4, 32, ancillary);
+        let msgs = b.prepare(3);
+        for i in 0..3u8 {
+            // SAFETY: prepare set 3 headers pointing into b's buffers, untouched since.
+            unsafe {
+                let m = msgs.add(usize::from(i));
+                let hdr = &mut (*m).msg_hdr;
+                let iov = &*hdr.msg_iov;
+                assert!(iov.iov_len >= 5);
+                std::ptr::write_bytes(iov.iov_base.cast::<u8>(), b'a' + i, 5);
+                let sin = hdr.msg_name.cast::<libc::sockaddr_in>();
+                (*sin).sin_family = libc::AF_INET as _;
+                (*sin).sin_port = (9000 + u16::from(i)).to_be();
+                (*sin).sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+                hdr.msg_controllen = 0;
+                (*m).msg_len = 5;
+            }
+        }
+        assert_eq!(b.finish(3), 3);
+        for i in 0..3u8 {
+            assert_eq!(b.payload(usize::from(i)), [b'a' + i; 5]);
+            let meta = b.meta(usize::from(i));
+            assert_eq!(meta.peer, ([127, 0, 0, 1], 9000 + u16::from(i)).into());
+            assert_eq!((meta.len, meta.captured, meta.dst), (5, 5, None));
+        }
     }
 }

@@ -18,6 +18,8 @@ mod poller;
 pub use poller::{Event, Poller};
 
 #[cfg(target_os = "linux")]
+mod cmsg;
+#[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
