@@ -197,7 +197,7 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
     for sub in ["send", "listen", "echo", "multicast", "completions"] {
         assert!(page.contains(sub), "man page lacks {sub}");
     }
-    run(&["completions", "nosh"])
-        .expect_code(2)
-        .expect_stderr("possible values");
+    run(&["completions", "nosh"]).expect_code(2).expect_stderr(
+        "invalid value 'nosh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh]",
+    );
 }

@@ -156,16 +156,23 @@ fn count_and_timeout_decide_the_exit_code() {
     let r = s.finish();
     r.expect_code(1).expect_stderr("received 1 of 3 datagrams");
     assert_eq!(r.stdout, b"a", "what arrived is still printed");
-    // A timeout without --count is a normal end.
+    // guards: a -w run that ended at once passed. The idle timeout is waited, and not
+    // much longer.
+    assert!(r.elapsed >= Duration::from_millis(290), "{:?}", r.elapsed);
+    assert!(r.elapsed < Duration::from_secs(3), "{:?}", r.elapsed);
+    // A timeout without --count is a normal end, after the timeout.
     let r = Server::start(&["listen", "0", "-w", "200ms"]).finish();
     r.expect_code(0);
+    assert!(r.elapsed >= Duration::from_millis(190), "{:?}", r.elapsed);
+    assert!(r.elapsed < Duration::from_secs(3), "{:?}", r.elapsed);
     // So is --duration, which ends even under traffic.
     let s = Server::start(&["listen", "0", "--duration", "300ms"]);
     let r = s.finish();
     r.expect_code(0);
     assert!(r.elapsed >= Duration::from_millis(290));
     let r = Server::start(&["listen", "0", "-n", "1", "--duration", "200ms"]).finish();
-    r.expect_code(1).expect_stderr("--duration");
+    r.expect_code(1)
+        .expect_stderr("received 0 of 1 datagrams (--duration 200ms ended)");
 }
 
 #[test]
@@ -290,8 +297,8 @@ fn a_small_rcvbuf_is_warned_about_when_clamped() {
     let s = Server::start(&["listen", "0", "--rcvbuf", &ask, "-w", "100ms"]);
     let r = s.finish();
     r.expect_code(0)
-        .expect_stderr("--rcvbuf")
-        .expect_stderr("rmem_max");
+        .expect_stderr(&format!("--rcvbuf {ask}: the kernel gave SO_RCVBUF = "))
+        .expect_stderr("capped by net.core.rmem_max");
 }
 
 #[test]
@@ -405,7 +412,7 @@ fn gro_buffers_are_split_back_into_every_datagram() {
     }
     crate::harness::run(&["listen", "0", "--gro", "-n", "1"])
         .expect_code(2)
-        .expect_stderr("--count");
+        .expect_stderr("the argument '--gro' cannot be used with '--count <N>'");
     let got = json_payloads(&r.stdout_str());
     assert_eq!(got.len(), sent.len(), "one JSON line per datagram sent");
     for (i, ((len, bytes, truncated), want)) in got.iter().zip(&sent).enumerate() {
@@ -467,7 +474,7 @@ fn the_announcement_is_first_even_with_debug_logs() {
     let r = Server::start(&["listen", "0", "-vv", "--rcvbuf", &ask, "-w", "100ms"]).finish();
     r.expect_code(0)
         .expect_stderr("dgram: debug:")
-        .expect_stderr("rmem_max");
+        .expect_stderr("capped by net.core.rmem_max");
     assert!(r.stderr.starts_with("listening on "), "{}", r.stderr);
 }
 
