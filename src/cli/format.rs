@@ -1,5 +1,5 @@
 //! The `--format` values as clap sees them. The output layer has its own
-//! [`Format`](crate::report::output::Format), which knows nothing of clap; these mirror
+//! [`Format`], which knows nothing of clap; these mirror
 //! it for the command line and convert into it.
 
 use clap::ValueEnum;

@@ -1,6 +1,9 @@
 //! The command line: clap types only, a file per subcommand and one for the options they
 //! share. Each subcommand's `Args` is turned into a checked config by its module in
 //! `cmd/`.
+// The doc comments here are the terminal's help text, written for a person at a shell:
+// `[IPV6]:PORT` and `'NAME [TTL] TYPE'` are notation there, not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::ffi::OsString;
 use std::time::Duration;

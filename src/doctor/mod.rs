@@ -75,8 +75,8 @@ pub fn run(target: Option<&str>, probe: bool) -> Vec<Check> {
     checks.push(udp_memory());
     checks.push(ports());
     checks.extend(features());
-    checks.push(multicast_v4());
-    checks.push(multicast_v6());
+    checks.push(multicast::loopback_v4());
+    checks.push(multicast::loopback_v6());
     checks.push(firewall());
     if let Some(t) = target {
         checks.extend(target_checks(t, probe));
@@ -334,96 +334,6 @@ fn features() -> Vec<Check> {
             "no IP_RECVERR: errors are the plain errno",
         ),
     ]
-}
-
-/// IPv4 multicast on lo with `--iface 127.0.0.1`: a join and a datagram to it, on lo only.
-fn multicast_v4() -> Check {
-    let group: Ipv4Addr = "239.255.77.77".parse().expect("a group");
-    let result = (|| -> anyhow::Result<bool> {
-        let rx = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        crate::net::socket::join(
-            &rx,
-            IpAddr::V4(group),
-            crate::net::iface::Iface::V4(Ipv4Addr::LOCALHOST),
-            None,
-        )?;
-        rx.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let port = rx.local_addr()?.port();
-        let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
-        tx.set_multicast_ttl_v4(0)?;
-        crate::net::socket::set_multicast_send(
-            &tx,
-            false,
-            crate::net::socket::GroupSend {
-                iface: crate::net::iface::Iface::V4(Ipv4Addr::LOCALHOST),
-                ttl: 0,
-                loop_: true,
-            },
-        )?;
-        tx.send_to(b"doctor", (group, port))?;
-        let mut buf = [0u8; 16];
-        Ok(matches!(rx.recv(&mut buf), Ok(6)))
-    })();
-    match result {
-        Ok(true) => Check::new(
-            "multicast-ipv4-lo",
-            Status::Ok,
-            "a join on lo with --iface 127.0.0.1 receives a local sender's datagrams",
-        ),
-        Ok(false) => Check::new(
-            "multicast-ipv4-lo",
-            Status::Warn,
-            "joined on lo, but a local datagram did not arrive: check the MULTICAST flag of lo",
-        ),
-        Err(e) => Check::new(
-            "multicast-ipv4-lo",
-            Status::Warn,
-            format!("cannot join on lo: {e:#}"),
-        ),
-    }
-}
-
-/// Whether IPv6 multicast loops on lo (this kernel's does not: use a veth pair).
-fn multicast_v6() -> Check {
-    let Some(lo) = crate::net::sys::if_nametoindex("lo") else {
-        return Check::new("multicast-ipv6-lo", Status::Warn, "no interface lo");
-    };
-    let group: Ipv6Addr = "ff02::4d:7777".parse().expect("a group");
-    let result = (|| -> anyhow::Result<bool> {
-        let rx = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
-        crate::net::socket::join(
-            &rx,
-            IpAddr::V6(group),
-            crate::net::iface::Iface::Index(lo),
-            None,
-        )?;
-        rx.set_read_timeout(Some(Duration::from_millis(300)))?;
-        let port = rx.local_addr()?.port();
-        let tx = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?;
-        crate::net::socket::set_multicast_send(
-            &tx,
-            true,
-            crate::net::socket::GroupSend {
-                iface: crate::net::iface::Iface::Index(lo),
-                ttl: 0,
-                loop_: true,
-            },
-        )?;
-        let dest = SocketAddr::V6(std::net::SocketAddrV6::new(group, port, 0, lo));
-        if tx.send_to(b"doctor", dest).is_err() {
-            return Ok(false);
-        }
-        let mut buf = [0u8; 16];
-        Ok(matches!(rx.recv(&mut buf), Ok(6)))
-    })();
-    match result {
-        Ok(true) => Check::new("multicast-ipv6-lo", Status::Ok, "IPv6 multicast loops on lo"),
-        Ok(false) | Err(_) => Check::new(
-            "multicast-ipv6-lo",
-            Status::Warn,
-            "IPv6 multicast does not loop on lo here: test it across a veth pair between two network namespaces",
-        ),
-    }
 }
 
 /// Whether firewall rules mention UDP (read only; nftables has no /proc view, so `nft

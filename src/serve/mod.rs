@@ -1,6 +1,6 @@
 //! One server for every receiving subcommand (`listen`, `echo`, `multicast join`): set-up
 //! (the announcement, the ready file, pcap), the receive loop with its filter, counters,
-//! output and stats ([`printer`]), answers through [`reply`], and the stop → ending
+//! output and stats (`printer`), answers through [`reply`], and the stop → ending
 //! mapping. Takes a plain [`Config`]: the command layer builds it from the flags. Uses
 //! `report`, `wire`, `netem`, `net` and `base`.
 

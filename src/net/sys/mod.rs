@@ -1,8 +1,8 @@
 //! Platform I/O: batched receive and send, kernel drop counters, socket options socket2
 //! lacks, and waiting on several descriptors.
 //!
-//! Linux gets `recvmmsg`/`sendmmsg` and `SO_MEMINFO` ([`linux`]); other Unix systems get
-//! one-datagram-per-call equivalents with the same interface ([`portable`]), documented
+//! Linux gets `recvmmsg`/`sendmmsg` and `SO_MEMINFO` (`linux`); other Unix systems get
+//! one-datagram-per-call equivalents with the same interface (`portable`), documented
 //! in the README as the fallback.
 
 #[cfg(test)]

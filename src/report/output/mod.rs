@@ -3,7 +3,7 @@
 //! Stdout is data: every datagram goes through [`Output::write`] into one buffer that is
 //! flushed when the socket goes idle (the caller's job, see [`Output::flush`]), when it
 //! fills, and before exit. A reader that goes away (`| head`) becomes
-//! [`StdoutClosed`](crate::base::error::StdoutClosed), which ends the program quietly.
+//! [`StdoutClosed`], which ends the program quietly.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
