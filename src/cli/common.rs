@@ -12,7 +12,7 @@ use crate::cli::format::FormatArg;
 use crate::net::filter::parse_net;
 use crate::report::output::Format;
 
-/// `-4` / `-6`.
+// `-4` / `-6`.
 #[derive(Debug, Args, Clone, Copy)]
 pub struct FamilyOpts {
     /// IPv4 only
@@ -23,7 +23,7 @@ pub struct FamilyOpts {
     pub ipv6: bool,
 }
 
-/// Socket options every subcommand takes.
+// Socket options every subcommand takes.
 #[derive(Debug, Args, Clone)]
 pub struct SocketOpts {
     /// Receive buffer size, SO_RCVBUF (e.g. 4M); warns when the kernel gives less
@@ -40,7 +40,7 @@ pub struct SocketOpts {
     pub tos: Option<u32>,
 }
 
-/// How the payload is written (MESSAGE, stdin lines, --file, --expect).
+// How the payload is written (MESSAGE, stdin lines, --file, --expect).
 #[derive(Debug, Args, Clone, Copy)]
 #[group(multiple = false)]
 pub struct EncodingOpts {
@@ -55,7 +55,7 @@ pub struct EncodingOpts {
     pub escapes: bool,
 }
 
-/// What every receiving subcommand takes: limits, filters, readiness, output.
+// What every receiving subcommand takes: limits, filters, readiness, output.
 #[derive(Debug, Args)]
 pub struct ReceiveOpts {
     /// Exit after N datagrams (exit 1 if something else ends the run first)
@@ -128,7 +128,7 @@ impl ReceiveOpts {
     }
 }
 
-/// What every server that binds one address takes (`listen`, `echo`).
+// What every server that binds one address takes (`listen`, `echo`).
 #[derive(Debug, Args)]
 pub struct ServerOpts {
     /// Address to listen on: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT

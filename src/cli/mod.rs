@@ -4,6 +4,9 @@
 // The doc comments here are the terminal's help text, written for a person at a shell:
 // `[IPV6]:PORT` and `'NAME [TTL] TYPE'` are notation there, not rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
+// A `derive(Args)` struct's `///` comment becomes its command's `about` and, flattened
+// into a subcommand, overwrites that subcommand's first help line: the option structs
+// are described with `//` comments, and each subcommand's line is its variant's `///`.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -128,7 +131,7 @@ fn one_shot_send(args: &[OsString]) -> Option<Cli> {
 /// `send -w`'s default.
 const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `-v` / `-q`, accepted before or after the subcommand.
+// `-v` / `-q`, accepted before or after the subcommand.
 #[derive(Debug, Args)]
 pub struct LogOpts {
     /// More log detail on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides)
@@ -214,7 +217,7 @@ Examples:
   dgram doctor 127.0.0.1:53 --probe                  a smoke test: exit 1 unless it answers
   dgram doctor --format json                         one object per check";
 
-/// `dgram doctor`'s arguments.
+// `dgram doctor`'s arguments.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Also check this target: its addresses and the route to it (nothing is sent

@@ -17,7 +17,35 @@ pub struct ListenArgs {
     pub respond: RespondOpts,
 }
 
-/// `listen` as a mock server: what it answers each request with.
+// How listen's answer (--respond) is written: send's -x, --base64 and -e, with what
+// they mean here.
+#[derive(Debug, Args, Clone, Copy)]
+#[group(multiple = false)]
+pub struct AnswerEncodingOpts {
+    /// --respond's PAYLOAD is hex (whitespace and 0x ignored); what arrives prints as
+    /// --format says
+    #[arg(short = 'x', long)]
+    pub hex: bool,
+    /// --respond's PAYLOAD (or --respond-file's content) is base64
+    #[arg(long)]
+    pub base64: bool,
+    /// --respond's PAYLOAD has escapes: \n \r \t \0 \\ \xHH
+    #[arg(short = 'e', long)]
+    pub escapes: bool,
+}
+
+impl AnswerEncodingOpts {
+    /// As send's encoding flags.
+    pub fn common(self) -> EncodingOpts {
+        EncodingOpts {
+            hex: self.hex,
+            base64: self.base64,
+            escapes: self.escapes,
+        }
+    }
+}
+
+// `listen` as a mock server: what it answers each request with.
 #[derive(Debug, Args)]
 pub struct RespondOpts {
     /// Answer every request with PAYLOAD (written as send's MESSAGE: -x, --base64, -e)
@@ -57,12 +85,12 @@ pub struct RespondOpts {
     )]
     pub dns_zone: Option<PathBuf>,
     #[command(flatten, next_help_heading = "Responder")]
-    pub encoding: EncodingOpts,
+    pub encoding: AnswerEncodingOpts,
     #[command(flatten)]
     pub safety: SafetyOpts,
 }
 
-/// Who may get a reply (echo, and listen's responders).
+// Who may get a reply (echo, and listen's responders).
 #[derive(Debug, Args)]
 pub struct SafetyOpts {
     /// Replies per second per source (default: off on loopback, 1000 elsewhere); bursts of twice that

@@ -56,7 +56,7 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
 /// What `--respond`, `--respond-file`, `--dns-answer` and `--dns-zone` ask to answer with,
 /// checked before anything is bound.
 pub fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
-    let encoding = opts.encoding.encoding();
+    let encoding = opts.encoding.common().encoding();
     let answer = if let Some(text) = &opts.respond {
         use std::os::unix::ffi::OsStrExt;
         let bytes =

@@ -121,6 +121,7 @@ impl SocketOpts {
 /// socket bound to one unicast address receives no broadcast or multicast, and its
 /// replies leave from that address anyway).
 pub fn bind_server(opts: &ServerOpts, replies: bool) -> anyhow::Result<Bound> {
+    crate::net::recv::clear_ready_file(opts.receive.ready_file.as_deref())?;
     let family = opts.family.family();
     let local = local_address(opts)?;
     let mut options = opts.socket.options(family);

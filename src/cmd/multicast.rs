@@ -117,6 +117,7 @@ pub fn join(args: JoinArgs, signals: &Signals) -> anyhow::Result<Ending> {
     options.reuse_port = args.receive.reuse_port;
     options.recv_buffer_default = Some(recv::DEFAULT_RCVBUF);
     options.gro = args.receive.gro;
+    crate::net::recv::clear_ready_file(args.receive.ready_file.as_deref())?;
     let bound = crate::net::socket::bind(local, &options)?;
 
     let addrs: Vec<IpAddr> = groups.iter().map(SocketAddr::ip).collect();

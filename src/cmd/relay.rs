@@ -73,7 +73,7 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let mut output = (receive.format.is_some() || receive.dns)
         .then(|| Output::stdout(receive.printed_format()).map(|o| o.with_dns(receive.dns)))
         .transpose()?;
-    crate::net::recv::announce(local, receive.ready_file.as_deref())?;
+    let _ready = crate::net::recv::announce(local, receive.ready_file.as_deref())?;
     let socket = bound.warn();
     let loopback = local.ip().to_canonical().is_loopback();
     if !loopback && receive.allow.is_empty() {

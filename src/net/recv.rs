@@ -302,13 +302,42 @@ pub fn is_icmp_errno(e: &io::Error) -> bool {
     )
 }
 
+/// Remove a `--ready-file` an earlier run left, before the server binds: a script that
+/// waits for the file must never read an old address (SPEC §2).
+pub fn clear_ready_file(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match path.map(std::fs::remove_file) {
+        Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => Err(anyhow::Error::new(
+            crate::base::error::IoError(e),
+        )
+        .context(format!(
+            "cannot remove the old --ready-file {}",
+            path.unwrap_or_else(|| std::path::Path::new("")).display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The `--ready-file` this run wrote: removed when the run ends (dropped), however it
+/// ends but a second signal's immediate exit.
+#[must_use = "the ready file is removed when this is dropped"]
+pub struct ReadyFile(Option<std::path::PathBuf>);
+
+impl Drop for ReadyFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Write the `--ready-file` atomically (a temporary file renamed into place), then print
 /// `listening on ADDR` as the first stderr line (even with `-q`). In that order, so that a
-/// reader who sees the line can also read the file.
+/// reader who sees the line can also read the file. The file goes when the returned
+/// [`ReadyFile`] is dropped.
 pub fn announce(
     addr: std::net::SocketAddr,
     ready_file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ReadyFile> {
     use std::io::Write;
     let addr = crate::net::addr::normalize(addr);
     if let Some(path) = ready_file {
@@ -327,7 +356,7 @@ pub fn announce(
     }
     // One write: a reader of the pipe never sees half a line.
     let _ = io::stderr().write_all(format!("listening on {addr}\n").as_bytes());
-    Ok(())
+    Ok(ReadyFile(ready_file.map(std::path::Path::to_path_buf)))
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ pub fn serve(
         .transpose()?;
     let fd = bound.socket.as_raw_fd();
     let mut printer = Printer::new(config, output, extras.reply.as_ref(), fd, local)?;
-    announce(local, config, &extras, &after)?;
+    let _ready = announce(local, config, &extras, &after)?;
     let ancillary = Ancillary {
         gro: bound.gro,
         pktinfo: bound.pktinfo,
@@ -126,8 +126,8 @@ fn announce(
     config: &Config,
     extras: &Extras<'_>,
     after: &[String],
-) -> anyhow::Result<()> {
-    recv::announce(local, config.ready_file.as_deref())?;
+) -> anyhow::Result<recv::ReadyFile> {
+    let ready = recv::announce(local, config.ready_file.as_deref())?;
     if let Some(warning) = extras.reply.as_ref().and_then(|s| s.open_warning(local)) {
         tracing::warn!("{warning}");
     }
@@ -137,7 +137,7 @@ fn announce(
     for line in after {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
     }
-    Ok(())
+    Ok(ready)
 }
 
 /// How the run ended: a signal, the count reached, or the count unmet when the timeout

@@ -151,6 +151,20 @@ fn help_and_version_go_to_stdout_with_exit_0() {
         let r = run(&args);
         r.expect_code(0);
         let help = r.stdout_str();
+        // guards: every subcommand's help opened with a doc comment leaked from a
+        // shared option struct ("Socket options every subcommand takes").
+        let (parent, name) = sub.split_at(sub.len() - 1);
+        let listing = run(&[parent, &["--help"]].concat()).stdout_str();
+        let entry = listing
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(&format!("{} ", name[0])))
+            .unwrap_or_else(|| panic!("{name:?} not listed in {parent:?} --help"))
+            .trim();
+        assert_eq!(
+            help.lines().next(),
+            Some(entry),
+            "{sub:?} --help opens otherwise"
+        );
         let examples = help.rsplit("Examples:").next().unwrap_or_default();
         assert!(
             help.contains("Examples:"),

@@ -524,3 +524,60 @@ fn on_a_terminal_each_datagram_is_one_safe_line() {
     assert_eq!(screen, "abcd\x1b[0m");
     drop(guard);
 }
+
+#[test]
+fn the_ready_file_is_never_stale_and_goes_with_the_server() {
+    // guards: the file was never removed, so the README's wait loop passed at once on a
+    // second run and read the first run's port.
+    let dir = std::env::temp_dir().join(format!("dgram-ready-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("addr");
+    let file = path.to_str().unwrap();
+    // A server that cannot bind still removes what an earlier run left, first.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    std::fs::write(&path, "127.0.0.1:1\n").unwrap();
+    crate::harness::run(&["listen", &taken, "--ready-file", file, "-w", "1s"])
+        .expect_code(3)
+        .expect_stderr("failed to bind UDP socket to");
+    assert!(
+        !path.exists(),
+        "the stale file outlived a server that never bound"
+    );
+    // Written once bound; removed at the end by a signal...
+    std::fs::write(&path, "127.0.0.1:1\n").unwrap();
+    let s = Server::start(&["listen", "0", "--ready-file", file, "-w", "10s"]);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{}\n", s.addr)
+    );
+    s.guard.signal(libc::SIGTERM);
+    s.finish().expect_code(143);
+    assert!(!path.exists(), "left behind after SIGTERM");
+    // ... by --count, and for echo and relay alike.
+    let e = Server::start(&["echo", "0", "--ready-file", file, "-n", "1"]);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{}\n", e.addr)
+    );
+    send_from("127.0.0.1", &e, b"x");
+    e.finish().expect_code(0);
+    assert!(!path.exists(), "left behind by echo -n 1");
+    let r = Server::start(&[
+        "relay",
+        "0",
+        "--to",
+        "127.0.0.1:9",
+        "--ready-file",
+        file,
+        "-w",
+        "100ms",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("{}\n", r.addr)
+    );
+    r.finish().expect_code(0);
+    assert!(!path.exists(), "left behind by relay");
+    std::fs::remove_dir(&dir).unwrap();
+}
