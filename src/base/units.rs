@@ -6,6 +6,20 @@
 
 use std::time::Duration;
 
+/// A delay or jitter (`--delay`, `--jitter`): a duration, but a bare number of 10 or
+/// more is refused, since nobody means `--delay 50` as fifty seconds (SPEC §3).
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    let bare = text.trim();
+    if let Ok(n) = bare.parse::<f64>() {
+        if n >= 10.0 {
+            return Err(format!(
+                "'{bare}' would be {bare} seconds: write the unit, {bare}ms or {bare}s"
+            ));
+        }
+    }
+    parse_duration(text)
+}
+
 /// Parse a duration: a decimal number and an optional unit `ns us ms s m h` (bare = seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
@@ -111,6 +125,19 @@ impl std::fmt::Display for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_delay_of_ten_or_more_asks_for_its_unit() {
+        assert_eq!(parse_delay("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_delay("9.5"), Ok(Duration::from_millis(9500)));
+        assert_eq!(parse_delay("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(
+            parse_delay("50"),
+            Err("'50' would be 50 seconds: write the unit, 50ms or 50s".to_string())
+        );
+        assert!(parse_delay("10").is_err());
+        assert!(parse_delay("x").is_err());
+    }
 
     #[test]
     fn durations_of_the_spec_parse() {

@@ -9,7 +9,6 @@
 // are described with `//` comments, and each subcommand's line is its variant's `///`.
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -107,8 +106,8 @@ fn one_shot_send(args: &[OsString]) -> Option<Cli> {
             rate: None,
             duration: None,
             reply: false,
-            timeout: DEFAULT_REPLY_TIMEOUT,
-            retries: 0,
+            timeout: None,
+            retries: None,
             expect: None,
             expect_rcode: None,
             dns: None,
@@ -127,9 +126,6 @@ fn one_shot_send(args: &[OsString]) -> Option<Cli> {
         }),
     })
 }
-
-/// `send -w`'s default.
-const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 // `-v` / `-q`, accepted before or after the subcommand.
 #[derive(Debug, Args)]
@@ -369,7 +365,7 @@ mod tests {
         ] {
             assert_eq!(fast(args), None, "{args:?}");
         }
-        assert!(clap(&["dgram", "send", "x:1"]).contains("timeout: 2s"));
+        assert!(clap(&["dgram", "send", "x:1"]).contains("timeout: None"));
     }
 
     #[test]
@@ -401,8 +397,8 @@ mod tests {
         };
         assert_eq!(s.message, ["a", "b"]);
         assert_eq!(s.count, Some(3));
-        assert_eq!(s.interval, Some(Duration::from_millis(1500)));
-        assert_eq!(s.timeout, Duration::from_secs(2));
+        assert_eq!(s.interval, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(s.timeout, None, "the default is the command's");
         let cli = parse(&[
             "-q",
             "listen",

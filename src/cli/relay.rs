@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{parse_probability, ServerOpts};
-use crate::base::units::parse_duration;
+use crate::base::units::{parse_delay, parse_duration};
 use crate::netem::Dir;
 
 /// A value for both directions, or one: `5%`, `up=10%`, `down=50ms`.
@@ -46,7 +46,7 @@ fn directed_probability(s: &str) -> Result<Directed<f64>, String> {
 }
 
 fn directed_duration(s: &str) -> Result<Directed<Duration>, String> {
-    directed(s, parse_duration)
+    directed(s, parse_delay)
 }
 
 #[derive(Debug, Args)]

@@ -72,16 +72,11 @@ pub struct SendArgs {
     )]
     pub replay: Option<PathBuf>,
     /// With --replay: the captured gaps divided by X (2: twice as fast; max: no gaps)
-    #[arg(long, value_name = "X", value_parser = parse_speed, requires = "replay", help_heading = "Payload")]
+    #[arg(long, value_name = "X", value_parser = parse_speed, help_heading = "Payload")]
     pub speed: Option<Speed>,
     /// With --replay: keep only datagrams whose source or destination is ADDR, :PORT or
     /// ADDR:PORT (repeatable)
-    #[arg(
-        long = "match",
-        value_name = "ADDR|:PORT",
-        requires = "replay",
-        help_heading = "Payload"
-    )]
+    #[arg(long = "match", value_name = "ADDR|:PORT", help_heading = "Payload")]
     pub matches: Vec<String>,
     /// A generated payload of N bytes (1400, 64K; at most 65507 over IPv4, 65527 over IPv6)
     #[arg(long, value_name = "N", value_parser = parse_size, help_heading = "Payload")]
@@ -109,19 +104,21 @@ pub struct SendArgs {
     /// After each datagram, wait for one reply from the target and print it
     #[arg(short = 'r', long, help_heading = "Replies")]
     pub reply: bool,
-    /// How long to wait for a reply, per try
-    #[arg(short = 'w', long, value_name = "DUR", value_parser = parse_duration, default_value = "2s", help_heading = "Replies")]
-    pub timeout: Duration,
-    /// Send the same datagram again up to N times when no reply comes
-    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Replies")]
-    pub retries: u32,
+    /// How long to wait for a reply, per try; implies --reply (unless --collect)
+    /// [default: 2s]
+    #[arg(short = 'w', long, value_name = "DUR", value_parser = parse_duration, help_heading = "Replies")]
+    pub timeout: Option<Duration>,
+    /// Send the same datagram again up to N times when no reply comes; implies --reply
+    /// [default: 0]
+    #[arg(long, value_name = "N", help_heading = "Replies")]
+    pub retries: Option<u32>,
     /// The reply must contain PATTERN (written like the message; with --dns, text of the
     /// answer section: 'A 127.0.0.1'); implies --reply
     #[arg(long, value_name = "PATTERN", value_parser = clap::value_parser!(OsString), help_heading = "Replies")]
     pub expect: Option<OsString>,
     /// With --dns: exit 1 unless the reply's RCODE is this (NOERROR, NXDOMAIN, SERVFAIL,
     /// REFUSED, ... or a number)
-    #[arg(long, value_name = "RCODE", requires = "dns", help_heading = "Replies")]
+    #[arg(long, value_name = "RCODE", help_heading = "Replies")]
     pub expect_rcode: Option<String>,
     /// Wait the whole timeout and print every reply from every responder (discovery)
     #[arg(long, conflicts_with_all = ["reply", "expect"], help_heading = "Replies")]
@@ -157,7 +154,7 @@ pub struct SendArgs {
     /// Print a summary on stderr at the end (JSON with --format json)
     #[arg(long)]
     pub stats: bool,
-    /// With --stats and replies: draw the RTT distribution even when stderr is not a terminal
+    /// Draw the RTT distribution even when stderr is not a terminal; implies --stats
     #[arg(long)]
     pub histogram: bool,
 }

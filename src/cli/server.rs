@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{parse_probability, parse_rate, EncodingOpts, ServerOpts};
-use crate::base::units::parse_duration;
+use crate::base::units::{parse_delay, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
@@ -59,15 +59,18 @@ pub struct RespondOpts {
     /// DGRAM_LEN in its environment; empty stdout or a non-zero exit: no reply)
     #[arg(long, value_name = "CMD", conflicts_with_all = ["respond", "respond_file", "dns_answer", "dns_zone"], help_heading = "Responder")]
     pub exec: Option<String>,
-    /// A child running longer is killed with its process group
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s", requires = "exec", help_heading = "Responder")]
-    pub exec_timeout: Duration,
-    /// Children at once
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024), requires = "exec", help_heading = "Responder")]
-    pub exec_jobs: u64,
-    /// Requests waiting for a free child at most; beyond, dropped and counted
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=1_000_000), requires = "exec", help_heading = "Responder")]
-    pub exec_queue: u64,
+    // With --exec only (checked by the command, since clap's `requires` lapses when a
+    // flag that conflicts with --exec is given).
+    /// With --exec: a child running longer is killed with its process group [default: 5s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Responder")]
+    pub exec_timeout: Option<Duration>,
+    /// With --exec: children at once [default: 16]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024), help_heading = "Responder")]
+    pub exec_jobs: Option<u64>,
+    /// With --exec: requests waiting for a free child at most; beyond, dropped and counted
+    /// [default: 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=1_000_000), help_heading = "Responder")]
+    pub exec_queue: Option<u64>,
     /// A mock DNS server's record, 'NAME [TTL] TYPE RDATA' (repeatable; TTL 60 by default)
     #[arg(
         long,
@@ -121,11 +124,11 @@ pub struct EchoArgs {
     /// Drop each reply with probability P (0.05 or 5%)
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
     pub drop: f64,
-    /// Delay every reply by DUR (a timer queue: other replies are not held up)
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Impairment")]
+    /// Delay every reply by DUR (a timer queue: other replies are not held up; 50ms, 1s)
+    #[arg(long, value_name = "DUR", value_parser = parse_delay, help_heading = "Impairment")]
     pub delay: Option<Duration>,
     /// Vary each reply's delay uniformly within ± DUR
-    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Impairment")]
+    #[arg(long, value_name = "DUR", value_parser = parse_delay, help_heading = "Impairment")]
     pub jitter: Option<Duration>,
     /// Send a reply twice with probability P
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]

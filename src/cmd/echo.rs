@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use crate::base::error::Ending;
+use crate::base::error::{usage, Ending};
 use crate::cli::EchoArgs;
 use crate::net::signal::Signals;
 use crate::netem::Impairment;
@@ -33,8 +33,23 @@ pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
     }
 }
 
+/// The refusals echo's flags decide on their own: `--seed` needs an impairment.
+pub fn check(args: &EchoArgs) -> anyhow::Result<()> {
+    let seeded_nothing = args.seed.is_some()
+        && args.drop == 0.0
+        && args.delay.is_none()
+        && args.jitter.is_none()
+        && args.duplicate == 0.0
+        && args.reorder == 0.0;
+    if seeded_nothing {
+        return Err(usage!("{}", crate::netem::SEED_ALONE));
+    }
+    super::local_address(&args.server).map(drop)
+}
+
 /// Run `dgram echo`.
 pub fn run(args: EchoArgs, signals: &Signals) -> anyhow::Result<Ending> {
+    check(&args)?;
     let opts = &args.server;
     let bound = super::bind_server(opts, true)?;
     let settings = settings(&args, bound.socket.local_addr()?);

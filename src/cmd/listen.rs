@@ -72,9 +72,11 @@ pub fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
     } else if let Some(command) = &opts.exec {
         Some(Answer::Exec(crate::serve::exec::ExecSettings {
             command: command.clone(),
-            jobs: opts.exec_jobs as usize,
-            queue: opts.exec_queue as usize,
-            timeout: opts.exec_timeout,
+            jobs: opts.exec_jobs.unwrap_or(16) as usize,
+            queue: opts.exec_queue.unwrap_or(256) as usize,
+            timeout: opts
+                .exec_timeout
+                .unwrap_or(std::time::Duration::from_secs(5)),
         }))
     } else if !opts.dns_answer.is_empty() || opts.dns_zone.is_some() {
         let mut zone = crate::wire::dns::zone::Zone::default();
@@ -91,6 +93,13 @@ pub fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
     } else {
         None
     };
+    let exec_flags =
+        opts.exec_timeout.is_some() || opts.exec_jobs.is_some() || opts.exec_queue.is_some();
+    if exec_flags && opts.exec.is_none() {
+        return Err(usage!(
+            "--exec-timeout, --exec-jobs and --exec-queue apply to --exec: add --exec CMD"
+        ));
+    }
     let encoded = opts.encoding.hex || opts.encoding.base64 || opts.encoding.escapes;
     if answer.is_none() && (encoded || opts.safety.is_set()) {
         return Err(usage!(

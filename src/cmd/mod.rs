@@ -60,7 +60,7 @@ pub fn check(command: Command) -> anyhow::Result<()> {
             listen::answer(&args.respond)?;
             local_address(&args.server).map(drop)
         }
-        Command::Echo(args) => local_address(&args.server).map(drop),
+        Command::Echo(args) => echo::check(&args),
         Command::Relay(args) => {
             relay::plan(&args)?;
             local_address(&args.server).map(drop)

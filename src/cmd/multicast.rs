@@ -26,12 +26,11 @@ fn parse_group(text: &str, family: Family) -> anyhow::Result<SocketAddr> {
 /// Check `multicast send`'s target and options; the rest is `send`'s.
 pub fn sender_options(args: &MulticastSendArgs) -> anyhow::Result<GroupSend> {
     let group = parse_group(&args.send.target, args.send.family.family())?;
-    if args.send.reply
-        || args.send.expect.is_some()
+    if crate::cmd::send::flags::wants_reply(&args.send)
         || (args.send.dns.is_some() && !args.send.collect)
     {
         return Err(usage!(
-            "replies to a group come from each member's own address: use --collect, not --reply, --expect or a lone --dns"
+            "replies to a group come from each member's own address: use --collect, not --reply, --expect, -w, --retries or a lone --dns"
         ));
     }
     let iface = match &args.iface {

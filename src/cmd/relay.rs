@@ -32,12 +32,16 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
     }
     let family = opts.family.family();
     let upstream = parse_target(&args.to, family)?;
+    let impairment = PerDir::from_fn(|dir| impairment(args, dir));
+    if args.seed.is_some() && !impairment.up.is_active() && !impairment.down.is_active() {
+        return Err(usage!("{}", crate::netem::SEED_ALONE));
+    }
     let seed = crate::netem::seed_or_now(args.seed);
     Ok(Plan {
         upstream,
         idle_timeout: args.idle_timeout,
         max_sessions: args.max_sessions as usize,
-        impairment: PerDir::from_fn(|dir| impairment(args, dir)),
+        impairment,
         seed,
         count: receive.count,
         timeout: receive.timeout,

@@ -12,6 +12,10 @@ use serde::Serialize;
 pub use impair::{Impairment, Rng};
 pub use shaper::Shaper;
 
+/// What `--seed` without an impairment is told (echo and relay): it would decide nothing.
+pub const SEED_ALONE: &str =
+    "--seed makes the impairments repeatable: add --drop, --delay, --jitter, --duplicate or --reorder";
+
 /// A direction through a relay: up is client → upstream, down is upstream → client.
 /// Echo's replies go down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

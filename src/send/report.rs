@@ -397,7 +397,7 @@ mod tests {
             "sent 4 datagrams, 40 bytes in 2.000s (2.0 datagrams/s)\n"
         );
         let v = json(&shown(
-            &[T, "x", "-n", "4", "-f", "json"],
+            &[T, "x", "-n", "4", "--stats", "-f", "json"],
             &counts,
             None,
             None,
@@ -518,7 +518,7 @@ mod tests {
             text.lines().nth(1),
             Some("replay: frames 9, sent 5; skipped: truncated 1, not UDP 2, unknown link 0, malformed 0, unmatched 1, too large 0")
         );
-        let json_args = [T, "--replay", "c.pcap", "-f", "json"];
+        let json_args = [T, "--replay", "c.pcap", "--stats", "-f", "json"];
         let v = json(&shown(
             &json_args,
             &counts,
@@ -562,7 +562,7 @@ mod tests {
         };
         let report = crate::net::sys::ErrorReport::from_errno(libc::ECONNREFUSED);
         let v = json(&shown(
-            &[T, "hi", "-f", "json"],
+            &[T, "hi", "--stats", "-f", "json"],
             &counts,
             None,
             Some(report),

@@ -9,6 +9,7 @@ mod dns;
 mod doctor;
 mod echo;
 mod errors;
+mod flags;
 #[cfg(target_os = "linux")]
 mod hardening;
 mod harness;

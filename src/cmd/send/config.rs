@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::flags::{format_needs_replies, needs, wants_reply, DEFAULT_REPLY_TIMEOUT};
 use crate::base::error::usage;
 use crate::cli::SendArgs;
 use crate::net::addr::{parse_bind, parse_target};
@@ -52,7 +53,8 @@ impl Config {
         if let Payload::Message(bytes) = &payload {
             check_size(bytes.len(), &target).map_err(|e| usage!("{e}"))?;
         }
-        if args.seq && args.reply && args.retries > 0 {
+        needs(&args)?;
+        if args.seq && wants_reply(&args) && args.retries.unwrap_or(0) > 0 {
             return Err(usage!(
                 "--retries with --seq: replies are matched by sequence number and a missing one is counted lost, not resent"
             ));
@@ -61,6 +63,7 @@ impl Config {
         let is_dns = dns.is_some();
         let lines = payload == Payload::Lines;
         let replies = replies(&args, expect, dns, lines && terminals.stdin);
+        format_needs_replies(&args, &replies)?;
         let replay = matches!(payload, Payload::Replay(..));
         // A single payload goes once, unless --count or --duration ask for more.
         let count = match (lines || replay, args.count, args.duration) {
@@ -101,7 +104,7 @@ impl Config {
             },
             format,
             dns: is_dns,
-            stats: args.stats,
+            stats: args.stats || args.histogram,
             histogram: args.histogram || terminals.stderr,
         })
     }
@@ -211,17 +214,18 @@ fn replies(
     dns: Option<DnsReply>,
     typed: bool,
 ) -> Replies {
-    let timeout = args.timeout;
+    let timeout = args.timeout.unwrap_or(DEFAULT_REPLY_TIMEOUT);
+    let reply = wants_reply(args);
     if args.collect {
         Replies::Collect { timeout }
-    } else if (args.reply || expect.is_some()) && args.replay.is_some() {
+    } else if reply && args.replay.is_some() {
         Replies::Streamed { timeout, expect }
-    } else if (args.reply || expect.is_some()) && args.seq {
+    } else if reply && args.seq {
         Replies::BySeq { timeout, expect }
-    } else if args.reply || expect.is_some() || dns.is_some() {
+    } else if reply || dns.is_some() {
         Replies::Each {
             timeout,
-            retries: args.retries,
+            retries: args.retries.unwrap_or(0),
             expect,
             dns,
         }

@@ -5,6 +5,7 @@
 //! ([`crate::send::run`]), then print the stats and judge the exit code.
 
 pub mod config;
+pub mod flags;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
