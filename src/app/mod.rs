@@ -74,12 +74,74 @@ pub fn usage_line(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<Stri
     } else {
         err.render().to_string()
     };
-    let line = abbreviate(&fold_clap_message(&rendered, &subcommand_in(args)));
+    let subcommand = subcommand_in(args);
+    let hint = netcat_hint(err, &subcommand).or_else(|| dash_message_hint(err, args));
+    let line = abbreviate(&fold_clap_message(&rendered, &subcommand, hint));
     Some(format!("dgram: {line}\n"))
 }
 
-/// clap's message, first paragraph only, folded onto one line, with a pointer to --help.
-fn fold_clap_message(rendered: &str, subcommand: &str) -> String {
+/// What a netcat habit means here (SPEC §6): the flag nc users type, and what dgram
+/// does instead. `None` for any other error.
+fn netcat_hint(err: &clap::Error, subcommand: &str) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let hint = match arg.as_str() {
+        "-u" => "dgram is always UDP: drop -u".to_string(),
+        "-l" if subcommand == "listen" => "dgram listen needs no -l: drop it".to_string(),
+        "-l" => "to listen, use dgram listen [ADDR]".to_string(),
+        "-k" => "dgram's servers keep running until a limit or a signal: drop -k".to_string(),
+        "-p" if subcommand == "listen" || subcommand == "echo" => {
+            "the port is the address: dgram listen PORT".to_string()
+        }
+        "-p" => {
+            "to send from a port, use --bind PORT (or dgram listen PORT to receive)".to_string()
+        }
+        _ => return None,
+    };
+    Some(hint)
+}
+
+/// A send whose MESSAGE starts with `-` (`dgram send HOST -xyz`): clap reads it as
+/// options; the hint is the same line with `--` before the message.
+fn dash_message_hint(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let words: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("?")).collect();
+    let send = words.iter().position(|w| *w == "send")?;
+    // The word clap read as options: `-xyz` (unknown `-y`), or `-wow` (`-w` with `ow`).
+    let found = |w: &str| match (err.kind(), err.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(bad))) if !bad.starts_with("--") => {
+            w.contains(bad.trim_start_matches('-'))
+        }
+        (ErrorKind::InvalidValue | ErrorKind::ValueValidation, _) => matches!(
+            err.get(ContextKind::InvalidValue),
+            Some(ContextValue::String(v)) if w.get(2..) == Some(v.as_str())
+        ),
+        _ => false,
+    };
+    let at = words
+        .iter()
+        .enumerate()
+        .skip(send + 2)
+        .find(|(_, w)| w.starts_with('-') && !w.starts_with("--") && w.len() > 2 && found(w))?
+        .0;
+    let mut fixed = words.clone();
+    fixed.insert(at, "--");
+    fixed[0] = "dgram";
+    Some(format!(
+        "a MESSAGE that starts with '-' goes after --: {}",
+        fixed.join(" ")
+    ))
+}
+
+/// clap's message folded onto one line: its first paragraph, its tips (`did you mean
+/// '--count'?`, `use '-- -x'`), a netcat `hint` when there is one, and a pointer to
+/// --help.
+fn fold_clap_message(rendered: &str, subcommand: &str, hint: Option<String>) -> String {
     let first = rendered.split("\n\n").next().unwrap_or(rendered);
     let mut line = first
         .lines()
@@ -89,6 +151,21 @@ fn fold_clap_message(rendered: &str, subcommand: &str) -> String {
         .join(" ");
     if let Some(rest) = line.strip_prefix("error: ") {
         line = rest.to_string();
+    }
+    // A hint of ours says it better than clap's generic "to pass '-u' as a value".
+    let has_hint = hint.is_some();
+    let tips = rendered
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+        .filter(|tip| !has_hint || !tip.starts_with("to pass "))
+        .map(|tip| match tip.rsplit_once("exists: ") {
+            // "a similar argument exists: '--count'", "... subcommand ...", "... value ..."
+            Some((_, name)) if tip.starts_with("a similar") => format!("did you mean {name}?"),
+            _ => tip.to_string(),
+        });
+    for extra in tips.chain(hint) {
+        line.push_str(": ");
+        line.push_str(&extra);
     }
     let help = if subcommand.is_empty() {
         "dgram --help".to_string()
@@ -209,7 +286,7 @@ mod tests {
     fn clap_errors_fold_to_one_line() {
         let err = Cli::try_parse_from(["dgram", "send", "127.0.0.1:9", "x", "--count", "abc"])
             .unwrap_err();
-        let line = fold_clap_message(&err.render().to_string(), "send");
+        let line = fold_clap_message(&err.render().to_string(), "send", None);
         assert!(
             line.starts_with("invalid value 'abc' for '--count <N>': invalid digit"),
             "{line}"
@@ -218,7 +295,7 @@ mod tests {
         assert!(!line.contains('\n'));
 
         let err = Cli::try_parse_from(["dgram", "send"]).unwrap_err();
-        let line = fold_clap_message(&err.render().to_string(), "send");
+        let line = fold_clap_message(&err.render().to_string(), "send", None);
         assert!(
             line.contains("required") && line.contains("<TARGET>"),
             "{line}"

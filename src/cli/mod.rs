@@ -53,11 +53,34 @@ impl Cli {
     /// directly; everything else, and anything that could be an option, goes to clap.
     /// Both give the same `Cli`: a test compares them.
     pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        if let Some(err) = help_cluster(&args) {
+            return Err(err);
+        }
         match one_shot_send(&args) {
             Some(cli) => Ok(cli),
             None => <Cli as clap::Parser>::try_parse_from(args),
         }
     }
+}
+
+/// `-hello`, `-hi`: clap reads a word that starts with `-h` as `-h` and prints the help
+/// (exit 0), so `dgram send HOST -hello` would check nothing. Only `-h` and `--help` on
+/// their own ask for help; such a word is refused, with the line that sends it.
+fn help_cluster(args: &[OsString]) -> Option<clap::Error> {
+    let words: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("?")).collect();
+    let end = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+    let at = (1..end).find(|&i| words[i].starts_with("-h") && words[i].len() > 2)?;
+    let mut fixed = words.clone();
+    fixed.insert(at, "--");
+    fixed[0] = "dgram";
+    Some(clap::Error::raw(
+        clap::error::ErrorKind::UnknownArgument,
+        format!(
+            "'{}' is not an option (-h alone asks for help): a MESSAGE that starts with '-' goes after --: {}\n",
+            words[at],
+            fixed.join(" ")
+        ),
+    ))
 }
 
 /// `dgram send TARGET [WORD]...` where no word starts with `-`: what clap would give,

@@ -107,3 +107,81 @@ fn a_bare_delay_of_ten_or_more_is_refused_with_its_unit() {
     c.send_to(b"x", s.addr).unwrap();
     assert_eq!(recv(&c).0, b"x");
 }
+
+#[test]
+fn netcat_habits_and_typos_get_an_answer_in_the_one_line() {
+    // guards: folding clap's message onto one line dropped its "did you mean", and nc's
+    // habits got a bare "unexpected argument".
+    for (line, says) in [
+        (
+            &["send", "127.0.0.1", "9000", "hi"][..],
+            "invalid address '127.0.0.1': missing ':PORT' (expected HOST:PORT or [IPV6]:PORT) (did you mean 127.0.0.1:9000?)",
+        ),
+        (&["send", "::1", "9000", "hi"], "(did you mean [::1]:9000?)"),
+        (
+            &["send", "-u", "127.0.0.1:9", "x"],
+            "unexpected argument '-u' found: dgram is always UDP: drop -u (see 'dgram send --help')",
+        ),
+        (
+            &["send", "-l", "9000"],
+            "unexpected argument '-l' found: to listen, use dgram listen [ADDR]",
+        ),
+        (
+            &["listen", "-l", "9000"],
+            "unexpected argument '-l' found: dgram listen needs no -l: drop it",
+        ),
+        (
+            &["listen", "-k", "9000"],
+            "unexpected argument '-k' found: dgram's servers keep running until a limit or a signal: drop -k",
+        ),
+        (
+            &["send", "-p", "5000", "127.0.0.1:9", "x"],
+            "unexpected argument '-p' found: to send from a port, use --bind PORT",
+        ),
+        (
+            &["listen", "-p", "5000"],
+            "unexpected argument '-p' found: the port is the address: dgram listen PORT",
+        ),
+        (
+            &["send", "127.0.0.1:9", "x", "--coutn", "3"],
+            "unexpected argument '--coutn' found: did you mean '--count'? (see 'dgram send --help')",
+        ),
+        (&["sned"], "unrecognized subcommand 'sned': did you mean 'send'?"),
+    ] {
+        let r = run(line);
+        r.expect_code(2).expect_stderr(says);
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_message_that_starts_with_a_dash_goes_after_double_dash() {
+    // guards: `dgram send HOST -hello` printed the help and exited 0 (clap read `-h`).
+    let rx = peer("127.0.0.1");
+    let t = rx.local_addr().unwrap().to_string();
+    let r = run(&["send", &t, "-hello"]);
+    r.expect_code(2).expect_stderr(&format!(
+        "'-hello' is not an option (-h alone asks for help): a MESSAGE that starts with '-' goes after --: dgram send {t} -- -hello"
+    ));
+    assert!(r.stdout.is_empty(), "no help on stdout");
+    run(&["send", &t, "-xyz"])
+        .expect_code(2)
+        .expect_stderr(&format!("goes after --: dgram send {t} -- -xyz"));
+    run(&["send", &t, "hi", "-wow"])
+        .expect_code(2)
+        .expect_stderr(&format!("goes after --: dgram send {t} hi -- -wow"));
+    assert!(
+        !arrives_within(&rx, Duration::from_millis(50)),
+        "nothing sent"
+    );
+    // What the hint says works, and -h alone is still help.
+    run(&["send", &t, "--", "-hello"]).expect_code(0);
+    assert_eq!(recv(&rx).0, b"-hello");
+    let r = run(&["send", "-h"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout_str().starts_with("Send datagrams"),
+        "{}",
+        r.stdout_str()
+    );
+}

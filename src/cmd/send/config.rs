@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::flags::{format_needs_replies, needs, wants_reply, DEFAULT_REPLY_TIMEOUT};
+use super::flags::{
+    format_needs_replies, host_port_hint, needs, wants_reply, DEFAULT_REPLY_TIMEOUT,
+};
 use crate::base::error::usage;
 use crate::cli::SendArgs;
 use crate::net::addr::{parse_bind, parse_target};
@@ -40,7 +42,11 @@ impl Config {
     /// Reads nothing: files and stdin are read when the run starts.
     pub fn from_args(args: SendArgs, terminals: Terminals) -> anyhow::Result<Self> {
         let family = args.family.family();
-        let target = parse_target(&args.target, family)?;
+        let target =
+            parse_target(&args.target, family).map_err(|e| match host_port_hint(&args) {
+                Some(hint) => usage!("{e} (did you mean {hint}?)"),
+                None => e.into(),
+            })?;
         if target.ip() == IpAddr::V4(Ipv4Addr::BROADCAST) && !args.broadcast {
             return Err(broadcast_refused(target.ip()));
         }

@@ -49,3 +49,20 @@ pub fn format_needs_replies(args: &SendArgs, replies: &Replies) -> anyhow::Resul
     }
     Ok(())
 }
+
+/// nc's `HOST PORT` (`dgram send 127.0.0.1 9000 hi`): when TARGET has no port and the
+/// first word is one, the target that was meant (`127.0.0.1:9000`, `[::1]:9000`).
+pub fn host_port_hint(args: &SendArgs) -> Option<String> {
+    let port = args.message.first()?.to_str()?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err()
+    {
+        return None;
+    }
+    let host = args.target.as_str();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => Some(format!("[{host}]:{port}")),
+        Ok(_) => Some(format!("{host}:{port}")),
+        Err(_) if !host.contains(':') && !host.is_empty() => Some(format!("{host}:{port}")),
+        Err(_) => None,
+    }
+}
