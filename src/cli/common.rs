@@ -119,7 +119,9 @@ impl ReceiveOpts {
         self.format == Some(FormatArg::Json)
     }
 
-    fn printed(&self, dns: bool) -> Format {
+    /// [`printed_format`](Self::printed_format) when the traffic is DNS (`dns`: `--dns`,
+    /// or a mock DNS server's requests) or not.
+    pub fn printed(&self, dns: bool) -> Format {
         match (self.format, dns) {
             (Some(f), _) => f.into(),
             (None, true) => Format::Dns,

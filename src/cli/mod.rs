@@ -194,11 +194,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
+    /// Print the man page (roff): dgram(1), or a subcommand's, dgram-SUBCOMMAND(1)
     #[command(
-        after_help = "Examples:\n  dgram manpage > /usr/local/share/man/man1/dgram.1\n  dgram manpage | man -l -"
+        after_help = "Examples:\n  dgram manpage > /usr/local/share/man/man1/dgram.1\n  dgram manpage send | man -l -\n  dgram manpage multicast join > dgram-multicast-join.1"
     )]
-    Manpage,
+    Manpage {
+        /// The subcommand whose page to print (`multicast join` for a nested one)
+        #[arg(value_name = "SUBCOMMAND")]
+        subcommand: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,7 +237,7 @@ Examples:
 const DOCTOR_EXAMPLES: &str = "\
 Examples:
   dgram doctor                                       what will bite UDP on this host
-  dgram doctor 127.0.0.1:53 --probe                  a smoke test: exit 1 unless it answers
+  dgram doctor 127.0.0.1:7 --probe                   one datagram: its answer, or the ICMP error
   dgram doctor --format json                         one object per check";
 
 // `dgram doctor`'s arguments.

@@ -6,8 +6,18 @@ use crate::cli::DoctorArgs;
 use crate::doctor::{self, Status};
 use crate::report::output::{Format, Output};
 
+/// A TARGET must be HOST:PORT before any check runs (exit 2); whether the name resolves
+/// is one of the checks.
+pub fn check(args: &DoctorArgs) -> anyhow::Result<()> {
+    if let Some(target) = &args.target {
+        crate::net::addr::split(target, None)?;
+    }
+    Ok(())
+}
+
 /// Run `dgram doctor`.
 pub fn run(args: DoctorArgs) -> anyhow::Result<Ending> {
+    check(&args)?;
     let json = args.format == Some(crate::cli::format::DoctorFormat::Json);
     let checks = doctor::run(args.target.as_deref(), args.probe);
     let mut out = Output::stdout(Format::Raw)?;

@@ -40,13 +40,15 @@ pub fn settings(
 pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let opts = &args.server;
     let answer = answer(&args.respond)?;
+    // A mock DNS server's requests are DNS by definition: shown decoded (SPEC §4).
+    let dns = opts.receive.dns || matches!(answer, Some(Answer::Dns(_)));
     let bound = super::bind_server(opts, answer.is_some())?;
     let local = bound.socket.local_addr()?;
     let reply = answer
         .map(|answer| settings(&args, answer, local))
         .transpose()?;
     let extras = Extras {
-        format: Some((opts.receive.printed_format(), opts.receive.dns)),
+        format: Some((opts.receive.printed(dns), dns)),
         reply,
         ..Extras::default()
     };

@@ -11,7 +11,7 @@ pub mod send;
 use crate::net::addr::Family;
 use clap::CommandFactory;
 
-use crate::base::error::Ending;
+use crate::base::error::{usage, Ending};
 use crate::cli::{Cli, Command, FamilyOpts, MulticastCommand, ReceiveOpts, ServerOpts, SocketOpts};
 use crate::net::signal::Signals;
 use crate::net::socket::Bound;
@@ -30,11 +30,7 @@ pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
             clap_complete::generate(shell, &mut Cli::command(), "dgram", &mut script);
             print_doc(&script)
         }
-        Command::Manpage => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            print_doc(&page)
-        }
+        Command::Manpage { subcommand } => print_doc(&manpage(&subcommand)?),
         // `multicast send` is `send` with the sender-side multicast options.
         Command::Multicast(MulticastCommand::Send(args)) => {
             let group = multicast::sender_options(&args)?;
@@ -65,8 +61,32 @@ pub fn check(command: Command) -> anyhow::Result<()> {
             relay::plan(&args)?;
             local_address(&args.server).map(drop)
         }
-        Command::Doctor(_) | Command::Completions { .. } | Command::Manpage => Ok(()),
+        Command::Manpage { subcommand } => manpage(&subcommand).map(drop),
+        Command::Doctor(args) => doctor::check(&args),
+        Command::Completions { .. } => Ok(()),
     }
+}
+
+/// The roff page of the command at `path` below dgram (none: dgram(1)); its name is
+/// `dgram-send`, `dgram-multicast-join`, as the pages it lists name them.
+pub fn manpage(path: &[String]) -> anyhow::Result<Vec<u8>> {
+    let mut command = Cli::command();
+    // Building names each subcommand `dgram-NAME`, the name its page goes by.
+    command.build();
+    let mut at = &command;
+    for (i, name) in path.iter().enumerate() {
+        at = at.find_subcommand(name).ok_or_else(|| {
+            let known: Vec<&str> = at.get_subcommands().map(|c| c.get_name()).collect();
+            usage!(
+                "dgram manpage: no subcommand '{}' (pages: {})",
+                path[..=i].join(" "),
+                known.join(", ")
+            )
+        })?;
+    }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(at.clone()).render(&mut page)?;
+    Ok(page)
 }
 
 /// Write generated documentation to stdout; a closed pipe is a quiet end.

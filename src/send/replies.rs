@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 
 use crate::net::errors::net_error;
 use crate::report::output::{Datagram, Output};
-use crate::send::run::{contains, Counts, DnsReply, Replies, State};
+use crate::send::run::{contains, Counts, DnsReply, Mismatch, Replies, State};
 use crate::send::source::BATCH;
 use crate::wire::seq;
 
@@ -144,7 +144,10 @@ fn check_expect(expect: &Option<Vec<u8>>, reply: &[u8], peer: &SocketAddr, count
     if let Some(pattern) = expect {
         if !contains(reply, pattern) {
             counts.mismatched += 1;
-            warn!("reply from {peer} does not contain the --expect pattern");
+            debug!("reply from {peer} does not contain the --expect pattern");
+            counts
+                .first_mismatch
+                .get_or_insert_with(|| Mismatch::new(reply, reply.len(), *peer, false));
         }
     }
 }
@@ -188,7 +191,10 @@ fn check_dns(
         let answers = crate::wire::dns::answer_text(&msg);
         if !contains(answers.as_bytes(), pattern) {
             counts.mismatched += 1;
-            warn!("the answer from {peer} does not contain the --expect text");
+            debug!("the answer from {peer} does not contain the --expect text");
+            counts
+                .first_mismatch
+                .get_or_insert_with(|| Mismatch::new(answers.as_bytes(), reply.len(), *peer, true));
         }
     }
     true

@@ -88,14 +88,12 @@ pub fn judge(plan: &Plan, counts: &Counts) -> anyhow::Result<()> {
             };
             Err(Unmet(format!("{what} from {target} {tries}{ignored}")).into())
         }
-        Replies::Each { .. } | Replies::BySeq { .. } | Replies::Streamed { .. }
+        Replies::Each { expect, .. }
+        | Replies::BySeq { expect, .. }
+        | Replies::Streamed { expect, .. }
             if counts.mismatched > 0 =>
         {
-            Err(Unmet(format!(
-                "{} of {} replies from {target} did not contain the --expect pattern",
-                counts.mismatched, counts.replies
-            ))
-            .into())
+            Err(Unmet(mismatch_line(expect.as_deref(), counts, target)).into())
         }
         Replies::Each {
             dns: Some(want), ..
@@ -120,6 +118,48 @@ pub struct Shown {
     pub json: bool,
     pub histogram: bool,
 }
+
+/// The one line of an `--expect` mismatch (SPEC §4 send): the pattern and what came back
+/// as `text` shows them (a long reply shortened here; stdout has it whole), and how many
+/// replies lacked it when there were several:
+/// `expected 'pong', got 'pang' (4 bytes from 127.0.0.1:9000)`.
+fn mismatch_line(pattern: Option<&[u8]>, counts: &Counts, target: std::net::SocketAddr) -> String {
+    let shown = |bytes: &[u8]| {
+        let mut text = Vec::new();
+        crate::wire::codec::escape_text(bytes, &mut text);
+        let text = String::from_utf8_lossy(&text).into_owned();
+        match text.char_indices().nth(SHOWN_CHARS) {
+            Some((cut, _)) => format!("{}...", &text[..cut]),
+            None => text,
+        }
+    };
+    let expected = shown(pattern.unwrap_or_default());
+    let mut line = match &counts.first_mismatch {
+        Some(m) if m.answer => format!(
+            "expected '{expected}', got '{}' (the answer section of {} bytes from {})",
+            shown(&m.got),
+            m.len,
+            m.peer
+        ),
+        Some(m) => format!(
+            "expected '{expected}', got '{}' ({} bytes from {})",
+            shown(&m.got),
+            m.len,
+            m.peer
+        ),
+        None => format!("expected '{expected}' in the replies from {target}"),
+    };
+    if counts.replies > 1 {
+        line.push_str(&format!(
+            "; {} of {} replies lacked it",
+            counts.mismatched, counts.replies
+        ));
+    }
+    line
+}
+
+/// Characters of a pattern or reply shown in the mismatch line, at most.
+const SHOWN_CHARS: usize = 60;
 
 /// `--stats`: the summary on stderr.
 pub fn print_stats(
@@ -287,7 +327,36 @@ mod tests {
         };
         assert_eq!(
             reason(&[T, "hi", "--expect", "ok", "-n", "3"], mismatched).as_deref(),
-            Some("2 of 3 replies from 127.0.0.1:9 did not contain the --expect pattern")
+            Some("expected 'ok' in the replies from 127.0.0.1:9; 2 of 3 replies lacked it")
+        );
+        let peer = "127.0.0.1:9000".parse().unwrap();
+        let one = || Counts {
+            replies: 1,
+            mismatched: 1,
+            first_mismatch: Some(crate::send::run::Mismatch::new(b"pang", 4, peer, false)),
+            ..Counts::default()
+        };
+        assert_eq!(
+            reason(&[T, "ping", "--expect", "pong"], one()).as_deref(),
+            Some("expected 'pong', got 'pang' (4 bytes from 127.0.0.1:9000)")
+        );
+        // Shown as text shows it: controls escaped, long replies shortened.
+        let long = Counts {
+            first_mismatch: Some(crate::send::run::Mismatch::new(
+                &[b'a'; 100],
+                100,
+                peer,
+                false,
+            )),
+            ..one()
+        };
+        let why = reason(&[T, "x", "--expect", "b\\n", "-e"], long).unwrap();
+        assert_eq!(
+            why,
+            format!(
+                "expected 'b\\n', got '{}...' (100 bytes from 127.0.0.1:9000)",
+                "a".repeat(60)
+            )
         );
         // Unanswered is said first: it is the bigger failure.
         let both = Counts {

@@ -94,6 +94,33 @@ pub struct Plan {
     pub ttl: Option<u32>,
 }
 
+/// A reply that lacked the `--expect` pattern: what came back (at most
+/// [`Mismatch::KEPT`] bytes of it; with `--dns`, the answer section as text), its length
+/// and who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub got: Vec<u8>,
+    pub len: usize,
+    pub peer: SocketAddr,
+    /// `--dns`: `got` is the answer section, not the datagram.
+    pub answer: bool,
+}
+
+impl Mismatch {
+    /// Bytes of a reply kept to show it.
+    pub const KEPT: usize = 256;
+
+    /// A mismatch of `reply` (`len` bytes) from `peer`.
+    pub fn new(reply: &[u8], len: usize, peer: SocketAddr, answer: bool) -> Self {
+        Mismatch {
+            got: reply[..reply.len().min(Self::KEPT)].to_vec(),
+            len,
+            peer,
+            answer,
+        }
+    }
+}
+
 /// What a send counted, for `--stats` and the exit code.
 #[derive(Debug, Default)]
 pub struct Counts {
@@ -105,6 +132,8 @@ pub struct Counts {
     pub unanswered: u64,
     /// Replies without the `--expect` pattern (or, with `--seq`, without a header).
     pub mismatched: u64,
+    /// The first reply without the `--expect` pattern, for the one line that says so.
+    pub first_mismatch: Option<Mismatch>,
     /// Replies that answered nothing outstanding (late, or a second answer), or, with
     /// `--dns`, not the query asked (another ID or question, or not DNS at all).
     pub stray: u64,
@@ -409,6 +438,8 @@ impl<'a> State<'a> {
             seq::write(d, *next, seq::now_ns());
             *next += 1;
         };
+        // The RTT runs from just before the datagram is handed to the kernel (SPEC §4).
+        let before = Instant::now();
         let result = match source.fixed_payload() {
             Some(payload) => tx.send_copies(payload, n, seq.then_some(&mut stamp as _)),
             None => {
@@ -425,11 +456,10 @@ impl<'a> State<'a> {
         self.counts.sent += sent as u64;
         self.counts.bytes += (0..sent).map(|i| source.get(i).len() as u64).sum::<u64>();
         if let (Replies::Each { timeout, .. }, true) = (&self.plan.replies, sent == 1) {
-            let now = Instant::now();
             self.outstanding = Some(Outstanding {
                 payload: source.get(0).to_vec(),
-                sent_at: now,
-                deadline: now + *timeout,
+                sent_at: before,
+                deadline: Instant::now() + *timeout,
                 tries: 1,
             });
         }
@@ -462,13 +492,14 @@ impl<'a> State<'a> {
             o.tries + 1,
             retries + 1
         );
+        let before = Instant::now();
         tx.send_each(&[&o.payload])
             .map_err(|e| net_error(self.fd, e, self.plan.target, self.plan.ttl))?;
         self.counts.sent += 1;
         self.counts.bytes += o.payload.len() as u64;
         o.tries += 1;
-        o.sent_at = Instant::now();
-        o.deadline = o.sent_at + *timeout;
+        o.sent_at = before;
+        o.deadline = Instant::now() + *timeout;
         Ok(())
     }
 }

@@ -165,9 +165,17 @@ fn unescape(input: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Characters that are invisible or change the direction of the text around them:
+/// shown as they are, a datagram could display reversed or hide words (SPEC §5).
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Append `payload` to `out` as one safe line: valid UTF-8 as it is, except control
-/// characters (C0, DEL and C1), which become `\n`, `\r`, `\t` or `\xHH` of their bytes;
-/// invalid UTF-8 becomes `\xHH` per byte. No escape sequence can reach the terminal.
+/// characters (C0, DEL and C1), which become `\n`, `\r`, `\t` or `\xHH` of their bytes,
+/// and invisible or direction-changing characters, which become `\u{202e}`; invalid
+/// UTF-8 becomes `\xHH` per byte. No escape sequence can reach the terminal, and what is
+/// shown reads in the order it was sent.
 pub fn escape_text(payload: &[u8], out: &mut Vec<u8>) {
     fn hex_byte(b: u8, out: &mut Vec<u8>) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -189,6 +197,10 @@ pub fn escape_text(payload: &[u8], out: &mut Vec<u8>) {
                     for &b in c.encode_utf8(&mut buf).as_bytes() {
                         hex_byte(b, out);
                     }
+                }
+                c if is_invisible(c) => {
+                    use std::io::Write;
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
                 }
                 c => {
                     let mut buf = [0u8; 4];
@@ -225,6 +237,30 @@ pub fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_and_direction_changing_characters_are_escaped() {
+        // guards: U+202E showed as is, so a datagram could display reversed.
+        let mut out = Vec::new();
+        escape_text(
+            "abc\u{202e}fed\u{200b}x\u{feff}\u{2066}é".as_bytes(),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "abc\\u{202e}fed\\u{200b}x\\u{feff}\\u{2066}é"
+        );
+        for c in ['\u{200a}', '\u{2010}', '\u{2029}', '\u{2070}', '\u{202f}'] {
+            let mut out = Vec::new();
+            escape_text(c.to_string().as_bytes(), &mut out);
+            assert_eq!(out, c.to_string().into_bytes(), "{c:?} is visible, kept");
+        }
+        for c in ['\u{200b}', '\u{200f}', '\u{202a}', '\u{2069}'] {
+            let mut out = Vec::new();
+            escape_text(c.to_string().as_bytes(), &mut out);
+            assert_eq!(out, format!("\\u{{{:x}}}", u32::from(c)).into_bytes());
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

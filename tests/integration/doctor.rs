@@ -251,3 +251,16 @@ fn nothing_leaves_loopback_without_probe() {
             .status();
     }
 }
+
+#[test]
+fn a_target_without_a_port_is_refused_before_any_check() {
+    // guards: `dgram doctor 127.0.0.1` ran every check, then failed "resolve".
+    let r = run(&["doctor", "127.0.0.1"]);
+    r.expect_code(2)
+        .expect_stderr("invalid address '127.0.0.1': missing ':PORT'");
+    assert!(r.stdout.is_empty(), "no check ran: {}", r.stdout_str());
+    // A well-formed name that does not resolve is a check that fails, after the others.
+    let r = run(&["doctor", "nosuch.invalid:53"]);
+    r.expect_code(1).expect_stderr("check(s) failed: resolve");
+    assert!(r.stdout_str().contains("loopback"), "{}", r.stdout_str());
+}

@@ -215,3 +215,42 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
         "invalid value 'nosh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh]",
     );
 }
+
+#[test]
+fn every_page_a_man_page_names_is_one_dgram_manpage_prints() {
+    // guards: dgram(1) pointed to dgram-send(1) and others that nothing printed.
+    let mut todo = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = todo.pop() {
+        let mut args = vec!["manpage".to_string()];
+        args.extend(path.iter().cloned());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run(&argv);
+        r.expect_code(0);
+        let page = r.stdout_str();
+        let name = std::iter::once("dgram".to_string())
+            .chain(path.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("-");
+        assert!(page.contains(&format!(".TH {name} 1")), "{argv:?}: {page}");
+        seen += 1;
+        // Each page it names, `dgram\-send(1)`, is one level down.
+        for line in page.lines() {
+            let Some(named) = line.strip_suffix("(1)") else {
+                continue;
+            };
+            let named = named.replace("\\-", "-");
+            let Some(rest) = named.strip_prefix(&format!("{name}-")) else {
+                continue;
+            };
+            let mut next = path.clone();
+            next.push(rest.to_string());
+            todo.push(next);
+        }
+    }
+    // dgram, its eight subcommands, and multicast's two.
+    assert_eq!(seen, 11);
+    run(&["manpage", "sned"])
+        .expect_code(2)
+        .expect_stderr("dgram manpage: no subcommand 'sned' (pages: send, listen");
+}

@@ -581,3 +581,14 @@ fn the_ready_file_is_never_stale_and_goes_with_the_server() {
     assert!(!path.exists(), "left behind by relay");
     std::fs::remove_dir(&dir).unwrap();
 }
+
+#[test]
+fn text_shows_invisible_and_direction_changing_characters_escaped() {
+    // guards: U+202E (right-to-left override) and zero-width characters were printed as
+    // they are: a datagram could display reversed or hide words.
+    let s = Server::start(&["listen", "0", "-f", "text", "-n", "1"]);
+    send_from("127.0.0.1", &s, "pay \u{202e}321 \u{200b}now".as_bytes());
+    let r = s.finish();
+    r.expect_code(0)
+        .expect_stdout("pay \\u{202e}321 \\u{200b}now\n".as_bytes());
+}

@@ -399,3 +399,37 @@ fn a_zone_file_answers_and_each_request_is_recorded_as_dns() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_mock_dns_server_shows_the_requests_decoded_by_default() {
+    // guards: without --dns the requests printed as raw bytes: they are DNS by definition.
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--dns-answer",
+        "db.test A 127.0.0.1",
+        "-n",
+        "1",
+    ]);
+    run(&["send", &s.addr.to_string(), "--dns", "db.test"]).expect_code(0);
+    let r = s.finish();
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(out.contains(";; QUESTION SECTION:"), "{out}");
+    assert!(out.contains(";db.test."), "{out}");
+    // JSON lines carry the dns object too.
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--dns-answer",
+        "db.test A 127.0.0.1",
+        "-n",
+        "1",
+        "-f",
+        "json",
+    ]);
+    run(&["send", &s.addr.to_string(), "--dns", "db.test"]).expect_code(0);
+    let r = s.finish();
+    let v: serde_json::Value = serde_json::from_str(r.stdout_str().trim()).unwrap();
+    assert_eq!(v["dns"]["question"][0]["name"], "db.test.", "{v}");
+}

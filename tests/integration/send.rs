@@ -398,10 +398,14 @@ fn expect_checks_the_reply() {
     let t = target(&server);
     let echo = responder(server, 2, |req| Some(req.to_vec()));
     run(&["send", &t, "hello world", "--expect", "world"]).expect_code(0);
-    run(&["send", &t, "hello", "--expect", "bye"])
-        .expect_code(1)
-        .expect_stderr("1 of 1 replies from")
-        .expect_stderr("did not contain the --expect pattern");
+    // guards: a mismatch printed two lines and never what came back.
+    let r = run(&["send", &t, "hel\x01lo", "-e", "--expect", "bye"]);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr,
+        format!("dgram: expected 'bye', got 'hel\\x01lo' (6 bytes from {t})\n")
+    );
+    assert_eq!(r.stdout, b"hel\x01lo", "the reply itself, whole, on stdout");
     echo.join().unwrap();
 }
 
@@ -738,4 +742,29 @@ fn an_interactive_session_on_a_terminal_prints_each_reply_as_a_line() {
     master.write_all(&[4]).unwrap(); // Ctrl-D: end of input
     guard.finish().expect_code(0);
     assert_eq!(echo.join().unwrap().len(), 2);
+}
+
+#[test]
+fn the_rtt_runs_from_before_the_send_to_the_reply() {
+    // guards: the RTT was stamped after send() returned, so a loopback RTT read 1-4 µs.
+    let server = peer("127.0.0.1");
+    let t = target(&server);
+    let late = responder(server, 2, |req| {
+        // The responder's think time: what the RTT must include.
+        std::thread::sleep(Duration::from_millis(20));
+        Some(req.to_vec())
+    });
+    for extra in [&[][..], &["--retries", "1"]] {
+        let mut line = vec!["send", t.as_str(), "ping", "--reply", "-f", "json"];
+        line.extend_from_slice(extra);
+        let r = run(&line);
+        r.expect_code(0);
+        let v: serde_json::Value = serde_json::from_str(r.stdout_str().trim()).unwrap();
+        let rtt = v["rtt_us"].as_u64().unwrap();
+        assert!(
+            (20_000..1_000_000).contains(&rtt),
+            "rtt {rtt} µs for a 20 ms responder"
+        );
+    }
+    late.join().unwrap();
 }
