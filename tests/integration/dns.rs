@@ -137,7 +137,9 @@ fn rcode_and_answer_expectations_make_honest_smoke_tests() {
         "A 127.0.0.2",
     ])
     .expect_code(1)
-    .expect_stderr("--expect");
+    .expect_stderr(
+        "expected 'A 127.0.0.2', got 'test.example. 0 IN A 127.0.0.1' (the answer section of",
+    );
     // JSON replies carry the dns object and the RTT.
     let r = run(&[
         "send",
