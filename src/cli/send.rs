@@ -54,10 +54,12 @@ pub struct SendArgs {
     )]
     pub file: Option<PathBuf>,
     /// A DNS query from dig-like words: 'NAME [TYPE] [CLASS] [+FLAG]...' (TYPE A, CLASS IN;
-    /// +norecurse, +dnssec, +bufsize=N, +noedns). Implies --reply; replies print as dns
+    /// +norecurse, +dnssec, +bufsize=N, +noedns, +short), or '-x ADDR' for its PTR
+    /// query, as dig. Implies --reply; replies print as dns
     #[arg(
         long,
         value_name = "QUERY",
+        allow_hyphen_values = true,
         conflicts_with_all = ["message", "lines", "whole", "file", "size", "seq", "hex", "base64", "escapes"],
         help_heading = "Payload"
     )]

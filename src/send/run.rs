@@ -73,6 +73,8 @@ pub struct DnsReply {
     pub question: hickory_proto::op::Query,
     /// `--expect-rcode`.
     pub rcode: Option<u16>,
+    /// `+short`: the answer shows as `dig +short` prints it.
+    pub short: bool,
 }
 
 /// A send, fully decided.

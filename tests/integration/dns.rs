@@ -786,3 +786,34 @@ fn query_flags_go_on_the_wire_as_tshark_reads_them() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn short_answers_and_reverse_lookups_as_dig_writes_them() {
+    // guards: --dns lacked dig's two most typed options, +short and -x ADDR.
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--dns-answer",
+        "db.test A 127.0.0.7",
+        "--dns-answer",
+        "db.test A 127.0.0.8",
+        "--dns-answer",
+        "1.0.0.127.in-addr.arpa PTR localhost.",
+        "--dns-answer",
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa PTR ip6-localhost.",
+    ]);
+    let t = s.addr.to_string();
+    let r = run(&["send", &t, "--dns", "db.test +short"]);
+    r.expect_code(0).expect_stdout(b"127.0.0.7\n127.0.0.8\n");
+    let r = run(&["send", &t, "--dns", "-x 127.0.0.1"]);
+    r.expect_code(0);
+    let out = r.stdout_str();
+    assert!(out.contains(";1.0.0.127.in-addr.arpa.\t\tIN\tPTR"), "{out}");
+    assert!(out.contains("PTR\tlocalhost."), "{out}");
+    run(&["send", &t, "--dns", "-x ::1 +short"])
+        .expect_code(0)
+        .expect_stdout(b"ip6-localhost.\n");
+    run(&["send", &t, "--dns", "-x nope"])
+        .expect_code(2)
+        .expect_stderr("--dns: -x nope: not an IPv4 or IPv6 address");
+}

@@ -67,6 +67,7 @@ impl Config {
         }
         let expect = expect_pattern(&args, encoding, dns.is_some())?;
         let is_dns = dns.is_some();
+        let short = dns.as_ref().is_some_and(|d| d.short);
         let lines = payload == Payload::Lines;
         let replies = replies(&args, expect, dns, lines && terminals.stdin);
         format_needs_replies(&args, &replies)?;
@@ -84,7 +85,10 @@ impl Config {
         options.dont_fragment = args.dont_fragment;
         // What the network says about our datagrams, and who says it (SPEC §9).
         options.recv_errors = true;
-        let format = reply_format(&args, encoding, is_dns, terminals.stdout);
+        let format = match reply_format(&args, encoding, is_dns, terminals.stdout) {
+            Format::Dns if short => Format::DnsShort,
+            other => other,
+        };
         let gso = !args.no_gso && !lines && !replay && is_bulk(count, args.duration, rate);
         // The captured gaps set the pace unless --rate/--interval replace them.
         let replay_speed = match (replay, rate, args.speed) {
@@ -164,6 +168,7 @@ fn dns_query(args: &SendArgs) -> anyhow::Result<Option<(Vec<u8>, DnsReply)>> {
             id,
             question,
             rcode,
+            short: spec.short,
         },
     )))
 }

@@ -38,6 +38,8 @@ pub enum Format {
     /// Decoded as a DNS message, as dig shows one (a datagram that does not decode is
     /// shown as `;; not a DNS message: REASON` and a hexdump)
     Dns,
+    /// Each answer's data, one per line, as `dig +short` (send's `--dns '... +short'`)
+    DnsShort,
 }
 
 impl Format {
@@ -179,6 +181,18 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
             out.push(b'\n');
         }
         Format::Hexdump => hexdump(d, out),
+        Format::DnsShort => match crate::wire::dns::decode(d.payload) {
+            Ok(msg) => {
+                let mut text = String::new();
+                crate::wire::dns::write_short(&msg, &mut text);
+                out.extend_from_slice(text.as_bytes());
+            }
+            Err(reason) => {
+                out.extend_from_slice(format!(";; not a DNS message: {reason}\n").as_bytes());
+                hexdump(d, out);
+                out.push(b'\n');
+            }
+        },
         Format::Dns => match crate::wire::dns::decode(d.payload) {
             Ok(msg) => {
                 let mut text = String::new();

@@ -32,24 +32,38 @@ pub struct QuerySpec {
     pub dnssec: bool,
     /// CD, with `+cdflag`.
     pub checking_disabled: bool,
+    /// `+short`: show only each answer's data, one per line, as `dig +short`.
+    pub short: bool,
 }
 
 /// Parse `NAME [TYPE] [CLASS] [+FLAG]...` (`example.com AAAA`, `_sip._udp.example.com SRV`,
 /// `example.com TYPE65 +norecurse +dnssec +bufsize=4096 +noedns`). TYPE defaults to A and
 /// CLASS to IN; types and classes are case-insensitive; `TYPEn` and `CLASSn` take numbers.
+/// `-x ADDR` is dig's reverse lookup: the PTR query for ADDR's `in-addr.arpa` or
+/// `ip6.arpa` name.
 pub fn parse_query(text: &str) -> Result<QuerySpec, String> {
     let mut words = text.split_whitespace();
-    let name = words
+    let first = words
         .next()
-        .ok_or("empty query: expected NAME [TYPE] [CLASS] [+FLAG]...")?;
+        .ok_or("empty query: expected NAME [TYPE] [CLASS] [+FLAG]... or -x ADDR")?;
+    let (name, record_type) = if first == "-x" {
+        let addr = words.next().ok_or("-x needs an address: -x 192.0.2.1")?;
+        let ip: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("-x {addr}: not an IPv4 or IPv6 address"))?;
+        (Name::from(ip), RecordType::PTR)
+    } else {
+        (parse_name(first)?, RecordType::A)
+    };
     let mut spec = QuerySpec {
-        name: parse_name(name)?,
-        record_type: RecordType::A,
+        name,
+        record_type,
         class: DNSClass::IN,
         recursion_desired: true,
         edns: Some(DEFAULT_BUFSIZE),
         dnssec: false,
         checking_disabled: false,
+        short: false,
     };
     let (mut have_type, mut have_class) = (false, false);
     for word in words {
@@ -83,6 +97,8 @@ fn apply_flag(spec: &mut QuerySpec, flag: &str) -> Result<(), String> {
         "edns" => spec.edns = Some(spec.edns.unwrap_or(DEFAULT_BUFSIZE)),
         "cdflag" | "cd" => spec.checking_disabled = true,
         "nocdflag" | "nocd" => spec.checking_disabled = false,
+        "short" => spec.short = true,
+        "noshort" => spec.short = false,
         other => match other.strip_prefix("bufsize=") {
             Some(n) => {
                 let size: u16 = n
@@ -92,7 +108,7 @@ fn apply_flag(spec: &mut QuerySpec, flag: &str) -> Result<(), String> {
             }
             None => {
                 return Err(format!(
-                "unknown flag '+{flag}' (known: +norecurse, +dnssec, +bufsize=N, +noedns, +cdflag)"
+                "unknown flag '+{flag}' (known: +norecurse, +dnssec, +bufsize=N, +noedns, +cdflag, +short)"
             ))
             }
         },
@@ -284,6 +300,19 @@ fn flags(msg: &Message) -> Vec<&'static str> {
     .collect()
 }
 
+/// A record's data in presentation form: what `dig +short` prints of it.
+pub fn data_text(r: &Record) -> String {
+    r.data.to_string()
+}
+
+/// Each answer's data, one per line, as `dig +short` prints them.
+pub fn write_short(msg: &Message, out: &mut String) {
+    for r in &msg.answers {
+        out.push_str(&data_text(r));
+        out.push('\n');
+    }
+}
+
 /// A record in presentation form, one line: `example.com. 60 IN A 127.0.0.1`.
 pub fn record_line(r: &Record) -> String {
     let mut line = format!(
@@ -292,7 +321,7 @@ pub fn record_line(r: &Record) -> String {
         r.ttl,
         class_name(r.dns_class),
         type_name(r.record_type()),
-        r.data
+        data_text(r)
     );
     if r.mdns_cache_flush {
         line.push_str("\t; cache-flush");
