@@ -750,8 +750,7 @@ fn the_rtt_runs_from_before_the_send_to_the_reply() {
     let server = peer("127.0.0.1");
     let t = target(&server);
     let late = responder(server, 2, |req| {
-        // The responder's think time: what the RTT must include.
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // the responder's think time, in the RTT
         Some(req.to_vec())
     });
     for extra in [&[][..], &["--retries", "1"]] {
