@@ -175,12 +175,17 @@ fn fold_clap_message(rendered: &str, subcommand: &str, hint: Option<String>) -> 
     format!("{line} (see '{help}')")
 }
 
-/// Shorten words longer than 80 bytes (a 100 KiB argument quoted back): the error line
-/// stays readable and still says what the word was like and how long.
+/// Words longer than any real value: a path is at most PATH_MAX (4,096 bytes on Linux),
+/// so an error names every file by its whole path (SPEC §6) and only a word past that
+/// (a 100 KiB argument quoted back) is shortened.
+const LONGEST_WORD: usize = 4096;
+
+/// Shorten words longer than [`LONGEST_WORD`]: the error line stays readable and still
+/// says what the word was like and how long.
 fn abbreviate(line: &str) -> String {
     line.split(' ')
         .map(|word| {
-            if word.len() <= 80 {
+            if word.len() <= LONGEST_WORD {
                 return word.to_string();
             }
             let cut = (0..=40)
@@ -270,15 +275,18 @@ mod tests {
 
     #[test]
     fn long_words_are_abbreviated() {
-        let long = "a".repeat(1000);
+        let long = "a".repeat(5000);
         let line = abbreviate(&format!("invalid address '{long}': missing port"));
         assert!(line.len() < 120, "{line}");
         assert!(
-            line.contains("(1003 bytes)") && line.ends_with("missing port"),
+            line.contains("(5003 bytes)") && line.ends_with("missing port"),
             "{line}"
         );
         assert_eq!(abbreviate("short words stay"), "short words stay");
-        let wide = "é".repeat(100);
+        // A path is never shortened: PATH_MAX is 4,096 bytes.
+        let path = format!("/{}", "d/".repeat(2047));
+        assert_eq!(abbreviate(&path), path);
+        let wide = "é".repeat(2100);
         assert!(abbreviate(&wide).contains("bytes)"));
     }
 

@@ -73,7 +73,24 @@ pub fn read_whole(
     let cap = input_cap(max_payload(target), encoding);
     read_bounded(input, cap)
         .map_err(|e| anyhow::Error::new(IoError(e)).context("failed to read stdin"))?
-        .ok_or_else(|| usage!("stdin (--whole) is {}", too_large_for(target)))
+        .ok_or_else(|| {
+            // Only cap + 1 bytes were read: say "at least", and how many.
+            let seen = cap + 1;
+            if encoding == Encoding::Text {
+                usage!("stdin (--whole) is at least {seen} bytes: {}", too_large_for(target))
+            } else {
+                let flag = match encoding {
+                    Encoding::Hex => "-x",
+                    Encoding::Base64 => "--base64",
+                    _ => "-e",
+                };
+                usage!(
+                    "stdin (--whole, {flag}) is at least {seen} bytes: more than any datagram up to the {} UDP limit of {} bytes is written in",
+                    if target.is_ipv4() { "IPv4" } else { "IPv6" },
+                    max_payload(target)
+                )
+            }
+        })
 }
 
 /// A batch of payloads read for one send.
@@ -452,7 +469,9 @@ mod tests {
         );
         let e = read_whole(io::repeat(0), &t, Encoding::Text).unwrap_err();
         assert!(
-            format!("{e:#}").contains("stdin (--whole) is larger"),
+            format!("{e:#}").contains(
+                "stdin (--whole) is at least 65508 bytes: larger than the IPv4 UDP limit"
+            ),
             "{e:#}"
         );
     }

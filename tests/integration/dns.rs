@@ -293,7 +293,12 @@ fn a_datagram_that_is_not_dns_is_shown_and_the_run_goes_on() {
     let r = s.finish();
     r.expect_code(0);
     let out = r.stdout_str();
-    assert!(out.starts_with(";; not a DNS message: "), "{out}");
+    // guards: a datagram that did not decode lacked the `;; PEER, LEN bytes` line.
+    let head = format!(
+        ";; {}, 14 bytes\n;; not a DNS message: ",
+        c.local_addr().unwrap()
+    );
+    assert!(out.starts_with(&head), "{out}");
     assert!(out.contains("|not dns at all|"), "{out}");
     assert!(out.contains(";; ->>HEADER<<- opcode: QUERY"), "{out}");
 }
@@ -816,4 +821,34 @@ fn short_answers_and_reverse_lookups_as_dig_writes_them() {
     run(&["send", &t, "--dns", "-x nope"])
         .expect_code(2)
         .expect_stderr("--dns: -x nope: not an IPv4 or IPv6 address");
+}
+
+#[test]
+fn the_specs_own_query_example_goes_out_with_its_opt_record() {
+    // guards: 'example.com TYPE65 +norecurse +dnssec +bufsize=4096 +noedns' was refused
+    // ("+dnssec needs EDNS"); dig sends OPT whenever +dnssec or +bufsize is given.
+    let rx = peer("127.0.0.1");
+    let t = rx.local_addr().unwrap().to_string();
+    let mut sender = crate::harness::spawn(
+        &[
+            "send",
+            &t,
+            "--dns",
+            "example.com TYPE65 +norecurse +dnssec +bufsize=4096 +noedns",
+            "-w",
+            "100ms",
+        ],
+        None,
+    );
+    sender.close_stdin();
+    let query = crate::harness::recv(&rx).0;
+    assert_eq!(&query[10..12], &[0, 1], "ARCOUNT 1: the OPT record");
+    assert_eq!(query[2] & 1, 0, "RD off (+norecurse)");
+    // OPT: root name, type 41, class = UDP size 4096, TTL with the DO bit.
+    let opt = [0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0];
+    assert!(
+        query.windows(opt.len()).any(|w| w == opt),
+        "no OPT record with size 4096 and DO in {query:02x?}"
+    );
+    sender.finish().expect_code(1);
 }

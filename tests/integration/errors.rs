@@ -254,3 +254,19 @@ fn every_page_a_man_page_names_is_one_dgram_manpage_prints() {
         .expect_code(2)
         .expect_stderr("dgram manpage: no subcommand 'sned' (pages: send, listen");
 }
+
+#[test]
+fn an_error_names_a_file_by_its_whole_path() {
+    // guards: long words were shortened in error lines, a path included:
+    // "cannot read --replay captures/a-very-long-directory-name-for-...(93 bytes)".
+    let path = "captures/a-very-long-directory-name-for-testing/no-such-capture-file-with-a-long-name.pcapng";
+    run(&["send", "127.0.0.1:9", "--replay", path])
+        .expect_code(2)
+        .expect_stderr(&format!(
+            "cannot read --replay {path}: no such file or directory"
+        ));
+    let deep = format!("/tmp/{}/x.bin", "d".repeat(250));
+    run(&["send", "127.0.0.1:9", "--file", &deep])
+        .expect_code(2)
+        .expect_stderr(&deep);
+}

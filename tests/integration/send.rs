@@ -139,8 +139,9 @@ fn no_input_is_read_past_what_one_datagram_can_carry() {
     let rx = peer("127.0.0.1");
     let t = target(&rx);
     let (run, written) = with_endless_stdin(&["send", &t, "--whole"], b"\0");
-    run.expect_code(2)
-        .expect_stderr("stdin (--whole) is larger than the IPv4 UDP limit of 65507 bytes");
+    run.expect_code(2).expect_stderr(
+        "stdin (--whole) is at least 65508 bytes: larger than the IPv4 UDP limit of 65507 bytes",
+    );
     assert!(written < 64 << 20, "{written} bytes taken before refusing");
     let (run, written) = with_endless_stdin(&["send", &t], b"x");
     run.expect_code(2)
@@ -148,7 +149,7 @@ fn no_input_is_read_past_what_one_datagram_can_carry() {
     assert!(written < 64 << 20, "{written} bytes taken before refusing");
     let (run, _) = with_endless_stdin(&["send", &t, "-x", "--whole"], b"00");
     run.expect_code(2)
-        .expect_stderr("stdin (--whole) is larger than the IPv4 UDP limit of 65507 bytes");
+        .expect_stderr("stdin (--whole, -x) is at least 458579 bytes: more than any datagram up to the IPv4 UDP limit of 65507 bytes is written in");
     assert!(!arrives_within(&rx, Duration::from_millis(100)));
 }
 

@@ -187,11 +187,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
                 crate::wire::dns::write_short(&msg, &mut text);
                 out.extend_from_slice(text.as_bytes());
             }
-            Err(reason) => {
-                out.extend_from_slice(format!(";; not a DNS message: {reason}\n").as_bytes());
-                hexdump(d, out);
-                out.push(b'\n');
-            }
+            Err(reason) => not_dns(d, &reason, out),
         },
         Format::Dns => match crate::wire::dns::decode(d.payload) {
             Ok(msg) => {
@@ -199,11 +195,7 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
                 crate::wire::dns::write_dig(&msg, d.peer, d.len, d.rtt, &mut text);
                 out.extend_from_slice(text.as_bytes());
             }
-            Err(reason) => {
-                out.extend_from_slice(format!(";; not a DNS message: {reason}\n").as_bytes());
-                hexdump(d, out);
-                out.push(b'\n');
-            }
+            Err(reason) => not_dns(d, &reason, out),
         },
         Format::Json => {
             let line = JsonLine {
@@ -229,6 +221,17 @@ pub fn render_with(d: &Datagram<'_>, format: Format, dns: bool, out: &mut Vec<u8
     }
 }
 
+/// A datagram shown as DNS that does not decode (SPEC §5): the same `;; PEER, LEN bytes`
+/// line as a message, the reason, and the bytes as hexdump rows; the run goes on.
+fn not_dns(d: &Datagram<'_>, reason: &str, out: &mut Vec<u8>) {
+    let mut head = String::new();
+    crate::wire::dns::write_peer_line(d.peer, d.len, d.rtt, &mut head);
+    out.extend_from_slice(head.as_bytes());
+    let _ = writeln!(out, ";; not a DNS message: {reason}");
+    hexdump_rows(d.payload, out);
+    out.push(b'\n');
+}
+
 fn hexdump(d: &Datagram<'_>, out: &mut Vec<u8>) {
     // Written straight into `out` (io::Write on a Vec cannot fail).
     let _ = write!(out, "{} {} bytes", d.peer, d.len);
@@ -239,7 +242,12 @@ fn hexdump(d: &Datagram<'_>, out: &mut Vec<u8>) {
         let _ = write!(out, " rtt {}", crate::base::units::HumanDuration(rtt));
     }
     out.push(b'\n');
-    for (row, chunk) in d.payload.chunks(16).enumerate() {
+    hexdump_rows(d.payload, out);
+}
+
+/// Offset / hex / ASCII rows of 16 bytes.
+fn hexdump_rows(payload: &[u8], out: &mut Vec<u8>) {
+    for (row, chunk) in payload.chunks(16).enumerate() {
         let _ = write!(out, "{:08x}  ", row * 16);
         for i in 0..16 {
             match chunk.get(i) {

@@ -66,9 +66,10 @@ pub fn parse_query(text: &str) -> Result<QuerySpec, String> {
         short: false,
     };
     let (mut have_type, mut have_class) = (false, false);
+    let mut edns = EdnsWords::default();
     for word in words {
         if let Some(flag) = word.strip_prefix('+') {
-            apply_flag(&mut spec, flag)?;
+            apply_flag(&mut spec, &mut edns, flag)?;
         } else if let (false, Ok(t)) = (have_type, parse_type(word)) {
             spec.record_type = t;
             have_type = true;
@@ -81,20 +82,33 @@ pub fn parse_query(text: &str) -> Result<QuerySpec, String> {
             ));
         }
     }
-    if spec.dnssec && spec.edns.is_none() {
-        return Err("+dnssec needs EDNS: it cannot go with +noedns".into());
-    }
+    // As dig does: +dnssec (the DO bit) and +bufsize=N bring the OPT record back whatever
+    // +noedns says, in any order (measured with dig 9.18: ARCOUNT 1, DO set).
+    spec.edns = if spec.dnssec || edns.bufsize.is_some() || !edns.off {
+        Some(edns.bufsize.unwrap_or(DEFAULT_BUFSIZE))
+    } else {
+        None
+    };
     Ok(spec)
 }
 
-fn apply_flag(spec: &mut QuerySpec, flag: &str) -> Result<(), String> {
+/// What the query's words said about EDNS, settled once all are read.
+#[derive(Default)]
+struct EdnsWords {
+    /// `+noedns` (and not `+edns` after it).
+    off: bool,
+    /// `+bufsize=N`.
+    bufsize: Option<u16>,
+}
+
+fn apply_flag(spec: &mut QuerySpec, edns: &mut EdnsWords, flag: &str) -> Result<(), String> {
     match flag.to_ascii_lowercase().as_str() {
         "norecurse" | "norec" => spec.recursion_desired = false,
         "recurse" | "rec" => spec.recursion_desired = true,
         "dnssec" => spec.dnssec = true,
         "nodnssec" => spec.dnssec = false,
-        "noedns" => spec.edns = None,
-        "edns" => spec.edns = Some(spec.edns.unwrap_or(DEFAULT_BUFSIZE)),
+        "noedns" => edns.off = true,
+        "edns" => edns.off = false,
         "cdflag" | "cd" => spec.checking_disabled = true,
         "nocdflag" | "nocd" => spec.checking_disabled = false,
         "short" => spec.short = true,
@@ -104,7 +118,7 @@ fn apply_flag(spec: &mut QuerySpec, flag: &str) -> Result<(), String> {
                 let size: u16 = n
                     .parse()
                     .map_err(|_| format!("+bufsize={n}: expected 0 to 65535"))?;
-                spec.edns = Some(size);
+                edns.bufsize = Some(size);
             }
             None => {
                 return Err(format!(
@@ -340,6 +354,16 @@ pub fn answer_text(msg: &Message) -> String {
         .join("\n")
 }
 
+/// The line every datagram shown as DNS starts with, decoded or not:
+/// `;; 127.0.0.1:53, 57 bytes` (`, rtt 104µs` for replies).
+pub fn write_peer_line(peer: SocketAddr, len: usize, rtt: Option<Duration>, out: &mut String) {
+    let _ = write!(out, ";; {peer}, {len} bytes");
+    if let Some(rtt) = rtt {
+        let _ = write!(out, ", rtt {}", crate::base::units::HumanDuration(rtt));
+    }
+    out.push('\n');
+}
+
 /// Append `msg` as dig shows a message, after a `;; PEER, LEN bytes` line (with the RTT
 /// for replies).
 pub fn write_dig(
@@ -349,11 +373,7 @@ pub fn write_dig(
     rtt: Option<Duration>,
     out: &mut String,
 ) {
-    let _ = write!(out, ";; {peer}, {len} bytes");
-    if let Some(rtt) = rtt {
-        let _ = write!(out, ", rtt {}", crate::base::units::human_duration(rtt));
-    }
-    out.push('\n');
+    write_peer_line(peer, len, rtt, out);
     let m = &msg.metadata;
     let _ = writeln!(
         out,
