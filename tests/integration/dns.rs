@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{peer, released_port, run, spawn_cmd, tool, Guard, Server};
 
+/// An SOA's data on the wire: ns1.example. hostmaster.example. 1 7200 3600 1209600 300.
+const SOA_RDATA: &str = "036e7331076578616d706c65000a686f73746d6173746572076578616d706c65000000000100001c2000000e10001275000000012c";
+
 /// dnsmasq on 127.0.0.1 with a few records of each type, answering NXDOMAIN for other
 /// names under `example`; killed by PID when the guard drops.
 pub fn dnsmasq() -> Option<(Guard, SocketAddr)> {
@@ -30,6 +33,15 @@ pub fn dnsmasq() -> Option<(Guard, SocketAddr)> {
                 "--txt-record=txt.example,hello world",
                 "--mx-host=mx.example,mail.example,10",
                 "--srv-host=_sip._udp.example,sip.example,5060,1,2",
+                // For the presentation-form comparison with dig: TXT with a quote, a
+                // backslash, a tab and two strings; CNAME, PTR, CAA; SOA and a type dgram
+                // has no name for, as raw data.
+                "--txt-record=quote.example,say \"hi\" \\back\tnow,second",
+                "--cname=alias.example,host.example",
+                "--ptr-record=3.2.1.10.in-addr.arpa,host.example",
+                "--caa-record=caa.example,0,issue,letsencrypt.org",
+                &format!("--dns-rr=soa.example,6,{SOA_RDATA}"),
+                "--dns-rr=odd.example,65280,01abcdef",
                 "--log-facility=/dev/null",
             ],
             None,
@@ -68,7 +80,7 @@ fn send_dns_gets_every_record_type_from_dnsmasq() {
     for (query, answer) in [
         ("test.example", "test.example.\t0\tIN\tA\t127.0.0.1"),
         ("host.example AAAA", "host.example.\t0\tIN\tAAAA\tfd00::3"),
-        ("txt.example TXT", "txt.example.\t0\tIN\tTXT\thello world"),
+        ("txt.example TXT", "txt.example.\t0\tIN\tTXT\t\"hello world\""),
         ("mx.example MX", "mx.example.\t0\tIN\tMX\t10 mail.example."),
         (
             "_sip._udp.example SRV",
@@ -851,4 +863,74 @@ fn the_specs_own_query_example_goes_out_with_its_opt_record() {
         "no OPT record with size 4096 and DO in {query:02x?}"
     );
     sender.finish().expect_code(1);
+}
+
+#[test]
+fn every_record_type_reads_as_dig_prints_it() {
+    // guards: TXT printed as `hello world` where dig prints `"hello world"` (so --expect
+    // '"hello world"' failed), and a type dgram has no name for as base64, not `\# LEN HEX`.
+    let Some((_dnsmasq, server)) = dnsmasq() else {
+        return;
+    };
+    if !tool("dns::every_record_type_reads_as_dig_prints_it", "dig") {
+        return;
+    }
+    let t = server.to_string();
+    let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (name, kind) in [
+        ("host.example", "A"),
+        ("host.example", "AAAA"),
+        ("txt.example", "TXT"),
+        ("quote.example", "TXT"),
+        ("mx.example", "MX"),
+        ("_sip._udp.example", "SRV"),
+        ("alias.example", "CNAME"),
+        ("3.2.1.10.in-addr.arpa", "PTR"),
+        ("soa.example", "SOA"),
+        ("caa.example", "CAA"),
+        ("odd.example", "TYPE65280"),
+    ] {
+        let dig = std::process::Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &server.port().to_string(),
+                "+noall",
+                "+answer",
+                "+tries=1",
+                "+time=2",
+                name,
+                kind,
+            ])
+            .output()
+            .unwrap();
+        let want: Vec<String> = String::from_utf8_lossy(&dig.stdout)
+            .lines()
+            .map(words)
+            .collect();
+        assert!(!want.is_empty(), "dig found no {name} {kind}");
+        let r = run(&["send", &t, "--dns", &format!("{name} {kind}")]);
+        r.expect_code(0);
+        let out = r.stdout_str();
+        let answer = out.split(";; ANSWER SECTION:\n").nth(1).unwrap_or_default();
+        let got: Vec<String> = answer
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .map(words)
+            .collect();
+        assert_eq!(got, want, "{name} {kind}");
+    }
+    // What dig shows is what --expect matches.
+    run(&[
+        "send",
+        &t,
+        "--dns",
+        "txt.example TXT",
+        "--expect",
+        "\"hello world\"",
+    ])
+    .expect_code(0);
+    run(&["send", &t, "--dns", "txt.example TXT +short"])
+        .expect_code(0)
+        .expect_stdout(b"\"hello world\"\n");
 }

@@ -314,9 +314,59 @@ fn flags(msg: &Message) -> Vec<&'static str> {
     .collect()
 }
 
-/// A record's data in presentation form: what `dig +short` prints of it.
+/// A record's data in presentation form, as dig prints it (RFC 1035 §5.1, RFC 3597):
+/// what `dig +short` prints of it. hickory's own text differs for TXT (strings unquoted,
+/// run together) and unknown types (base64); those are written here, the rest is
+/// hickory's.
 pub fn data_text(r: &Record) -> String {
-    r.data.to_string()
+    use hickory_proto::rr::RData;
+    match &r.data {
+        RData::TXT(txt) => {
+            let mut out = String::new();
+            for (i, s) in txt.txt_data.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                character_string(s, &mut out);
+            }
+            out
+        }
+        RData::Unknown { rdata, .. } => generic_data(&rdata.anything),
+        RData::NULL(rdata) => generic_data(&rdata.anything),
+        other => other.to_string(),
+    }
+}
+
+/// A `<character-string>` as dig writes one: in double quotes, `"` and `\` escaped, bytes
+/// outside printable ASCII as `\DDD` (three decimal digits).
+fn character_string(bytes: &[u8], out: &mut String) {
+    out.push('"');
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\{b:03}");
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// RFC 3597's generic form of data dgram has no type for: `\# LEN HEX` (upper-case hex,
+/// as dig), `\# 0` when empty.
+fn generic_data(bytes: &[u8]) -> String {
+    let mut out = format!("\\# {}", bytes.len());
+    if !bytes.is_empty() {
+        out.push(' ');
+        for b in bytes {
+            let _ = write!(out, "{b:02X}");
+        }
+    }
+    out
 }
 
 /// Each answer's data, one per line, as `dig +short` prints them.
@@ -458,7 +508,7 @@ impl From<&Record> for RecordJson {
             ttl: r.ttl,
             class: class_name(r.dns_class),
             record_type: type_name(r.record_type()),
-            data: r.data.to_string(),
+            data: data_text(r),
             cache_flush: r.mdns_cache_flush,
         }
     }
