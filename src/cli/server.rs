@@ -15,6 +15,14 @@ pub struct ListenArgs {
     pub server: ServerOpts,
     #[command(flatten)]
     pub respond: RespondOpts,
+    /// Send each line read from stdin as a datagram to the peer that sent the most
+    /// recent one, as nc -u -l (the default when stdin is a terminal)
+    #[arg(long, help_heading = "Two-way")]
+    pub stdin: bool,
+    /// Send stdin's lines to PEER (HOST:PORT), not to the peer that spoke last; implies
+    /// --stdin
+    #[arg(long, value_name = "PEER", help_heading = "Two-way")]
+    pub to: Option<String>,
 }
 
 // How listen's answer (--respond) is written: send's -x, --base64 and -e, with what
@@ -22,14 +30,14 @@ pub struct ListenArgs {
 #[derive(Debug, Args, Clone, Copy)]
 #[group(multiple = false)]
 pub struct AnswerEncodingOpts {
-    /// --respond's PAYLOAD is hex (whitespace and 0x ignored); what arrives prints as
-    /// --format says
+    /// --respond's PAYLOAD (and lines typed back to a peer) is hex (whitespace and 0x
+    /// ignored); what arrives prints as --format says
     #[arg(short = 'x', long)]
     pub hex: bool,
-    /// --respond's PAYLOAD (or --respond-file's content) is base64
+    /// --respond's PAYLOAD, --respond-file's content and typed lines are base64
     #[arg(long)]
     pub base64: bool,
-    /// --respond's PAYLOAD has escapes: \n \r \t \0 \\ \xHH
+    /// --respond's PAYLOAD and typed lines have escapes: \n \r \t \0 \\ \xHH
     #[arg(short = 'e', long)]
     pub escapes: bool,
 }

@@ -6,9 +6,11 @@ use std::rc::Rc;
 
 use crate::base::error::{usage, Ending};
 use crate::cli::{ListenArgs, RespondOpts};
+use crate::net::addr::parse_target;
 use crate::net::signal::Signals;
 use crate::netem::Impairment;
 use crate::serve::reply::{Answer, Responder, Settings};
+use crate::serve::talk::TalkConfig;
 use crate::serve::{self, Extras};
 use crate::wire::codec::decode;
 use crate::wire::payload::check_size;
@@ -36,10 +38,36 @@ pub fn settings(
     })
 }
 
+/// Two-way listen, as `nc -u -l`: stdin's lines go back to a peer with `--stdin` or
+/// `--to`, or by default when stdin is a terminal (a pipe is never read unasked).
+pub fn talk(args: &ListenArgs, stdin_is_terminal: bool) -> anyhow::Result<Option<TalkConfig>> {
+    if !(args.stdin || args.to.is_some() || stdin_is_terminal) {
+        return Ok(None);
+    }
+    let to = args
+        .to
+        .as_deref()
+        .map(|peer| parse_target(peer, args.server.family.family()))
+        .transpose()?;
+    Ok(Some(TalkConfig {
+        encoding: args.respond.encoding.common().encoding(),
+        to,
+    }))
+}
+
+/// Every refusal listen's flags decide on their own, with no socket opened.
+pub fn check(args: &ListenArgs) -> anyhow::Result<()> {
+    let talks = talk(args, false)?.is_some();
+    answer(&args.respond, talks)?;
+    super::local_address(&args.server).map(drop)
+}
+
 /// Run `dgram listen`.
 pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
+    use std::io::IsTerminal;
     let opts = &args.server;
-    let answer = answer(&args.respond)?;
+    let talk = talk(&args, std::io::stdin().is_terminal())?;
+    let answer = answer(&args.respond, talk.is_some())?;
     // A mock DNS server's requests are DNS by definition: shown decoded (SPEC §4).
     let dns = opts.receive.dns || matches!(answer, Some(Answer::Dns(_)));
     let bound = super::bind_server(opts, answer.is_some())?;
@@ -52,12 +80,16 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
         reply,
         ..Extras::default()
     };
-    serve::serve(bound, &super::serve_config(&opts.receive), signals, extras)
+    let config = serve::Config {
+        talk,
+        ..super::serve_config(&opts.receive)
+    };
+    serve::serve(bound, &config, signals, extras)
 }
 
 /// What `--respond`, `--respond-file`, `--dns-answer` and `--dns-zone` ask to answer with,
 /// checked before anything is bound.
-pub fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
+pub fn answer(opts: &RespondOpts, talks: bool) -> anyhow::Result<Option<Answer>> {
     let encoding = opts.encoding.common().encoding();
     let answer = if let Some(text) = &opts.respond {
         use std::os::unix::ffi::OsStrExt;
@@ -103,14 +135,14 @@ pub fn answer(opts: &RespondOpts) -> anyhow::Result<Option<Answer>> {
         ));
     }
     let encoded = opts.encoding.hex || opts.encoding.base64 || opts.encoding.escapes;
-    if answer.is_none() && (encoded || opts.safety.is_set()) {
+    if answer.is_none() && (opts.safety.is_set() || (encoded && !talks)) {
         return Err(usage!(
             "-x, --base64, -e and the safety flags apply to a responder: add --respond, --respond-file, --exec, --dns-answer or --dns-zone"
         ));
     }
-    if encoded && !matches!(answer, Some(Answer::Fixed(_))) {
+    if encoded && !talks && !matches!(answer, Some(Answer::Fixed(_))) {
         return Err(usage!(
-            "-x, --base64 and -e apply to --respond and --respond-file"
+            "-x, --base64 and -e apply to --respond, --respond-file and lines typed back (--stdin)"
         ));
     }
     Ok(answer)
@@ -161,7 +193,7 @@ mod tests {
     }
 
     fn answer_of(args: &[&str]) -> anyhow::Result<Option<Answer>> {
-        answer(&listen(args).respond)
+        answer(&listen(args).respond, false)
     }
 
     fn error(args: &[&str]) -> String {

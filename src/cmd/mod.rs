@@ -52,10 +52,7 @@ pub fn check(command: Command) -> anyhow::Result<()> {
             send::Config::from_args(args.send, no_terminals).map(drop)
         }
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join_plan(&args).map(drop),
-        Command::Listen(args) => {
-            listen::answer(&args.respond)?;
-            local_address(&args.server).map(drop)
-        }
+        Command::Listen(args) => listen::check(&args),
         Command::Echo(args) => echo::check(&args),
         Command::Relay(args) => {
             relay::plan(&args)?;
@@ -176,5 +173,6 @@ pub fn serve_config(opts: &ReceiveOpts) -> crate::serve::Config {
         json: opts.is_json(),
         stats_interval: opts.stats_interval,
         pcap: opts.pcap.clone(),
+        talk: None,
     }
 }

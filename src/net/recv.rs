@@ -66,12 +66,14 @@ pub trait Handler {
     fn tick(&mut self, _now: Instant) -> anyhow::Result<()> {
         Ok(())
     }
-    /// Another descriptor to wait on beside the socket (`--exec`'s finished jobs).
-    fn extra_fd(&self) -> Option<std::os::fd::RawFd> {
-        None
+    /// Other descriptors to wait on beside the socket (`--exec`'s finished jobs, stdin's
+    /// typed lines).
+    fn extra_fds(&self) -> [Option<std::os::fd::RawFd>; 2] {
+        [None, None]
     }
-    /// [`extra_fd`](Self::extra_fd) is readable.
-    fn extra_ready(&mut self) -> anyhow::Result<()> {
+    /// The extra descriptor `which` (its index in [`extra_fds`](Self::extra_fds)) is
+    /// readable.
+    fn extra_ready(&mut self, _which: usize) -> anyhow::Result<()> {
         Ok(())
     }
     /// An ICMP error the socket's error queue reported (a reply's destination said no).
@@ -212,13 +214,16 @@ impl Receiver {
             .into_iter()
             .flatten()
             .min();
+        let [a, b] = handler.extra_fds();
         let wake = signals
-            .wait_any([Some(self.fd), handler.extra_fd()], deadline)
+            .wait_any([Some(self.fd), a, b], deadline)
             .io_context(|| "failed to wait for datagrams".into())?;
         match wake {
-            WakeAny::Ready([_, extra]) => {
-                if extra {
-                    handler.extra_ready()?;
+            WakeAny::Ready([_, ready_a, ready_b]) => {
+                for (which, ready) in [ready_a, ready_b].into_iter().enumerate() {
+                    if ready {
+                        handler.extra_ready(which)?;
+                    }
                 }
                 Ok(None)
             }

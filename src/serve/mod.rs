@@ -10,6 +10,7 @@ pub mod policy;
 mod printer;
 pub mod reply;
 mod summary;
+pub mod talk;
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -46,6 +47,8 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// `--pcap`.
     pub pcap: Option<PathBuf>,
+    /// Two-way listen: lines typed on stdin go back to a peer.
+    pub talk: Option<talk::TalkConfig>,
 }
 
 /// Work on the socket before the announcement (joining groups); returns lines for stderr

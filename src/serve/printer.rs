@@ -17,6 +17,7 @@ use crate::net::sys::{ErrorReport, RecvMeta};
 use crate::report::output::{Datagram, Output};
 use crate::serve::exec::{ExecPool, Job, Outcome};
 use crate::serve::reply::{Admit, Replier, Settings};
+use crate::serve::talk::Talk;
 use crate::serve::Config;
 use crate::wire::pcap::{PcapWriter, Record};
 use crate::wire::seq::{self, Accounting};
@@ -44,6 +45,10 @@ pub(crate) struct Printer {
     pub(crate) pcap: Option<(PcapWriter, SocketAddr)>,
     /// With --stats-interval: the next report, and the counters at the last one.
     pub(crate) interval: Option<Interval>,
+    /// Lines typed back to a peer (two-way listen).
+    pub(crate) talk: Option<Talk>,
+    /// The socket, for the typed lines.
+    pub(crate) fd: RawFd,
 }
 
 /// `--stats-interval`: a line every `every`, about the datagrams since the last one.
@@ -71,21 +76,11 @@ impl Handler for Printer {
         }
         self.received += 1;
         self.bytes += meta.len as u64;
+        if let Some(talk) = &mut self.talk {
+            talk.heard(meta.peer);
+        }
         if meta.captured < meta.len {
-            self.truncated += 1;
-            if self.truncated <= TRUNCATION_WARNINGS {
-                warn!(
-                    "truncated datagram from {}: {} bytes, kept {} (raise --max-size){}",
-                    meta.peer,
-                    meta.len,
-                    meta.captured,
-                    if self.truncated == TRUNCATION_WARNINGS {
-                        "; further truncations are only counted (--stats)"
-                    } else {
-                        ""
-                    }
-                );
-            }
+            self.note_truncated(&meta);
         }
         if let Some(seq) = &mut self.seq {
             seq.record(meta.peer, payload, seq::now_ns());
@@ -114,29 +109,7 @@ impl Handler for Printer {
                 leg: None,
             })?;
         }
-        let Some(replier) = &mut self.replier else {
-            return Ok(true);
-        };
-        let now = Instant::now();
-        match replier.admit(&meta, now) {
-            Admit::Yes => match &mut self.exec {
-                Some(pool) => {
-                    let job = Job {
-                        meta,
-                        payload: payload.to_vec(),
-                        local: self.local,
-                    };
-                    if !pool.submit(job) {
-                        trace!(peer = %meta.peer, "--exec queue full: dropped");
-                    }
-                }
-                None => replier.reply(&meta, payload, now),
-            },
-            // Not counted toward --count: only what passed the filters and the policy.
-            Admit::Refused(_) => return Ok(replier.count_refused),
-            Admit::Limited => {}
-        }
-        Ok(true)
+        Ok(self.answer(meta, payload))
     }
 
     fn batch_end(&mut self) -> anyhow::Result<()> {
@@ -155,12 +128,22 @@ impl Handler for Printer {
         }
     }
 
-    fn extra_fd(&self) -> Option<RawFd> {
-        self.exec.as_ref().map(ExecPool::fd)
+    fn extra_fds(&self) -> [Option<RawFd>; 2] {
+        [
+            self.exec.as_ref().map(ExecPool::fd),
+            self.talk.as_ref().and_then(Talk::fd),
+        ]
     }
 
-    fn extra_ready(&mut self) -> anyhow::Result<()> {
-        self.exec_replies();
+    fn extra_ready(&mut self, which: usize) -> anyhow::Result<()> {
+        match which {
+            0 => self.exec_replies(),
+            _ => {
+                if let Some(talk) = &mut self.talk {
+                    talk.readable(self.fd, self.local.is_ipv6());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -218,6 +201,52 @@ impl Handler for Printer {
 }
 
 impl Printer {
+    /// A datagram the kernel cut to `--max-size`: counted, and the first few said.
+    fn note_truncated(&mut self, meta: &RecvMeta) {
+        self.truncated += 1;
+        if self.truncated <= TRUNCATION_WARNINGS {
+            warn!(
+                "truncated datagram from {}: {} bytes, kept {} (raise --max-size){}",
+                meta.peer,
+                meta.len,
+                meta.captured,
+                if self.truncated == TRUNCATION_WARNINGS {
+                    "; further truncations are only counted (--stats)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+
+    /// Answer an admitted datagram, directly or through the `--exec` workers; returns
+    /// whether it counts toward `--count` (a refused one does for listen, not for echo).
+    fn answer(&mut self, meta: RecvMeta, payload: &[u8]) -> bool {
+        let Some(replier) = &mut self.replier else {
+            return true;
+        };
+        let now = Instant::now();
+        match replier.admit(&meta, now) {
+            Admit::Yes => match &mut self.exec {
+                Some(pool) => {
+                    let job = Job {
+                        meta,
+                        payload: payload.to_vec(),
+                        local: self.local,
+                    };
+                    if !pool.submit(job) {
+                        trace!(peer = %meta.peer, "--exec queue full: dropped");
+                    }
+                }
+                None => replier.reply(&meta, payload, now),
+            },
+            // Not counted toward --count: only what passed the filters and the policy.
+            Admit::Refused(_) => return replier.count_refused,
+            Admit::Limited => {}
+        }
+        true
+    }
+
     /// Everything a server works with, made before it announces itself: stdout's writer,
     /// the `--exec` workers, the `--pcap` file and the replier. Ready means ready, and a
     /// failure here is never preceded by a `listening on` line.
@@ -271,6 +300,8 @@ impl Printer {
             seq: config.stats.then(Accounting::default),
             pcap,
             interval,
+            talk: config.talk.map(Talk::new),
+            fd,
         })
     }
 

@@ -80,7 +80,10 @@ fn send_dns_gets_every_record_type_from_dnsmasq() {
     for (query, answer) in [
         ("test.example", "test.example.\t0\tIN\tA\t127.0.0.1"),
         ("host.example AAAA", "host.example.\t0\tIN\tAAAA\tfd00::3"),
-        ("txt.example TXT", "txt.example.\t0\tIN\tTXT\t\"hello world\""),
+        (
+            "txt.example TXT",
+            "txt.example.\t0\tIN\tTXT\t\"hello world\"",
+        ),
         ("mx.example MX", "mx.example.\t0\tIN\tMX\t10 mail.example."),
         (
             "_sip._udp.example SRV",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{peer, run, Server};
+use crate::harness::{arrives_within, peer, run, Server};
 
 fn send_from(ip: &str, to: &Server, payload: &[u8]) {
     peer(ip).send_to(payload, to.addr).unwrap();
@@ -591,4 +591,108 @@ fn text_shows_invisible_and_direction_changing_characters_escaped() {
     let r = s.finish();
     r.expect_code(0)
         .expect_stdout("pay \\u{202e}321 \\u{200b}now\n".as_bytes());
+}
+
+/// `dgram listen ARGS` with stdin a pipe the test writes to, announced.
+fn listen_with_stdin(args: &[&str]) -> (crate::harness::Guard, std::net::SocketAddr) {
+    let guard = crate::harness::spawn(args, None);
+    let addr = guard.announced();
+    (guard, addr)
+}
+
+fn type_line(guard: &mut crate::harness::Guard, line: &str) {
+    use std::io::Write;
+    let stdin = guard.child.stdin.as_mut().expect("stdin is a pipe");
+    stdin.write_all(line.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+}
+
+#[test]
+fn two_way_listen_types_back_to_the_peer_that_spoke_last() {
+    // guards: listen only received; nc -u -l lets a person type back.
+    let (mut g, addr) = listen_with_stdin(&["listen", "0", "--stdin", "-f", "line"]);
+    // A line before any peer is not sent, and says so.
+    type_line(&mut g, "too early\n");
+    g.wait_stderr("line 1 not sent: no peer yet");
+    let a = peer("127.0.0.1");
+    a.send_to(b"hi from a", addr).unwrap();
+    g.wait_stdout("a's datagram", |o| o.ends_with(b"hi from a\n"));
+    type_line(&mut g, "back to a\n");
+    assert_eq!(crate::harness::recv(&a), (b"back to a".to_vec(), addr));
+    g.wait_stderr(&format!("replying to {}", a.local_addr().unwrap()));
+    // The most recent peer gets the next line, announced once.
+    let b = peer("127.0.0.2");
+    b.send_to(b"hi from b", addr).unwrap();
+    g.wait_stdout("b's datagram", |o| o.ends_with(b"hi from b\n"));
+    type_line(&mut g, "to b\nand again\n");
+    assert_eq!(crate::harness::recv(&b).0, b"to b");
+    assert_eq!(crate::harness::recv(&b).0, b"and again");
+    assert!(!arrives_within(&a, Duration::from_millis(50)), "a is not b");
+    // End of stdin stops reading, not listening.
+    g.close_stdin();
+    a.send_to(b"still here", addr).unwrap();
+    g.wait_stdout("after stdin ended", |o| o.ends_with(b"still here\n"));
+    g.signal(libc::SIGTERM);
+    let r = g.finish();
+    r.expect_code(143);
+    assert_eq!(r.stderr.matches("replying to ").count(), 2, "{}", r.stderr);
+}
+
+#[test]
+fn to_fixes_the_destination_and_filtered_peers_are_never_one() {
+    let fixed = peer("127.0.0.3");
+    let to = fixed.local_addr().unwrap().to_string();
+    let (mut g, addr) =
+        listen_with_stdin(&["listen", "0", "--to", &to, "-x", "--deny", "127.0.0.2"]);
+    // --to implies --stdin; -x applies to the typed lines; no peer is needed first.
+    type_line(&mut g, "6869\n");
+    assert_eq!(crate::harness::recv(&fixed).0, b"hi");
+    let (mut g2, addr2) = listen_with_stdin(&["listen", "0", "--stdin", "--deny", "127.0.0.2"]);
+    let ok = peer("127.0.0.1");
+    ok.send_to(b"allowed", addr2).unwrap();
+    let denied = peer("127.0.0.2");
+    g2.wait_stdout("the allowed datagram", |o| o.ends_with(b"allowed"));
+    denied.send_to(b"denied", addr2).unwrap();
+    // Sent after the denied one arrived: still to the allowed peer.
+    denied.send_to(b"denied again", addr2).unwrap();
+    ok.send_to(b"x", addr2).unwrap();
+    g2.wait_stdout("the second allowed datagram", |o| o.ends_with(b"allowedx"));
+    type_line(&mut g2, "reply\n");
+    assert_eq!(crate::harness::recv(&ok).0, b"reply");
+    assert!(!arrives_within(&denied, Duration::from_millis(50)));
+    drop((g, addr, g2));
+}
+
+#[test]
+fn a_piped_stdin_is_never_read_without_stdin() {
+    let (mut g, addr) = listen_with_stdin(&["listen", "0", "-f", "line"]);
+    let a = peer("127.0.0.1");
+    a.send_to(b"hello", addr).unwrap();
+    g.wait_stdout("the datagram", |o| o.ends_with(b"hello\n"));
+    type_line(&mut g, "not for anyone\n");
+    assert!(
+        !arrives_within(&a, Duration::from_millis(200)),
+        "stdin was read"
+    );
+}
+
+#[test]
+fn on_a_terminal_listen_talks_back_by_default() {
+    use std::process::{Command, Stdio};
+    let (master, slave) = crate::harness::pty();
+    let child = Command::new(crate::harness::bin())
+        .args(["listen", "0"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = crate::harness::Guard::adopt(child, "dgram listen 0 (terminal)".into());
+    let addr = guard.announced();
+    let a = peer("127.0.0.1");
+    a.send_to(b"ping", addr).unwrap();
+    crate::harness::read_pty_until(&master, |s| s.contains("ping\n"));
+    std::io::Write::write_all(&mut &master, b"pong\n").unwrap();
+    assert_eq!(crate::harness::recv(&a).0, b"pong");
+    drop(guard);
 }
