@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked --quiet cargo-fuzz
-for t in addr payload cli dns capture; do
+for t in addr payload cli dns capture framing; do
   mkdir -p "corpus/$t"
   RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -max_len=256 2>&1 \
     | grep -E "^Done|ERROR|SUMMARY|panicked" || true

@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod codec;
 pub mod dns;
+pub mod framing;
 pub mod payload;
 pub mod pcap;
 pub mod seq;
