@@ -6,4 +6,5 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod source;
+pub mod tcp;
 pub mod transmit;

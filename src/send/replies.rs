@@ -102,12 +102,18 @@ impl Matcher<'_> {
                     debug!("reply from {} answers nothing outstanding", peer);
                     return None;
                 }
-                match dns {
-                    Some(want) => {
-                        if !check_dns(want, expect, payload, &peer, self.counts) {
-                            return None;
-                        }
+                match dns
+                    .as_ref()
+                    .map(|want| check_dns(want, expect, payload, &peer, self.counts))
+                {
+                    Some(DnsCheck::Stray) => return None,
+                    Some(DnsCheck::Truncated) => {
+                        // Answered, but to be asked again over TCP: not printed here.
+                        self.outstanding.take();
+                        self.counts.tcp_retry = true;
+                        return None;
                     }
+                    Some(DnsCheck::Answer) => {}
                     None => check_expect(expect, payload, &peer, self.counts),
                 }
                 let sent_at = self.outstanding.take().map(|o| o.sent_at);
@@ -152,16 +158,28 @@ fn check_expect(expect: &Option<Vec<u8>>, reply: &[u8], peer: &SocketAddr, count
     }
 }
 
+/// What a `--dns` reply is to the query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsCheck {
+    /// Not its answer (another ID or question, or not DNS): counted stray, ignored.
+    Stray,
+    /// Its answer, judged (RCODE, `--expect`).
+    Answer,
+    /// Its answer, truncated (TC): to be asked again over TCP, not judged.
+    Truncated,
+}
+
 /// `--dns`: whether `reply` answers the query (another ID or question, or garbage, is
-/// counted stray and ignored: a late answer to an earlier try, a spoof), then its RCODE
-/// and `--expect` against the answer section in presentation form.
-fn check_dns(
+/// counted stray and ignored: a late answer to an earlier try, a spoof), whether it came
+/// truncated, then its RCODE and `--expect` against the answer section in presentation
+/// form.
+pub fn check_dns(
     want: &DnsReply,
     expect: &Option<Vec<u8>>,
     reply: &[u8],
     peer: &SocketAddr,
     counts: &mut Counts,
-) -> bool {
+) -> DnsCheck {
     let msg = match crate::wire::dns::decode(reply) {
         Ok(msg) if crate::wire::dns::is_reply_to(&msg, want.id, &want.question) => msg,
         Ok(msg) => {
@@ -170,14 +188,17 @@ fn check_dns(
                 "reply from {peer} (id {}) is not the answer to query {}",
                 msg.metadata.id, want.id
             );
-            return false;
+            return DnsCheck::Stray;
         }
         Err(reason) => {
             counts.stray += 1;
             debug!("reply from {peer} is not a DNS message: {reason}");
-            return false;
+            return DnsCheck::Stray;
         }
     };
+    if msg.metadata.truncation && want.fallback {
+        return DnsCheck::Truncated;
+    }
     let rcode = crate::wire::dns::rcode(&msg);
     counts.wrong_rcode = want.rcode.filter(|&w| w != rcode).map(|_| rcode);
     if counts.wrong_rcode.is_some() {
@@ -197,5 +218,5 @@ fn check_dns(
                 .get_or_insert_with(|| Mismatch::new(answers.as_bytes(), reply.len(), *peer, true));
         }
     }
-    true
+    DnsCheck::Answer
 }

@@ -75,6 +75,10 @@ pub struct DnsReply {
     pub rcode: Option<u16>,
     /// `+short`: the answer shows as `dig +short` prints it.
     pub short: bool,
+    /// `+tcp`: the query goes over TCP from the start.
+    pub tcp: bool,
+    /// A truncated UDP answer is asked again over TCP (not with `+ignore`).
+    pub fallback: bool,
 }
 
 /// A send, fully decided.
@@ -136,6 +140,8 @@ pub struct Counts {
     pub mismatched: u64,
     /// The first reply without the `--expect` pattern, for the one line that says so.
     pub first_mismatch: Option<Mismatch>,
+    /// `--dns`: the UDP answer came truncated (TC); it is asked again over TCP.
+    pub tcp_retry: bool,
     /// Replies that answered nothing outstanding (late, or a second answer), or, with
     /// `--dns`, not the query asked (another ID or question, or not DNS at all).
     pub stray: u64,

@@ -6,6 +6,14 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{peer, released_port, run, spawn_cmd, tool, Guard, Server};
 
+/// Thirty strings of 43 bytes: a TXT answer of about 1,300 bytes.
+fn big_txt() -> String {
+    (0..30)
+        .map(|i| format!("record-number-{i:02}-with-some-padding-to-grow"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// An SOA's data on the wire: ns1.example. hostmaster.example. 1 7200 3600 1209600 300.
 const SOA_RDATA: &str = "036e7331076578616d706c65000a686f73746d6173746572076578616d706c65000000000100001c2000000e10001275000000012c";
 
@@ -42,6 +50,8 @@ pub fn dnsmasq() -> Option<(Guard, SocketAddr)> {
                 "--caa-record=caa.example,0,issue,letsencrypt.org",
                 &format!("--dns-rr=soa.example,6,{SOA_RDATA}"),
                 "--dns-rr=odd.example,65280,01abcdef",
+                // An answer too big for 512 bytes: truncated over UDP without EDNS.
+                &format!("--txt-record=big.example,{}", big_txt()),
                 "--log-facility=/dev/null",
             ],
             None,
@@ -734,7 +744,8 @@ fn retries_resend_the_same_query_and_a_truncated_answer_is_shown_as_one() {
         &rx,
         Duration::from_millis(50)
     ));
-    // An answer with TC set: shown as truncated, and still the reply (exit 0).
+    // An answer with TC set, with +ignore: shown as truncated, and still the reply (exit
+    // 0). Without +ignore it is asked again over TCP (tested with dnsmasq below).
     for format in ["dns", "json"] {
         let server = peer("127.0.0.1");
         let t = server.local_addr().unwrap().to_string();
@@ -745,7 +756,7 @@ fn retries_resend_the_same_query_and_a_truncated_answer_is_shown_as_one() {
             reply[2] |= 0x80 | 0x02; // QR, TC
             server.send_to(&reply, from).unwrap();
         });
-        let r = run(&["send", &t, "--dns", "example.com TXT", "-f", format]);
+        let r = run(&["send", &t, "--dns", "example.com TXT +ignore", "-f", format]);
         answers.join().unwrap();
         r.expect_code(0);
         let out = r.stdout_str();
@@ -936,4 +947,78 @@ fn every_record_type_reads_as_dig_prints_it() {
     run(&["send", &t, "--dns", "txt.example TXT +short"])
         .expect_code(0)
         .expect_stdout(b"\"hello world\"\n");
+}
+
+#[test]
+fn dns_over_tcp_from_the_start_after_a_truncated_answer_and_when_it_fails() {
+    // guards: a TC answer ended there, and +tcp did not exist (SPEC §4 send, §10).
+    let Some((_dnsmasq, server)) = dnsmasq() else {
+        return;
+    };
+    let t = server.to_string();
+    let r = run(&[
+        "send",
+        &t,
+        "--dns",
+        "test.example +tcp",
+        "--expect",
+        "A 127.0.0.1",
+    ]);
+    r.expect_code(0);
+    assert!(
+        r.stdout_str()
+            .contains("test.example.\t0\tIN\tA\t127.0.0.1"),
+        "{}",
+        r.stdout_str()
+    );
+    // Truncated over UDP: said on stderr, asked again over TCP, the whole answer shown.
+    let r = run(&[
+        "send",
+        &t,
+        "--dns",
+        "big.example TXT +noedns",
+        "--expect",
+        "record-number-29",
+    ]);
+    r.expect_code(0)
+        .expect_stderr(";; Truncated, retrying in TCP mode.");
+    let out = r.stdout_str();
+    assert_eq!(
+        out.matches(";; ->>HEADER<<-").count(),
+        1,
+        "only the TCP answer: {out}"
+    );
+    assert!(!out.contains(" tc "), "{out}");
+    assert!(
+        out.contains("\"record-number-29-with-some-padding-to-grow\""),
+        "{out}"
+    );
+    // +ignore keeps the truncated UDP answer, as dig's.
+    let r = run(&["send", &t, "--dns", "big.example TXT +noedns +ignore"]);
+    r.expect_code(0);
+    assert!(
+        r.stdout_str().contains("flags: qr aa tc"),
+        "{}",
+        r.stdout_str()
+    );
+    assert!(!r.stderr.contains("retrying in TCP"), "{}", r.stderr);
+    // Nothing on TCP: refused, exit 3 naming the address; a listener that never
+    // answers: exit 1 after the timeout.
+    let udp_only = Server::start(&["listen", "0"]);
+    run(&[
+        "send",
+        &udp_only.addr.to_string(),
+        "--dns",
+        "x.example +tcp",
+    ])
+    .expect_code(3)
+    .expect_stderr(&format!(
+        "connection refused: nothing is listening on tcp://{}",
+        udp_only.addr
+    ));
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = silent.local_addr().unwrap().to_string();
+    run(&["send", &at, "--dns", "x.example +tcp", "-w", "200ms"])
+        .expect_code(1)
+        .expect_stderr(&format!("no TCP answer from tcp://{at} within 200ms"));
 }

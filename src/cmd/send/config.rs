@@ -169,6 +169,8 @@ fn dns_query(args: &SendArgs) -> anyhow::Result<Option<(Vec<u8>, DnsReply)>> {
             question,
             rcode,
             short: spec.short,
+            tcp: spec.tcp,
+            fallback: !spec.ignore,
         },
     )))
 }

@@ -35,6 +35,37 @@ pub fn run_to_group(args: SendArgs, signals: &Signals, group: GroupSend) -> anyh
     run_inner(args, signals, Some(group))
 }
 
+/// `--stats`: the summary, with the ICMP error that ended the run in detail.
+fn stats(
+    config: &Config,
+    counts: &Counts,
+    start: Instant,
+    source: &Source,
+    result: &anyhow::Result<Ending>,
+) {
+    let icmp = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<crate::net::icmp::IcmpError>())
+        .map(|e| e.report);
+    report::print_stats(
+        &config.plan,
+        report::Shown {
+            json: config.format == Format::Json,
+            histogram: config.histogram,
+        },
+        counts,
+        start.elapsed(),
+        source.replay_counts(),
+        icmp,
+    );
+}
+
+/// `--dns '... +tcp'`: the query goes over TCP from the start.
+fn asks_over_tcp(plan: &crate::send::run::Plan) -> bool {
+    matches!(&plan.replies, Replies::Each { dns: Some(d), .. } if d.tcp)
+}
+
 /// The socket to send from: bound, set up for a group, blocking for sends, and connected
 /// to the target unless collecting replies from anyone.
 fn open_socket(config: &Config, group: Option<GroupSend>) -> anyhow::Result<UdpSocket> {
@@ -93,33 +124,37 @@ fn run_inner(
     let mut counts = Counts::default();
     let mut output = Output::stdout(config.format)?.with_dns(config.dns);
     let input = (config.payload == Payload::Lines).then_some(libc::STDIN_FILENO);
-    let result = crate::send::run::run(
-        &config.plan,
-        &socket,
-        &mut source,
-        input,
-        signals,
-        &mut output,
-        &mut counts,
-    );
+    let query = match &config.payload {
+        Payload::Message(bytes) => bytes.as_slice(),
+        _ => &[],
+    };
+    let result = if asks_over_tcp(&config.plan) {
+        crate::send::tcp::ask(&config.plan, query, &mut output, &mut counts).map(|()| Ending::Done)
+    } else {
+        match crate::send::run::run(
+            &config.plan,
+            &socket,
+            &mut source,
+            input,
+            signals,
+            &mut output,
+            &mut counts,
+        ) {
+            // As dig: the truncated UDP answer is not shown, the TCP one is.
+            Ok(Ending::Done) if counts.tcp_retry => {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    b";; Truncated, retrying in TCP mode.\n",
+                );
+                crate::send::tcp::ask(&config.plan, query, &mut output, &mut counts)
+                    .map(|()| Ending::Done)
+            }
+            other => other,
+        }
+    };
     let flushed = output.flush();
     if config.stats {
-        let icmp = result
-            .as_ref()
-            .err()
-            .and_then(|e| e.downcast_ref::<crate::net::icmp::IcmpError>())
-            .map(|e| e.report);
-        report::print_stats(
-            &config.plan,
-            report::Shown {
-                json: config.format == Format::Json,
-                histogram: config.histogram,
-            },
-            &counts,
-            start.elapsed(),
-            source.replay_counts(),
-            icmp,
-        );
+        stats(&config, &counts, start, &source, &result);
     }
     let ending = result?;
     flushed?;

@@ -34,6 +34,10 @@ pub struct QuerySpec {
     pub checking_disabled: bool,
     /// `+short`: show only each answer's data, one per line, as `dig +short`.
     pub short: bool,
+    /// `+tcp` (`+vc`): ask over TCP from the start.
+    pub tcp: bool,
+    /// `+ignore`: keep a truncated UDP answer instead of retrying over TCP.
+    pub ignore: bool,
 }
 
 /// Parse `NAME [TYPE] [CLASS] [+FLAG]...` (`example.com AAAA`, `_sip._udp.example.com SRV`,
@@ -64,6 +68,8 @@ pub fn parse_query(text: &str) -> Result<QuerySpec, String> {
         dnssec: false,
         checking_disabled: false,
         short: false,
+        tcp: false,
+        ignore: false,
     };
     let (mut have_type, mut have_class) = (false, false);
     let mut edns = EdnsWords::default();
@@ -113,6 +119,11 @@ fn apply_flag(spec: &mut QuerySpec, edns: &mut EdnsWords, flag: &str) -> Result<
         "nocdflag" | "nocd" => spec.checking_disabled = false,
         "short" => spec.short = true,
         "noshort" => spec.short = false,
+        "tcp" | "vc" => spec.tcp = true,
+        // dig's +notcp only means "start with UDP".
+        "notcp" | "novc" => spec.tcp = false,
+        "ignore" => spec.ignore = true,
+        "noignore" => spec.ignore = false,
         other => match other.strip_prefix("bufsize=") {
             Some(n) => {
                 let size: u16 = n
@@ -122,7 +133,7 @@ fn apply_flag(spec: &mut QuerySpec, edns: &mut EdnsWords, flag: &str) -> Result<
             }
             None => {
                 return Err(format!(
-                "unknown flag '+{flag}' (known: +norecurse, +dnssec, +bufsize=N, +noedns, +cdflag, +short)"
+                "unknown flag '+{flag}' (known: +norecurse, +dnssec, +bufsize=N, +noedns, +cdflag, +short, +tcp, +ignore)"
             ))
             }
         },
