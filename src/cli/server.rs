@@ -95,6 +95,10 @@ pub struct RespondOpts {
         help_heading = "Responder"
     )]
     pub dns_zone: Option<PathBuf>,
+    /// A mock DNS server answers over TCP too, on the same address and port (whole
+    /// answers, for a client's TC fallback); --no-tcp: UDP only
+    #[arg(long, help_heading = "Responder")]
+    pub no_tcp: bool,
     #[command(flatten, next_help_heading = "Responder")]
     pub encoding: AnswerEncodingOpts,
     #[command(flatten)]

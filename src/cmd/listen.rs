@@ -4,10 +4,11 @@
 
 use std::rc::Rc;
 
-use crate::base::error::{usage, Ending};
-use crate::cli::{ListenArgs, RespondOpts};
+use crate::base::error::{usage, Ending, IoContext};
+use crate::cli::{ListenArgs, RespondOpts, ServerOpts};
 use crate::net::addr::parse_target;
 use crate::net::signal::Signals;
+use crate::net::socket::Bound;
 use crate::netem::Impairment;
 use crate::serve::reply::{Answer, Responder, Settings};
 use crate::serve::talk::TalkConfig;
@@ -70,14 +71,30 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let answer = answer(&args.respond, talk.is_some())?;
     // A mock DNS server's requests are DNS by definition: shown decoded (SPEC §4).
     let dns = opts.receive.dns || matches!(answer, Some(Answer::Dns(_)));
-    let bound = super::bind_server(opts, answer.is_some())?;
+    let (bound, tcp) = match &answer {
+        Some(Answer::Dns(zone)) if !args.respond.no_tcp => {
+            let (bound, listener) = bind_udp_and_tcp(opts)?;
+            let at = listener.local_addr()?;
+            crate::serve::dns_tcp::serve_in_background(listener, zone.clone())
+                .io_context(|| "failed to start answering over TCP".into())?;
+            (bound, Some(at))
+        }
+        _ => (super::bind_server(opts, answer.is_some())?, None),
+    };
     let local = bound.socket.local_addr()?;
+    let also_tcp = |_: &std::net::UdpSocket| {
+        Ok(tcp
+            .map(|at| format!("also on tcp {}", crate::net::addr::normalize(at)))
+            .into_iter()
+            .collect())
+    };
     let reply = answer
         .map(|answer| settings(&args, answer, local))
         .transpose()?;
     let extras = Extras {
         format: Some((opts.receive.printed(dns), dns)),
         reply,
+        before_receive: Some(&also_tcp),
         ..Extras::default()
     };
     let config = serve::Config {
@@ -85,6 +102,31 @@ pub fn run(args: ListenArgs, signals: &Signals) -> anyhow::Result<Ending> {
         ..super::serve_config(&opts.receive)
     };
     serve::serve(bound, &config, signals, extras)
+}
+
+/// A mock DNS server's UDP socket and a TCP listener on the same address and port. On
+/// port 0 the kernel picks the UDP port, and that number is tried for TCP: taken, the
+/// pair is tried again (SPEC §4: the same number for both).
+fn bind_udp_and_tcp(opts: &ServerOpts) -> anyhow::Result<(Bound, std::net::TcpListener)> {
+    let any_port = super::local_address(opts)?.port() == 0;
+    let mut tries = 0;
+    loop {
+        let bound = super::bind_server(opts, true)?;
+        let local = bound.socket.local_addr()?;
+        match std::net::TcpListener::bind(local) {
+            Ok(listener) => return Ok((bound, listener)),
+            Err(e) if any_port && e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                tries += 1;
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(crate::base::error::IoError(e)).context(format!(
+                        "failed to bind TCP to {local} (--no-tcp: UDP only)"
+                    )),
+                )
+            }
+        }
+    }
 }
 
 /// What `--respond`, `--respond-file`, `--dns-answer` and `--dns-zone` ask to answer with,
@@ -127,6 +169,11 @@ pub fn answer(opts: &RespondOpts, talks: bool) -> anyhow::Result<Option<Answer>>
     } else {
         None
     };
+    if opts.no_tcp && answer.as_ref().is_none_or(|a| !matches!(a, Answer::Dns(_))) {
+        return Err(usage!(
+            "--no-tcp applies to a mock DNS server: add --dns-answer or --dns-zone"
+        ));
+    }
     let exec_flags =
         opts.exec_timeout.is_some() || opts.exec_jobs.is_some() || opts.exec_queue.is_some();
     if exec_flags && opts.exec.is_none() {

@@ -4,6 +4,7 @@
 //! mapping. Takes a plain [`Config`]: the command layer builds it from the flags. Uses
 //! `report`, `wire`, `netem`, `net` and `base`.
 
+pub mod dns_tcp;
 pub mod exec;
 pub mod limiter;
 pub mod policy;

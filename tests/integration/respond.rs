@@ -433,3 +433,56 @@ fn a_mock_dns_server_shows_the_requests_decoded_by_default() {
     let v: serde_json::Value = serde_json::from_str(r.stdout_str().trim()).unwrap();
     assert_eq!(v["dns"]["question"][0]["name"], "db.test.", "{v}");
 }
+
+#[test]
+fn a_mock_dns_server_answers_over_tcp_on_the_same_port() {
+    // guards: a client's TC fallback had nowhere to go (SPEC §4: the mock server answers
+    // over TCP too, whole answers, never TC; --no-tcp turns it off).
+    let mut args = vec![
+        "listen".to_string(),
+        "0".into(),
+        "--dns-answer".into(),
+        "db.test A 127.0.0.1".into(),
+    ];
+    for i in 0..40 {
+        args.push("--dns-answer".into());
+        args.push(format!(
+            "big.example TXT record-number-{i:02}-with-some-padding"
+        ));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Server::start(&argv);
+    s.guard.wait_stderr(&format!("also on tcp {}", s.addr));
+    let t = s.addr.to_string();
+    run(&["send", &t, "--dns", "db.test +tcp +short"])
+        .expect_code(0)
+        .expect_stdout(b"127.0.0.1\n");
+    // Too big for UDP without EDNS: truncated there, whole over TCP.
+    let r = run(&["send", &t, "--dns", "big.example TXT +noedns"]);
+    r.expect_code(0)
+        .expect_stderr(";; Truncated, retrying in TCP mode.");
+    assert_eq!(
+        r.stdout_str().matches("record-number-").count(),
+        40,
+        "{}",
+        r.stdout_str()
+    );
+    if tool("respond::a_mock_dns_server_answers_over_tcp", "dig") {
+        let out = dig(s.addr.port(), &["db.test", "+tcp", "+short"]);
+        assert_eq!(out.trim(), "127.0.0.1");
+    }
+    drop(s);
+    let s = Server::start(&[
+        "listen",
+        "0",
+        "--dns-answer",
+        "db.test A 127.0.0.1",
+        "--no-tcp",
+    ]);
+    run(&["send", &s.addr.to_string(), "--dns", "db.test +tcp"])
+        .expect_code(3)
+        .expect_stderr("connection refused: nothing is listening on tcp://");
+    run(&["listen", "0", "--no-tcp"])
+        .expect_code(2)
+        .expect_stderr("--no-tcp applies to a mock DNS server");
+}

@@ -79,9 +79,20 @@ impl Zone {
         self.records.is_empty()
     }
 
-    /// The reply to `request`, or `None` when not even its header decodes (or it is a
-    /// response itself: a server never answers an answer).
+    /// The reply to `request` over UDP, cut to fit the requester's size with TC set, or
+    /// `None` when not even its header decodes (or it is a response itself: a server
+    /// never answers an answer).
     pub fn answer(&self, request: &[u8]) -> Option<Vec<u8>> {
+        self.reply(request, false)
+    }
+
+    /// As [`answer`](Self::answer), over TCP: the whole answer (up to 65,535 bytes), never
+    /// TC.
+    pub fn answer_over_tcp(&self, request: &[u8]) -> Option<Vec<u8>> {
+        self.reply(request, true)
+    }
+
+    fn reply(&self, request: &[u8], tcp: bool) -> Option<Vec<u8>> {
         if request.len() < 12 {
             return None;
         }
@@ -127,7 +138,7 @@ impl Zone {
             }
             None => CLASSIC_UDP,
         };
-        fit(reply, limit)
+        fit(reply, if tcp { usize::from(u16::MAX) } else { limit })
     }
 }
 
