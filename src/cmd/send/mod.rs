@@ -6,6 +6,8 @@
 
 pub mod config;
 pub mod flags;
+#[cfg(test)]
+mod report_tests;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;

@@ -1,7 +1,12 @@
-//! `send`'s end-of-run report: the exit-1 reasons and the `--stats` summary.
+//! `send`'s end-of-run report (`crate::send::report`) for the command lines that lead to
+//! it: the exit-1 reasons and the `--stats` summary. Here, beside the config the tests
+//! build from arguments, so the send layer's tests use nothing above it.
 
-use super::*;
+use std::time::Duration;
+
 use crate::cmd::send::config::tests::ok;
+use crate::send::report::{judge, stats, Shown};
+use crate::send::run::Counts;
 
 /// The exit-1 reason of `dgram send ARGS` that counted `counts`, if any.
 fn reason(args: &[&str], counts: Counts) -> Option<String> {

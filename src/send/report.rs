@@ -176,7 +176,7 @@ pub fn print_stats(
 
 /// What `--stats` prints: the summary (JSON with `-f json`), a replay's frames and
 /// lateness, the ICMP error that ended the run, and the RTT chart when asked.
-fn stats(
+pub(crate) fn stats(
     plan: &Plan,
     shown: Shown,
     counts: &Counts,
@@ -230,6 +230,3 @@ fn stats(
     }
     text
 }
-
-#[cfg(test)]
-mod tests;
