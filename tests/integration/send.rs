@@ -257,9 +257,10 @@ fn interval_and_rate_pace_the_datagrams() {
     let rx = peer("127.0.0.1");
     // guards: the test checked only a lower bound on the whole run, so a sender that
     // waited a second between datagrams passed. The gaps are measured where the
-    // datagrams arrive, both ways: never much shorter than asked (pacing is against
-    // deadlines, so one late datagram shortens only the gap after it), and never long
-    // (a generous bound: the machine is shared).
+    // datagrams arrive, both ways: the span at least what was asked and no gap near zero
+    // (pacing is against deadlines, so one late datagram shortens the gap after it: a
+    // loaded host can make one gap short, never all of them), and never long (a
+    // generous bound: the machine is shared).
     let arrivals = |n: usize, args: &[&str]| -> Vec<Duration> {
         let mut g = crate::harness::spawn(args, None);
         g.close_stdin();
@@ -277,7 +278,7 @@ fn interval_and_rate_pace_the_datagrams() {
     let span: Duration = gaps.iter().sum();
     assert!(span >= Duration::from_millis(145), "{gaps:?}");
     assert!(
-        gaps.iter().all(|g| *g >= Duration::from_millis(20)),
+        gaps.iter().all(|g| *g >= Duration::from_millis(5)),
         "{gaps:?}"
     );
     assert!(
