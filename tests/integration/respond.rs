@@ -278,6 +278,17 @@ fn dig(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `--dns-answer` pairs for 40 TXT records under big.example: an answer too big for a
+/// 512-byte UDP reply, so it is truncated over UDP and whole over TCP or with EDNS.
+fn big_txt_answers() -> impl Iterator<Item = String> {
+    (0..40).flat_map(|i| {
+        [
+            "--dns-answer".to_string(),
+            format!("big.example TXT record-number-{i:02}-with-some-padding"),
+        ]
+    })
+}
+
 #[test]
 fn a_one_line_mock_dns_server_answers_dig() {
     if !tool("respond::a_one_line_mock_dns_server_answers_dig", "dig") {
@@ -291,12 +302,7 @@ fn a_one_line_mock_dns_server_answers_dig() {
         "--dns-answer".into(),
         "test.example 300 TXT first".into(),
     ];
-    for i in 0..40 {
-        args.push("--dns-answer".into());
-        args.push(format!(
-            "big.example TXT record-number-{i:02}-with-some-padding"
-        ));
-    }
+    args.extend(big_txt_answers());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = Server::start(&argv);
     let port = s.addr.port();
@@ -444,12 +450,7 @@ fn a_mock_dns_server_answers_over_tcp_on_the_same_port() {
         "--dns-answer".into(),
         "db.test A 127.0.0.1".into(),
     ];
-    for i in 0..40 {
-        args.push("--dns-answer".into());
-        args.push(format!(
-            "big.example TXT record-number-{i:02}-with-some-padding"
-        ));
-    }
+    args.extend(big_txt_answers());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let s = Server::start(&argv);
     s.guard.wait_stderr(&format!("also on tcp {}", s.addr));
