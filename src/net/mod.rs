@@ -4,6 +4,7 @@
 //! subcommands.
 
 pub mod addr;
+pub mod endpoint;
 pub mod errors;
 pub mod filter;
 pub mod icmp;

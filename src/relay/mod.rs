@@ -505,15 +505,19 @@ impl<'a> Relay<'a> {
         }
         if let Some(output) = self.output.as_deref_mut() {
             output.write(&Datagram {
-                peer: if dir == Dir::Up { client } else { upstream },
+                peer: if dir == Dir::Up {
+                    client.into()
+                } else {
+                    upstream.into()
+                },
                 payload,
                 len,
                 time,
                 rtt: None,
                 leg: Some(Leg {
                     dir,
-                    client,
-                    upstream,
+                    client: client.into(),
+                    upstream: upstream.into(),
                 }),
             })?;
         }

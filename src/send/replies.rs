@@ -61,7 +61,7 @@ impl State<'_> {
                     self.counts.rtt_us.record(rtt.as_micros() as u64);
                 }
                 output.write(&Datagram {
-                    peer: meta.peer,
+                    peer: meta.peer.into(),
                     payload,
                     len: meta.len,
                     time,

@@ -104,7 +104,7 @@ pub fn ask(
     counts.reply_bytes += answer.len() as u64;
     counts.rtt_us.record(rtt.as_micros() as u64);
     output.write(&Datagram {
-        peer: target,
+        peer: target.into(),
         payload: &answer,
         len: answer.len(),
         time: std::time::SystemTime::now(),

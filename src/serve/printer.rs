@@ -101,7 +101,7 @@ impl Handler for Printer {
         trace!(peer = %meta.peer, len = meta.len, "datagram");
         if let Some(output) = &mut self.output {
             output.write(&Datagram {
-                peer: meta.peer,
+                peer: meta.peer.into(),
                 payload,
                 len: meta.len,
                 time,

@@ -5,9 +5,9 @@
 //! fills, and before exit. A reader that goes away (`| head`) becomes
 //! [`StdoutClosed`], which ends the program quietly.
 
+use crate::net::endpoint::Endpoint;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -65,8 +65,9 @@ impl Format {
 /// One received datagram, as the output sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Datagram<'a> {
-    /// Who sent it (IPv4-mapped addresses already shown as IPv4).
-    pub peer: SocketAddr,
+    /// Who sent it (IPv4-mapped addresses already shown as IPv4; a relay's stream side
+    /// by its stream).
+    pub peer: Endpoint,
     /// The bytes kept: all of them, or the first `captured` when truncated.
     pub payload: &'a [u8],
     /// The datagram's true length on the wire.
@@ -84,8 +85,8 @@ pub struct Datagram<'a> {
 pub struct Leg {
     /// Client → upstream, or back.
     pub dir: Dir,
-    pub client: SocketAddr,
-    pub upstream: SocketAddr,
+    pub client: Endpoint,
+    pub upstream: Endpoint,
 }
 
 impl Leg {
@@ -120,7 +121,7 @@ impl<T: std::fmt::Display> Serialize for Shown<T> {
 #[serde(bound(serialize = "B: std::fmt::Display"))]
 struct JsonLine<'a, B: std::fmt::Display> {
     time: Shown<humantime::Rfc3339Timestamp>,
-    peer: Shown<SocketAddr>,
+    peer: Shown<Endpoint>,
     len: usize,
     truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,9 +136,9 @@ struct JsonLine<'a, B: std::fmt::Display> {
     #[serde(skip_serializing_if = "Option::is_none")]
     dir: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client: Option<Shown<SocketAddr>>,
+    client: Option<Shown<Endpoint>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    upstream: Option<Shown<SocketAddr>>,
+    upstream: Option<Shown<Endpoint>>,
 }
 
 /// The `dns` object of a JSON line: the message, or why the datagram is not one.

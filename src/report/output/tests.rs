@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 fn dgram(payload: &[u8]) -> Datagram<'_> {
     Datagram {
-        peer: "127.0.0.1:5353".parse().unwrap(),
+        peer: addr("127.0.0.1:5353").into(),
         payload,
         len: payload.len(),
         time: SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
@@ -98,10 +98,7 @@ fn dns_shows_messages_and_says_why_others_are_not() {
 #[test]
 fn a_relayed_datagram_says_which_way_it_went() {
     let mut d = dgram(b"q");
-    let (client, upstream) = (
-        "127.0.0.2:4000".parse().unwrap(),
-        "127.0.0.1:53".parse().unwrap(),
-    );
+    let (client, upstream) = (addr("127.0.0.2:4000").into(), addr("127.0.0.1:53").into());
     d.leg = Some(Leg {
         dir: crate::netem::Dir::Up,
         client,
@@ -260,8 +257,8 @@ fn json_hex_and_hexdump_lines_allocate_nothing_per_datagram() {
     d.rtt = Some(std::time::Duration::from_micros(250));
     d.leg = Some(Leg {
         dir: crate::netem::Dir::Up,
-        client: "127.0.0.1:5000".parse().unwrap(),
-        upstream: "[::1]:53".parse().unwrap(),
+        client: addr("127.0.0.1:5000").into(),
+        upstream: addr("[::1]:53").into(),
     });
     for format in [
         Format::Json,
@@ -284,4 +281,29 @@ fn json_hex_and_hexdump_lines_allocate_nothing_per_datagram() {
             "{format:?} wrote its lines"
         );
     }
+}
+
+fn addr(s: &str) -> std::net::SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_stream_side_is_named_by_its_stream() {
+    use crate::net::endpoint::Endpoint;
+    let mut d = dgram(b"q");
+    d.peer = Endpoint::Exec(77);
+    d.leg = Some(Leg {
+        dir: crate::netem::Dir::Down,
+        client: Endpoint::Tcp(addr("127.0.0.1:4000")),
+        upstream: Endpoint::Exec(77),
+    });
+    assert_eq!(
+        shown(&d, Format::Text),
+        "exec:77 -> tcp://127.0.0.1:4000\nq\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&shown(&d, Format::Json)).unwrap();
+    assert_eq!(v["peer"], "exec:77");
+    assert_eq!(v["client"], "tcp://127.0.0.1:4000");
+    assert_eq!(v["upstream"], "exec:77");
+    assert_eq!(v["dir"], "down");
 }

@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 pub mod zone;
@@ -417,7 +416,12 @@ pub fn answer_text(msg: &Message) -> String {
 
 /// The line every datagram shown as DNS starts with, decoded or not:
 /// `;; 127.0.0.1:53, 57 bytes` (`, rtt 104µs` for replies).
-pub fn write_peer_line(peer: SocketAddr, len: usize, rtt: Option<Duration>, out: &mut String) {
+pub fn write_peer_line(
+    peer: impl std::fmt::Display,
+    len: usize,
+    rtt: Option<Duration>,
+    out: &mut String,
+) {
     let _ = write!(out, ";; {peer}, {len} bytes");
     if let Some(rtt) = rtt {
         let _ = write!(out, ", rtt {}", crate::base::units::HumanDuration(rtt));
@@ -429,7 +433,7 @@ pub fn write_peer_line(peer: SocketAddr, len: usize, rtt: Option<Duration>, out:
 /// for replies).
 pub fn write_dig(
     msg: &Message,
-    peer: SocketAddr,
+    peer: impl std::fmt::Display,
     len: usize,
     rtt: Option<Duration>,
     out: &mut String,

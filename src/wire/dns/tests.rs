@@ -109,7 +109,7 @@ fn answers_show_as_dig_shows_them() {
     let bytes = msg.to_vec().unwrap();
     let msg = decode(&bytes).unwrap();
     let mut out = String::new();
-    let peer = "127.0.0.1:53".parse().unwrap();
+    let peer: std::net::SocketAddr = "127.0.0.1:53".parse().unwrap();
     write_dig(
         &msg,
         peer,
@@ -176,7 +176,7 @@ fn the_fuzz_corpus_replays_without_panics() {
             let mut text = String::new();
             write_dig(
                 &msg,
-                "127.0.0.1:53".parse().unwrap(),
+                "127.0.0.1:53".parse::<std::net::SocketAddr>().unwrap(),
                 bytes.len(),
                 None,
                 &mut text,
