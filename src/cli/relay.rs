@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{parse_probability, ServerOpts};
-use crate::base::units::{parse_delay, parse_duration};
+use crate::base::units::{parse_bytes, parse_delay, parse_duration};
 use crate::netem::Dir;
 
 /// A value for both directions, or one: `5%`, `up=10%`, `down=50ms`.
@@ -53,15 +53,32 @@ fn directed_duration(s: &str) -> Result<Directed<Duration>, String> {
 pub struct RelayArgs {
     #[command(flatten)]
     pub server: ServerOpts,
-    /// Where every client's datagrams go: HOST:PORT, [IPV6]:PORT
-    #[arg(long, value_name = "UPSTREAM", required = true)]
-    pub to: String,
+    /// Where every client's datagrams go: HOST:PORT, [IPV6]:PORT, or tcp://HOST:PORT (each
+    /// session its own TCP connection, datagrams framed by a 2-byte length)
+    #[arg(long, value_name = "UPSTREAM", required_unless_present = "to_exec")]
+    pub to: Option<String>,
+    /// Give each session its own child `/bin/sh -c CMD`, whose stdin and stdout carry its
+    /// datagrams framed (e.g. 'ssh host dgram relay - --to 127.0.0.1:53')
+    #[arg(long, value_name = "CMD", conflicts_with = "to")]
+    pub to_exec: Option<String>,
     /// A session with no traffic either way for DUR ends (its upstream socket closes)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "60s")]
     pub idle_timeout: Duration,
     /// At most N sessions at once; a new client evicts the longest idle
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_sessions: u64,
+
+    /// A TCP connection up not set up within DUR fails its session [default: 5s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Streams")]
+    pub connect_timeout: Option<Duration>,
+    /// Datagrams a session holds while its connection is set up; beyond, dropped and
+    /// counted [default: 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000), help_heading = "Streams")]
+    pub stream_queue: Option<u64>,
+    /// Bytes a stream holds for a peer reading slower than datagrams come; beyond,
+    /// dropped and counted [default: 1M]
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Streams")]
+    pub stream_buffer: Option<usize>,
 
     /// Drop with probability P, both ways or one (5%, up=10%, down=0.5; repeatable)
     #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]

@@ -54,10 +54,7 @@ pub fn check(command: Command) -> anyhow::Result<()> {
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join_plan(&args).map(drop),
         Command::Listen(args) => listen::check(&args),
         Command::Echo(args) => echo::check(&args),
-        Command::Relay(args) => {
-            relay::plan(&args)?;
-            local_address(&args.server).map(drop)
-        }
+        Command::Relay(args) => relay::plan(&args).map(drop),
         Command::Manpage { subcommand } => manpage(&subcommand).map(drop),
         Command::Doctor(args) => doctor::check(&args),
         Command::Completions { .. } => Ok(()),

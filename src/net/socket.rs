@@ -253,6 +253,29 @@ fn check_buffer(
     }
 }
 
+/// A TCP listener on `local`, non-blocking, with room for a burst of connections (a
+/// backlog of 1,024; the kernel caps it at `net.core.somaxconn`); `v6_only` as for UDP.
+pub fn listen_tcp(local: SocketAddr, v6_only: bool) -> anyhow::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(local),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .io_context(|| "failed to create a TCP socket".into())?;
+    socket.set_reuse_address(true).ok();
+    if local.is_ipv6() {
+        socket.set_only_v6(v6_only).ok();
+    }
+    socket
+        .bind(&local.into())
+        .io_context(|| format!("failed to bind tcp://{local}"))?;
+    socket
+        .listen(1024)
+        .io_context(|| format!("failed to listen on tcp://{local}"))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// Join `group` on `iface` (any-source), or source-specific when `source` is given, and
 /// turn `IP_MULTICAST_ALL` off so the socket receives only its own joins (Linux defaults
 /// it on: a wildcard-bound socket would get every group any socket on the host joined).

@@ -6,18 +6,17 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tracing::{debug, warn};
 
 use crate::base::error::{Ending, IoError, Unmet};
+use crate::net::endpoint::Endpoint;
 use crate::net::filter::SourceFilter;
 use crate::net::signal::Signals;
 use crate::net::sys::RecvBatch;
-use crate::netem::shaper::ShaperCounts;
 use crate::netem::{Dir, Impairment, PerDir, Shaper};
 use crate::report::output::{Datagram, Leg, Output};
 use crate::wire::pcap::{PcapWriter, Record};
@@ -28,16 +27,65 @@ pub(crate) const BATCH: usize = 64;
 /// been quiet this long.
 const COUNT_GRACE: Duration = Duration::from_secs(1);
 
+mod clock;
+mod legs;
 mod outbound;
 mod sessions;
 pub mod stats;
+mod stream;
 
-use sessions::Session;
+use clock::{Check, Clock};
+pub use stats::{Counts, StreamCounts, Way};
+
+use sessions::{Session, Side};
+pub use stream::StreamLimits;
+
+/// Where sessions go: UPSTREAM over UDP (each its own socket), over TCP (each its own
+/// connection), or through a child (each its own `/bin/sh -c CMD`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    Udp(SocketAddr),
+    Tcp(SocketAddr),
+    Exec(String),
+}
+
+impl Upstream {
+    /// How it is shown before a session names it (a child's PID is the session's).
+    pub fn name(&self) -> Endpoint {
+        match self {
+            Upstream::Udp(a) => Endpoint::Udp(*a),
+            Upstream::Tcp(a) => Endpoint::Tcp(*a),
+            Upstream::Exec(_) => Endpoint::Exec(0),
+        }
+    }
+
+    /// The family of UDP datagrams going up, whose limit a frame must fit (none: the
+    /// upstream is a stream too).
+    fn udp(&self) -> Option<SocketAddr> {
+        match self {
+            Upstream::Udp(a) => Some(*a),
+            Upstream::Tcp(_) | Upstream::Exec(_) => None,
+        }
+    }
+}
+
+/// Where clients come from: datagrams on a UDP socket (each client address a session),
+/// connections on a TCP listener (each a session), or dgram's own stdio (one session).
+#[derive(Clone, Copy)]
+pub enum Front<'a> {
+    Udp(&'a UdpSocket),
+    Tcp(&'a TcpListener),
+    Stdio,
+}
 
 /// A relay, fully decided.
 #[derive(Debug)]
 pub struct Plan {
-    pub upstream: SocketAddr,
+    pub upstream: Upstream,
+    /// How long a TCP connection up may take to be set up (`--connect-timeout`).
+    pub connect_timeout: Duration,
+    /// What a stream may hold back (`--stream-buffer`, `--stream-queue`).
+    pub stream: StreamLimits,
     pub idle_timeout: Duration,
     pub max_sessions: usize,
     /// Client → upstream, and back.
@@ -51,109 +99,34 @@ pub struct Plan {
     pub options: crate::net::socket::Options,
 }
 
-/// One direction's counters.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Way {
-    pub forwarded: u64,
-    pub bytes: u64,
-    /// What the direction's impairment did (filled in by [`Relay::counts`]).
-    #[serde(flatten)]
-    pub impairment: ShaperCounts,
-    pub send_errors: u64,
-}
-
-/// What a relay counted, for `--stats`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Counts {
-    /// `up` and `down`.
-    #[serde(flatten)]
-    pub ways: PerDir<Way>,
-    pub sessions_opened: u64,
-    pub sessions_expired: u64,
-    pub sessions_evicted: u64,
-    /// The upstream's ICMP errors, by kind (SPEC §9).
-    pub icmp_errors: crate::net::icmp::Tally,
-    /// The ICMP errors replies to clients met (a client gone, a path to it broken).
-    pub client_icmp_errors: crate::net::icmp::Tally,
-    pub filtered: u64,
-    pub truncated: u64,
-}
-
-/// The poller's tokens: the signal pipe, the listening socket, then one per session.
+/// The poller's tokens: the signal pipe, the listening socket (or stdin), then one per
+/// session's descriptor.
 const WAKE: u64 = 0;
 const LISTEN: u64 = 1;
 
 /// A datagram waiting for [`Relay::send_queued`]: direction, client, its bytes.
 type Outgoing = (Dir, SocketAddr, std::ops::Range<usize>);
 
-/// The relay's limits in time: `--duration`, `--timeout` (idle), and `--count` with its
-/// grace for the last replies.
-struct Clock {
-    end: Option<Instant>,
-    last_traffic: Instant,
-    counted_at: Option<Instant>,
-}
-
-/// What the limits say now.
-enum Check {
-    Go,
-    /// `--duration` passed, or `--count` was reached and the relay has been quiet.
-    End,
-    /// Nothing for `--timeout`, `--count` not reached.
-    Idle,
-}
-
-impl Clock {
-    fn new(plan: &Plan) -> Clock {
-        let start = Instant::now();
-        Clock {
-            end: plan.duration.map(|d| start + d),
-            last_traffic: start,
-            counted_at: None,
-        }
-    }
-
-    fn check(&mut self, plan: &Plan, counted: bool, now: Instant) -> Check {
-        if counted && self.counted_at.is_none() {
-            self.counted_at = Some(now);
-        }
-        if self.end.is_some_and(|e| now >= e) {
-            return Check::End;
-        }
-        if let Some(at) = self.counted_at {
-            if now >= self.last_traffic.max(at) + COUNT_GRACE {
-                return Check::End;
-            }
-        } else if plan.timeout.is_some_and(|t| now >= self.last_traffic + t) {
-            return Check::Idle;
-        }
-        Check::Go
-    }
-
-    /// The earliest of the limits' instants.
-    fn deadline(&self, plan: &Plan) -> Option<Instant> {
-        [
-            self.end,
-            plan.timeout.map(|t| self.last_traffic + t),
-            self.counted_at
-                .map(|c| self.last_traffic.max(c) + COUNT_GRACE),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-}
-
 /// The relay's state between polls.
 pub struct Relay<'a> {
     plan: &'a Plan,
-    listen: &'a UdpSocket,
+    front: Front<'a>,
+    /// The listening address (UDP or TCP; unspecified for stdio).
     local: SocketAddr,
     wildcard: bool,
     filter: SourceFilter,
     sessions: HashMap<SocketAddr, Session>,
-    /// Each session's client, by its token.
-    tokens: HashMap<u64, SocketAddr>,
+    /// Each descriptor's session and side, by its token.
+    tokens: HashMap<u64, (SocketAddr, Side)>,
+    /// Streams whose connection is being set up (their deadlines are looked at while
+    /// there are any).
+    connecting: usize,
+    /// Accepting stopped for want of descriptors, until a session closes.
+    accept_paused: bool,
+    /// `relay -`'s stdin has ended (replies are waited for a moment).
+    stdin_ended: bool,
+    /// What a stream read lands in before the decoder takes it.
+    read_buf: Vec<u8>,
     next_token: u64,
     poller: crate::net::sys::Poller,
     /// No session expires before this (None: no sessions); see [`Relay::expire`].
@@ -178,13 +151,17 @@ impl<'a> Relay<'a> {
     /// a test counts the relay's descriptors from then on).
     pub fn new(
         plan: &'a Plan,
-        listen: &'a UdpSocket,
+        front: Front<'a>,
         poller: crate::net::sys::Poller,
         filter: SourceFilter,
         output: Option<&'a mut Output>,
         pcap: Option<PcapWriter>,
     ) -> io::Result<Self> {
-        let local = listen.local_addr()?;
+        let local = match &front {
+            Front::Udp(s) => s.local_addr()?,
+            Front::Tcp(l) => l.local_addr()?,
+            Front::Stdio => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         // Each direction draws from its own generator, so one way's decisions do not
         // depend on the other's traffic.
         let salt = |dir| match dir {
@@ -195,12 +172,16 @@ impl<'a> Relay<'a> {
             PerDir::from_fn(|dir| Shaper::new(*plan.impairment.get(dir), plan.seed ^ salt(dir)));
         Ok(Relay {
             plan,
-            listen,
+            front,
             local,
             wildcard: local.ip().is_unspecified(),
             filter,
             sessions: HashMap::new(),
             tokens: HashMap::new(),
+            connecting: 0,
+            accept_paused: false,
+            stdin_ended: false,
+            read_buf: Vec::new(),
             next_token: LISTEN + 1,
             poller,
             next_expiry: None,
@@ -225,6 +206,11 @@ impl<'a> Relay<'a> {
         counts
     }
 
+    /// Whether a leg is a stream (`--stats` then shows the streams' counts).
+    pub fn has_streams(&self) -> bool {
+        !matches!(self.front, Front::Udp(_)) || self.plan.upstream.udp().is_none()
+    }
+
     /// Sessions live now.
     pub fn sessions(&self) -> usize {
         self.sessions.len()
@@ -239,7 +225,7 @@ impl<'a> Relay<'a> {
         );
         let mut events = Vec::with_capacity(BATCH);
         self.poller.add(signals.wake_fd(), WAKE)?;
-        self.poller.add(self.listen.as_raw_fd(), LISTEN)?;
+        self.start(Instant::now())?;
         let mut listening = true;
         loop {
             if let Some(sig) = signals.pending() {
@@ -249,6 +235,10 @@ impl<'a> Relay<'a> {
             let now = Instant::now();
             self.timers(now);
             self.expire(now);
+            self.connect_timeouts(now);
+            if self.front_closed(now) {
+                break;
+            }
             let counted = self
                 .plan
                 .count
@@ -263,14 +253,15 @@ impl<'a> Relay<'a> {
             }
             // Past --count, clients are no longer read (their errors still are).
             if counted && listening {
-                self.poller
-                    .set_readable(self.listen.as_raw_fd(), LISTEN, false)?;
+                self.stop_listening()?;
                 listening = false;
             }
             // Wait for the socket, a session, the next timer, or a limit.
             let deadline = [
                 self.next_timer(),
                 self.next_expiry,
+                self.next_connect_deadline(),
+                self.stdio_deadline(),
                 clock.deadline(self.plan),
             ]
             .into_iter()
@@ -318,19 +309,33 @@ impl<'a> Relay<'a> {
             // read: read it first, or the wait would never sleep again.
             match ev.token {
                 WAKE => {} // a signal: seen at the top of the loop
-                LISTEN => {
-                    if ev.error {
-                        self.client_errors(None);
+                LISTEN => match self.front {
+                    Front::Udp(_) => {
+                        if ev.error {
+                            self.client_errors(None);
+                        }
+                        if ev.readable && listening {
+                            traffic |= self.relay_up(client_batch)?;
+                        }
                     }
-                    if ev.readable && listening {
-                        traffic |= self.relay_up(client_batch)?;
+                    Front::Tcp(_) => {
+                        if listening {
+                            self.accept(Instant::now())?;
+                        }
                     }
-                }
+                    Front::Stdio => {}
+                },
                 token => {
                     // A session evicted by this round's new ones is gone: skip it.
-                    let Some(&client) = self.tokens.get(&token) else {
+                    let Some(&(client, side)) = self.tokens.get(&token) else {
                         continue;
                     };
+                    let udp = side == Side::Upstream
+                        && self.sessions.get(&client).is_some_and(|s| s.token == token);
+                    if !udp {
+                        traffic |= self.stream_ready(client, side, ev)?;
+                        continue;
+                    }
                     if ev.error {
                         self.upstream_errors(client, None);
                     }
@@ -365,7 +370,10 @@ impl<'a> Relay<'a> {
     /// Everything queued on the listening socket: each datagram up its session. Returns
     /// whether anything was relayed.
     fn relay_up(&mut self, batch: &mut RecvBatch) -> anyhow::Result<bool> {
-        let fd = self.listen.as_raw_fd();
+        let Front::Udp(listen) = self.front else {
+            return Ok(false);
+        };
+        let fd = listen.as_raw_fd();
         let mut any = false;
         loop {
             let want = match self.plan.count {
@@ -421,9 +429,11 @@ impl<'a> Relay<'a> {
 
     /// Everything queued on a session's socket: each reply back to its client.
     fn relay_down(&mut self, client: SocketAddr, batch: &mut RecvBatch) -> anyhow::Result<bool> {
-        let Some(fd) = self.sessions.get(&client).map(|s| s.upstream.as_raw_fd()) else {
+        let Some(sessions::UpLeg::Udp { socket, .. }) = self.sessions.get(&client).map(|s| &s.up)
+        else {
             return Ok(false);
         };
+        let fd = socket.as_raw_fd();
         let mut any = false;
         loop {
             let n = match batch.recv(fd, BATCH) {
@@ -475,25 +485,26 @@ impl<'a> Relay<'a> {
         len: usize,
         time: SystemTime,
     ) -> anyhow::Result<()> {
-        let upstream = self.plan.upstream;
+        let (client_name, upstream) = (self.client_name(client), self.upstream_name(client));
         if self.trace {
             debug!(
                 "{} {len} bytes",
                 if dir == Dir::Up {
-                    format!("{client} -> {upstream}")
+                    format!("{client_name} -> {upstream}")
                 } else {
-                    format!("{upstream} -> {client}")
+                    format!("{upstream} -> {client_name}")
                 }
             );
         }
         if self.pcap.is_some() {
-            // The leg it arrived on; the leg it leaves on is recorded as it is sent.
-            let (from, to) = if dir == Dir::Up {
-                (client, self.relay_side(client))
+            // The leg it arrived on; the leg it leaves on is recorded as it is sent. A
+            // child's pipes have no addresses: that leg is not recorded.
+            let ends = if dir == Dir::Up {
+                client_name.addr().zip(self.relay_side(client))
             } else {
-                (upstream, self.upstream_side(client))
+                upstream.addr().zip(self.upstream_side(client))
             };
-            if let Some(pcap) = &mut self.pcap {
+            if let (Some(pcap), Some((from, to))) = (&mut self.pcap, ends) {
                 pcap.write(&Record {
                     time,
                     from,
@@ -506,9 +517,9 @@ impl<'a> Relay<'a> {
         if let Some(output) = self.output.as_deref_mut() {
             output.write(&Datagram {
                 peer: if dir == Dir::Up {
-                    client.into()
+                    client_name
                 } else {
-                    upstream.into()
+                    upstream
                 },
                 payload,
                 len,
@@ -516,8 +527,8 @@ impl<'a> Relay<'a> {
                 rtt: None,
                 leg: Some(Leg {
                     dir,
-                    client: client.into(),
-                    upstream: upstream.into(),
+                    client: client_name,
+                    upstream,
                 }),
             })?;
         }

@@ -8,9 +8,11 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::{Outgoing, Relay};
+use super::sessions::{arm, Side, UpLeg};
+use super::stream::Refused;
+use super::{Front, Outgoing, Relay};
 use crate::net::sys::{send_replies, Reply};
 use crate::netem::Dir;
 use crate::wire::pcap::Record;
@@ -50,6 +52,11 @@ impl Relay<'_> {
                 && self.out[j].1 == client
             {
                 j += 1;
+            }
+            if self.onto_stream(dir, client) {
+                self.frame_run(i..j, dir, client);
+                i = j;
+                continue;
             }
             let result = self.send_run(i..j, dir, client);
             let counts = self.counts.ways.get_mut(dir);
@@ -93,13 +100,16 @@ impl Relay<'_> {
         let bytes = &self.out_bytes;
         let payloads = self.out[run].iter().map(|(_, _, r)| &bytes[r.clone()]);
         if dir == Dir::Up {
-            return match self.sessions.get(&client) {
-                Some(s) => {
-                    crate::net::sys::send_batch(s.upstream.as_raw_fd(), payloads, &mut self.scratch)
+            return match self.sessions.get(&client).map(|s| &s.up) {
+                Some(UpLeg::Udp { socket, .. }) => {
+                    crate::net::sys::send_batch(socket.as_raw_fd(), payloads, &mut self.scratch)
                 }
-                None => Err(io::Error::other("session gone")),
+                _ => Err(io::Error::other("session gone")),
             };
         }
+        let Front::Udp(listen) = self.front else {
+            return Err(io::Error::other("no UDP clients"));
+        };
         let from = if self.wildcard {
             self.sessions.get(&client).and_then(|s| s.local_ip)
         } else {
@@ -110,7 +120,7 @@ impl Relay<'_> {
             to: client,
             from,
         });
-        let (fd, ipv6) = (self.listen.as_raw_fd(), self.local.is_ipv6());
+        let (fd, ipv6) = (listen.as_raw_fd(), self.local.is_ipv6());
         send_replies(fd, ipv6, replies, &mut self.scratch)
     }
 
@@ -119,13 +129,14 @@ impl Relay<'_> {
         if sent.is_empty() || self.pcap.is_none() {
             return;
         }
-        let (from, to) = if dir == Dir::Up {
-            (self.upstream_side(client), self.plan.upstream)
+        let ends = if dir == Dir::Up {
+            self.upstream_side(client)
+                .zip(self.upstream_name(client).addr())
         } else {
-            (self.relay_side(client), client)
+            self.relay_side(client).zip(self.client_name(client).addr())
         };
         let time = std::time::SystemTime::now();
-        if let Some(pcap) = &mut self.pcap {
+        if let (Some(pcap), Some((from, to))) = (&mut self.pcap, ends) {
             for (_, _, r) in &self.out[sent] {
                 let payload = &self.out_bytes[r.clone()];
                 pcap.write(&Record {
@@ -136,6 +147,62 @@ impl Relay<'_> {
                     len: payload.len(),
                 });
             }
+        }
+    }
+}
+
+impl Relay<'_> {
+    /// Whether datagrams going `dir` for `client` go onto a stream (its upstream's, or
+    /// its own) rather than a UDP socket.
+    fn onto_stream(&mut self, dir: Dir, client: SocketAddr) -> bool {
+        let side = match dir {
+            Dir::Up => Side::Upstream,
+            Dir::Down => Side::Client,
+        };
+        self.sessions
+            .get_mut(&client)
+            .is_some_and(|s| s.stream(side).is_some())
+    }
+
+    /// Queued datagrams `run`, all of one session and direction, as frames on its stream:
+    /// what the buffer (or the queue while connecting) takes is forwarded, the rest
+    /// dropped and counted; then written as far as the peer takes it.
+    fn frame_run(&mut self, run: Range<usize>, dir: Dir, client: SocketAddr) {
+        let side = match dir {
+            Dir::Up => Side::Upstream,
+            Dir::Down => Side::Client,
+        };
+        let limits = self.plan.stream;
+        let Some(stream) = self.sessions.get_mut(&client).and_then(|s| s.stream(side)) else {
+            return;
+        };
+        let (mut forwarded, mut bytes, mut full, mut too_large) = (0, 0, 0, 0);
+        for (_, _, r) in &self.out[run.clone()] {
+            match stream.push(&self.out_bytes[r.clone()], limits) {
+                Ok(()) => {
+                    forwarded += 1;
+                    bytes += r.len() as u64;
+                }
+                Err(Refused::Full) => full += 1,
+                Err(Refused::TooLarge) => too_large += 1,
+            }
+        }
+        let flushed = stream.flush();
+        let name = stream.name;
+        let armed = arm(&mut self.poller, stream);
+        let streams = &mut self.counts.streams;
+        streams.frames_out += forwarded;
+        streams.too_large += too_large;
+        streams.queue_drops += full;
+        if full > 0 && streams.queue_drops == full {
+            warn!("{name} takes datagrams slower than they come: dropping what does not fit (--stream-buffer, --stream-queue)");
+        }
+        let way = self.counts.ways.get_mut(dir);
+        way.forwarded += forwarded;
+        way.bytes += bytes;
+        self.record_sent(run.start..run.start + forwarded as usize, dir, client);
+        if let Err(e) = flushed.and(armed) {
+            self.stream_failed(client, side, &e);
         }
     }
 }

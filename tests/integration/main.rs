@@ -25,3 +25,4 @@ mod replay;
 mod respond;
 mod send;
 mod stats;
+mod streams;

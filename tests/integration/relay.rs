@@ -322,7 +322,7 @@ fn dig_through_the_relay_to_dnsmasq_shows_both_legs() {
 }
 
 /// VmRSS of a process, KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()

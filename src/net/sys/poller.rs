@@ -15,6 +15,8 @@ pub struct Event {
     pub token: u64,
     /// Data to read.
     pub readable: bool,
+    /// Room to write (only while writing is wanted: [`Poller::set_interest`]).
+    pub writable: bool,
     /// An error queued (an ICMP error, with IP_RECVERR): read the error queue, or the
     /// descriptor stays ready.
     pub error: bool,
@@ -62,12 +64,19 @@ mod epoll {
             })
         }
 
-        fn ctl(&mut self, op: i32, fd: RawFd, token: u64, readable: bool) -> io::Result<()> {
-            // EPOLLERR is always reported; EPOLLIN only while reading is wanted.
-            let mut ev = libc::epoll_event {
-                events: if readable { libc::EPOLLIN as u32 } else { 0 },
-                u64: token,
-            };
+        fn ctl(
+            &mut self,
+            op: i32,
+            fd: RawFd,
+            token: u64,
+            interest: (bool, bool),
+        ) -> io::Result<()> {
+            // EPOLLERR and EPOLLHUP are always reported; EPOLLIN and EPOLLOUT only while
+            // reading and writing are wanted.
+            let (read, write) = interest;
+            let events = if read { libc::EPOLLIN as u32 } else { 0 }
+                | if write { libc::EPOLLOUT as u32 } else { 0 };
+            let mut ev = libc::epoll_event { events, u64: token };
             // SAFETY: ev lives across the call; the kernel copies it.
             let rc = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) };
             if rc < 0 {
@@ -78,17 +87,28 @@ mod epoll {
 
         /// Watch `fd` for data and errors, reported with `token`.
         pub fn add(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
-            self.ctl(libc::EPOLL_CTL_ADD, fd, token, true)
+            self.ctl(libc::EPOLL_CTL_ADD, fd, token, (true, false))
         }
 
         /// Report data on `fd` again (`true`), or only its errors (`false`).
         pub fn set_readable(&mut self, fd: RawFd, token: u64, readable: bool) -> io::Result<()> {
-            self.ctl(libc::EPOLL_CTL_MOD, fd, token, readable)
+            self.set_interest(fd, token, readable, false)
+        }
+
+        /// Report data on `fd` (`readable`) and room to write on it (`writable`).
+        pub fn set_interest(
+            &mut self,
+            fd: RawFd,
+            token: u64,
+            readable: bool,
+            writable: bool,
+        ) -> io::Result<()> {
+            self.ctl(libc::EPOLL_CTL_MOD, fd, token, (readable, writable))
         }
 
         /// Stop watching `fd` (before it is closed).
         pub fn remove(&mut self, fd: RawFd) -> io::Result<()> {
-            self.ctl(libc::EPOLL_CTL_DEL, fd, 0, false)
+            self.ctl(libc::EPOLL_CTL_DEL, fd, 0, (false, false))
         }
 
         /// Wait until a descriptor is ready or `timeout` passes; what was found replaces
@@ -114,6 +134,7 @@ mod epoll {
             events.extend(self.ready[..n as usize].iter().map(|e| Event {
                 token: e.u64,
                 readable: e.events & libc::EPOLLIN as u32 != 0,
+                writable: e.events & libc::EPOLLOUT as u32 != 0,
                 error: e.events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0,
             }));
             Ok(())
@@ -131,7 +152,8 @@ mod fallback {
 
     /// The registered descriptors, polled together on each wait.
     pub struct Poller {
-        watched: Vec<(RawFd, u64, bool)>,
+        /// Each descriptor, its token, and whether reading and writing are wanted.
+        watched: Vec<(RawFd, u64, bool, bool)>,
         polls: Vec<libc::pollfd>,
     }
 
@@ -144,13 +166,23 @@ mod fallback {
         }
 
         pub fn add(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
-            self.watched.push((fd, token, true));
+            self.watched.push((fd, token, true, false));
             Ok(())
         }
 
-        pub fn set_readable(&mut self, fd: RawFd, _token: u64, readable: bool) -> io::Result<()> {
+        pub fn set_readable(&mut self, fd: RawFd, token: u64, readable: bool) -> io::Result<()> {
+            self.set_interest(fd, token, readable, false)
+        }
+
+        pub fn set_interest(
+            &mut self,
+            fd: RawFd,
+            _token: u64,
+            readable: bool,
+            writable: bool,
+        ) -> io::Result<()> {
             for w in self.watched.iter_mut().filter(|w| w.0 == fd) {
-                w.2 = readable;
+                (w.2, w.3) = (readable, writable);
             }
             Ok(())
         }
@@ -167,12 +199,16 @@ mod fallback {
         ) -> io::Result<()> {
             events.clear();
             self.polls.clear();
-            self.polls
-                .extend(self.watched.iter().map(|&(fd, _, readable)| libc::pollfd {
-                    fd,
-                    events: if readable { libc::POLLIN } else { 0 },
-                    revents: 0,
-                }));
+            self.polls.extend(
+                self.watched
+                    .iter()
+                    .map(|&(fd, _, read, write)| libc::pollfd {
+                        fd,
+                        events: if read { libc::POLLIN } else { 0 }
+                            | if write { libc::POLLOUT } else { 0 },
+                        revents: 0,
+                    }),
+            );
             // SAFETY: polls is a valid slice of pollfd.
             let rc = unsafe {
                 libc::poll(
@@ -192,6 +228,7 @@ mod fallback {
                     .map(|(p, w)| Event {
                         token: w.1,
                         readable: p.revents & libc::POLLIN != 0,
+                        writable: p.revents & libc::POLLOUT != 0,
                         error: p.revents & (libc::POLLERR | libc::POLLHUP) != 0,
                     }),
             );
@@ -233,6 +270,7 @@ mod tests {
                     let ready = Event {
                         token: 9,
                         readable: true,
+                        writable: false,
                         error: false,
                     };
                     assert_eq!(events, [ready]);
@@ -248,6 +286,32 @@ mod tests {
                     p.remove(b.as_raw_fd()).unwrap();
                     p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
                     assert!(events.is_empty(), "a removed descriptor is not reported");
+                }
+
+                #[test]
+                fn room_to_write_is_reported_only_while_asked_for() {
+                    use std::io::Write;
+                    use std::os::unix::net::UnixStream;
+                    let mut p = poller();
+                    let (mut a, b) = UnixStream::pair().unwrap();
+                    a.set_nonblocking(true).unwrap();
+                    p.add(a.as_raw_fd(), 3).unwrap();
+                    let mut events = Vec::new();
+                    p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
+                    assert!(events.is_empty(), "{events:?}");
+                    p.set_interest(a.as_raw_fd(), 3, true, true).unwrap();
+                    p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+                    assert_eq!(events.len(), 1);
+                    assert!(events[0].writable && !events[0].readable && events[0].token == 3);
+                    // Full: no room until the peer reads.
+                    while a.write(&[0; 4096]).is_ok() {}
+                    p.wait(&mut events, Some(Duration::from_millis(1))).unwrap();
+                    assert!(events.is_empty(), "{events:?}");
+                    // The peer gone: a hang-up, reported as an error, asked for or not.
+                    drop(b);
+                    p.set_interest(a.as_raw_fd(), 3, false, false).unwrap();
+                    p.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+                    assert!(events.len() == 1 && events[0].error, "{events:?}");
                 }
 
                 #[test]

@@ -5,12 +5,19 @@ use std::time::Instant;
 
 use crate::base::error::{usage, Ending, IoContext};
 use crate::cli::{Directed, RelayArgs};
-use crate::net::addr::parse_target;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::net::addr::Family;
 use crate::net::filter::SourceFilter;
 use crate::net::signal::Signals;
 use crate::netem::{Dir, Impairment, PerDir};
-use crate::relay::{Plan, Relay};
+use crate::relay::{Front, Plan, Relay, StreamLimits, Upstream};
+
+mod streams;
 use crate::report::output::Output;
+pub use streams::{front, FrontAddr};
+use streams::{stream_flags, upstream};
 
 /// One direction's impairment from the repeated, directed flags.
 fn impairment(args: &RelayArgs, dir: Dir) -> Impairment {
@@ -23,6 +30,13 @@ fn impairment(args: &RelayArgs, dir: Dir) -> Impairment {
     }
 }
 
+/// `--connect-timeout`'s default.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `--stream-buffer`'s default: 1 MiB a session.
+const STREAM_BUFFER: usize = 1 << 20;
+/// `--stream-queue`'s default.
+const STREAM_QUEUE: usize = 256;
+
 /// `dgram relay`'s flags checked into its plan, before anything is bound.
 pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
     let opts = &args.server;
@@ -31,7 +45,9 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
         return Err(usage!("--gro and --stats-interval do not apply to relay"));
     }
     let family = opts.family.family();
-    let upstream = parse_target(&args.to, family)?;
+    let front = front(opts)?;
+    let upstream = upstream(args, family)?;
+    stream_flags(args, &front, &upstream)?;
     let impairment = PerDir::from_fn(|dir| impairment(args, dir));
     if args.seed.is_some() && !impairment.up.is_active() && !impairment.down.is_active() {
         return Err(usage!("{}", crate::netem::SEED_ALONE));
@@ -39,6 +55,11 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
     let seed = crate::netem::seed_or_now(args.seed);
     Ok(Plan {
         upstream,
+        connect_timeout: args.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+        stream: StreamLimits {
+            buffer: args.stream_buffer.unwrap_or(STREAM_BUFFER),
+            queue: args.stream_queue.map_or(STREAM_QUEUE, |n| n as usize),
+        },
         idle_timeout: args.idle_timeout,
         max_sessions: args.max_sessions as usize,
         impairment,
@@ -58,10 +79,50 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
 /// Run `dgram relay`.
 pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let plan = plan(&args)?;
-    let (opts, upstream, seed) = (&args.server, plan.upstream, plan.seed);
-    let receive = &opts.receive;
-    let bound = super::bind_server(opts, true)?;
-    let local = bound.socket.local_addr()?;
+    let opts = &args.server;
+    match front(opts)? {
+        FrontAddr::Udp(_) => {
+            let bound = super::bind_server(opts, true)?;
+            let local = bound.socket.local_addr()?;
+            let socket = bound.warn();
+            serve(&args, &plan, Front::Udp(&socket), Some(local), signals)
+        }
+        FrontAddr::Tcp(local) => {
+            crate::net::recv::clear_ready_file(opts.receive.ready_file.as_deref())?;
+            let v6_only = opts.family.family() == Family::V6;
+            let listener = crate::net::socket::listen_tcp(local, v6_only)?;
+            let local = listener.local_addr()?;
+            serve(&args, &plan, Front::Tcp(&listener), Some(local), signals)
+        }
+        FrontAddr::Stdio => serve(&args, &plan, Front::Stdio, None, signals),
+    }
+}
+
+/// A relay holds a descriptor or two a session: the soft limit goes up to the hard one,
+/// as servers do (said with `-v`); where it cannot, sessions past it are refused and
+/// counted.
+fn raise_open_files() {
+    match crate::net::sys::raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!("open-files limit raised from {before} to {after}");
+        }
+        Ok((_, limit)) => tracing::info!("open-files limit {limit} (the hard limit)"),
+        Err(e) => tracing::info!(
+            "open-files limit not raised: {}",
+            crate::base::error::describe_io(&e)
+        ),
+    }
+}
+
+/// Relay from `front` (bound at `local`; none for stdio) until a limit or a signal.
+fn serve(
+    args: &RelayArgs,
+    plan: &Plan,
+    front: Front<'_>,
+    local: Option<SocketAddr>,
+    signals: &Signals,
+) -> anyhow::Result<Ending> {
+    let receive = &args.server.receive;
     let pcap = match &receive.pcap {
         Some(path) => Some(
             crate::wire::pcap::PcapWriter::create(path)
@@ -77,27 +138,45 @@ pub fn run(args: RelayArgs, signals: &Signals) -> anyhow::Result<Ending> {
     let mut output = (receive.format.is_some() || receive.dns)
         .then(|| Output::stdout(receive.printed_format()).map(|o| o.with_dns(receive.dns)))
         .transpose()?;
-    let _ready = crate::net::recv::announce(local, receive.ready_file.as_deref())?;
-    let socket = bound.warn();
-    let loopback = local.ip().to_canonical().is_loopback();
-    if !loopback && receive.allow.is_empty() {
-        tracing::warn!(
-            "relay on {local} takes clients from other hosts: anyone who can reach it can use {upstream} through it (--allow CIDR limits them)"
-        );
-    }
+    let upstream = plan.upstream.name();
+    let _ready = match local {
+        Some(local) => {
+            let ready = crate::net::recv::announce(local, receive.ready_file.as_deref())?;
+            if !local.ip().to_canonical().is_loopback() && receive.allow.is_empty() {
+                tracing::warn!(
+                    "relay on {local} takes clients from other hosts: anyone who can reach it can use {} through it (--allow CIDR limits them)",
+                    shown_upstream(&plan.upstream)
+                );
+            }
+            Some(ready)
+        }
+        None => {
+            tracing::info!("relaying stdin and stdout to {upstream}");
+            None
+        }
+    };
+    raise_open_files();
     let PerDir { up, down } = &plan.impairment;
     if up.is_active() || down.is_active() {
-        tracing::info!("impairment up {up:?}, down {down:?}, seed {seed}");
+        tracing::info!("impairment up {up:?}, down {down:?}, seed {}", plan.seed);
     }
     let filter = SourceFilter::new(receive.allow.clone(), receive.deny.clone());
     let start = Instant::now();
-    let mut relay = Relay::new(&plan, &socket, poller, filter, output.as_mut(), pcap)
+    let mut relay = Relay::new(plan, front, poller, filter, output.as_mut(), pcap)
         .io_context(|| "failed to start the relay".into())?;
     let result = relay.run(signals);
     if receive.stats {
         crate::relay::stats::print(&relay, receive.is_json(), start.elapsed());
     }
     result
+}
+
+/// UPSTREAM as the user wrote it, for messages (`--to-exec` by its command).
+fn shown_upstream(upstream: &Upstream) -> String {
+    match upstream {
+        Upstream::Exec(command) => format!("--to-exec '{command}'"),
+        other => other.name().to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -146,7 +225,7 @@ mod tests {
         assert_eq!(p.impairment.up.delay, std::time::Duration::from_millis(10));
         assert!(p.impairment.down.delay.is_zero());
         assert_eq!(p.seed, 3);
-        assert_eq!(p.upstream, "127.0.0.1:53".parse().unwrap());
+        assert_eq!(p.upstream, Upstream::Udp("127.0.0.1:53".parse().unwrap()));
         assert_eq!(
             (p.max_sessions, p.idle_timeout),
             (1024, std::time::Duration::from_secs(60))
