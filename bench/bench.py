@@ -158,6 +158,20 @@ def wait_bound(port, timeout=10):
     raise RuntimeError(f"nothing bound UDP port {port}")
 
 
+def wait_listening(port, timeout=10):
+    """Wait until something listens on TCP port `port` (state 0A in /proc/net/tcp)."""
+    want = f":{port:04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(want) and fields[3] == "0A":
+                    return
+        time.sleep(0.005)
+    raise RuntimeError(f"nothing listens on TCP port {port}")
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -547,6 +561,76 @@ class Bench:
         self.row("relay 64 in flight", "dgram, 1,000 more sessions", crowded["replies"] / max(crowded["seconds"], 1e-9),
                  "replies/s", dgram_rate, "dgram, one session")
 
+    def stream_pair(self, who, echo_port):
+        """A UDP entry whose datagrams cross a TCP stream to the echo: two dgram relays
+        (`relay 0 --to tcp://X` + `relay tcp://X --to ECHO`), or socat's pipe pair. Returns
+        the processes and the UDP port to send to."""
+        if who == "dgram":
+            far = Proc([self.dgram, "relay", "tcp://127.0.0.1:0", "--to", f"127.0.0.1:{echo_port}"])
+            fport = int(far.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            near = Proc([self.dgram, "relay", "127.0.0.1:0", "--to", f"tcp://127.0.0.1:{fport}"])
+            return [near, far], int(near.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        tport, uport = free_port(), free_port()
+        far = Proc(["socat", f"TCP-LISTEN:{tport},bind=127.0.0.1,fork,reuseaddr,nodelay",
+                    f"UDP:127.0.0.1:{echo_port}"], group=True)
+        wait_listening(tport)
+        near = Proc(["socat", f"UDP-LISTEN:{uport},bind=127.0.0.1,fork,reuseaddr",
+                     f"TCP:127.0.0.1:{tport},nodelay"], group=True)
+        wait_bound(uport)
+        return [near, far], uport
+
+    def case_streams(self):
+        """UDP through a TCP stream and back, against the plain UDP relay and socat."""
+        n1, n64 = self.args.count // 40, self.args.count // 4
+        print(f"13. datagrams over TCP to the reference echo, 64 B: {n64:,} round trips 64 in flight; "
+              f"{n1:,} rounds of one round trip on each path, interleaved (bench/ref/rtts.c); "
+              f"dgram's pair is relay --to tcp:// + relay tcp://, socat's UDP-LISTEN,fork TCP:X,nodelay + "
+              f"TCP-LISTEN,fork,nodelay UDP:ECHO", flush=True)
+        echo = Proc([self.r("echo")])
+        with echo:
+            eport = int(echo.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            plain = self.relay_server("dgram", eport)
+            paths = {"dgram udp relay": ([plain[0]], plain[1]), "dgram over tcp": self.stream_pair("dgram", eport)}
+            if self.peers.get("socat", True) and shutil.which("socat"):
+                paths["socat over tcp"] = self.stream_pair("socat", eport)
+            many = {}
+            try:
+                for who, (_, port) in paths.items():
+                    many[who] = self.rtt_to(port, n64 if not who.startswith("socat") else n64 // 10, 64)
+                ports = [paths[w][1] for w in paths]
+                out = subprocess.run([self.r("rtts"), "127.0.0.1", str(n1), "64", *map(str, ports)],
+                                     capture_output=True, text=True, timeout=HARD_LIMIT).stdout
+            finally:
+                for procs, _ in paths.values():
+                    for p in procs:
+                        p.stop()
+            echo.stop()
+        one = {}
+        for line in out.splitlines():
+            v = {k: float(x) for k, x in re.findall(r"(\w+)=([\d.]+)", line)}
+            one[int(v["port"])] = v
+        rate = {w: m["replies"] / max(m["seconds"], 1e-9) for w, m in many.items()}
+        for who, m in many.items():
+            ref = None if who == "dgram udp relay" else rate["dgram udp relay"]
+            self.row("over tcp 64 in flight", who, rate[who], "replies/s", ref, "dgram udp relay")
+            self.row("over tcp 64: lost+merged+dup", who, int(m["lost"] + m["bad"] + m["dup"]),
+                     f"of {int(m['replies'] + m['lost']):,}")
+        p50 = {w: one[paths[w][1]]["p50_us"] for w in paths}
+        for who in paths:
+            ref = p50.get("socat over tcp") if who == "dgram over tcp" else None
+            self.row("over tcp rtt p50 (1 in flight)", who, p50[who], "us", ref, "socat over tcp")
+
+    def case_framing(self):
+        """The stream decoder alone (examples/framing_speed.rs), beside a plain copy."""
+        if not self.args.framing:
+            return
+        print("14. the frame decoder alone: 64 MiB of 64-byte frames in 64 KiB reads, best of 5, "
+              "beside a plain copy of the same reads", flush=True)
+        out = subprocess.run([self.args.framing], capture_output=True, text=True, timeout=HARD_LIMIT).stdout
+        v = {k: float(x) for k, x in re.findall(r"(\w+)=([\d.]+)", out)}
+        self.row("framing decode", "dgram", v["bytes"] / v["decode_s"] / 1e9, "GB/s",
+                 v["bytes"] / v["copy_s"] / 1e9, "memcpy")
+
     def case_respond(self):
         """listen --respond against echo with 64 in flight; --exec with a trivial command."""
         n = self.args.count // 4
@@ -648,6 +732,10 @@ class Bench:
             self.case_respond()
         if "relay" in cases:
             self.case_relay()
+        if "streams" in cases:
+            self.case_streams()
+        if "framing" in cases:
+            self.case_framing()
         if "idle" in cases:
             self.case_idle()
         if "memory" in cases:
@@ -667,10 +755,11 @@ def main():
     ap.add_argument("--ref", required=True, help="folder of the built reference programs")
     ap.add_argument("--dgram", required=True)
     ap.add_argument("--dgram-static", help="a statically linked dgram, for the start-up case")
+    ap.add_argument("--framing", help="examples/framing_speed, built in release")
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,idle,memory")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,streams,framing,idle,memory")
     Bench(ap.parse_args()).run()
 
 

@@ -28,6 +28,7 @@ if [ "$install" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&
 fi
 
 cargo build --release --quiet
+cargo build --release --quiet --example framing_speed
 dgram="$PWD/target/release/dgram"
 static=()
 host=$(rustc -vV | sed -n 's/^host: //p')
@@ -47,6 +48,6 @@ rustc --edition 2021 -C opt-level=3 -C lto -C codegen-units=1 -C panic=abort -C 
   -o "$ref/oneshot-rust" bench/ref/oneshot.rs
 
 out="bench/results/$(date +%Y-%m-%d).txt"
-python3 bench/bench.py --ref "$ref" --dgram "$dgram" "${static[@]}" "${args[@]}" | tee "$out.tmp"
+python3 bench/bench.py --ref "$ref" --dgram "$dgram" --framing "$PWD/target/release/examples/framing_speed" "${static[@]}" "${args[@]}" | tee "$out.tmp"
 mv "$out.tmp" "$out"
 echo "saved: $out"
