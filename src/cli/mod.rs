@@ -260,7 +260,11 @@ Examples:
   dgram relay 5300 --to 127.0.0.53:53 --dns          watch an application talk to its resolver
   dgram relay 9000 --to 10.0.0.7:9000 --drop up=10% --delay down=50ms --seed 1
                                                      test a client against a real server, badly
-  dgram relay 0 --to 127.0.0.1:7000 -f json --pcap both.pcap   record both legs";
+  dgram relay 0 --to 127.0.0.1:7000 -f json --pcap both.pcap   record both legs
+  dgram relay 53 --to tcp://127.0.0.1:5300           each client session over its own TCP stream
+  dgram relay tcp://5300 --to 127.0.0.1:53           ... and back to UDP at the far end
+  dgram relay 53 --to-exec 'ssh host dgram relay - --to 127.0.0.1:53'
+                                                     through ssh, no port forwarding";
 
 const SEND_EXAMPLES: &str = "\
 Examples:

@@ -50,6 +50,7 @@ fn directed_duration(s: &str) -> Result<Directed<Duration>, String> {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("addr", |a| a.help("Where clients come from: PORT (means 127.0.0.1:PORT), HOST:PORT, [IPV6]:PORT; tcp://ADDR (each connection a session, datagrams framed); - (one session over stdin and stdout)")))]
 pub struct RelayArgs {
     #[command(flatten)]
     pub server: ServerOpts,
