@@ -565,19 +565,29 @@ class Bench:
         """A UDP entry whose datagrams cross a TCP stream to the echo: two dgram relays
         (`relay 0 --to tcp://X` + `relay tcp://X --to ECHO`), or socat's pipe pair. Returns
         the processes and the UDP port to send to."""
-        if who == "dgram":
-            far = Proc([self.dgram, "relay", "tcp://127.0.0.1:0", "--to", f"127.0.0.1:{echo_port}"])
-            fport = int(far.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-            near = Proc([self.dgram, "relay", "127.0.0.1:0", "--to", f"tcp://127.0.0.1:{fport}"])
-            return [near, far], int(near.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-        tport, uport = free_port(), free_port()
-        far = Proc(["socat", f"TCP-LISTEN:{tport},bind=127.0.0.1,fork,reuseaddr,nodelay",
-                    f"UDP:127.0.0.1:{echo_port}"], group=True)
-        wait_listening(tport)
-        near = Proc(["socat", f"UDP-LISTEN:{uport},bind=127.0.0.1,fork,reuseaddr",
-                     f"TCP:127.0.0.1:{tport},nodelay"], group=True)
-        wait_bound(uport)
-        return [near, far], uport
+        started = []
+        try:
+            if who == "dgram":
+                far = Proc([self.dgram, "relay", "tcp://127.0.0.1:0", "--to", f"127.0.0.1:{echo_port}"])
+                started.append(far)
+                fport = int(far.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+                near = Proc([self.dgram, "relay", "127.0.0.1:0", "--to", f"tcp://127.0.0.1:{fport}"])
+                started.append(near)
+                return [near, far], int(near.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            tport, uport = free_port(), free_port()
+            far = Proc(["socat", f"TCP-LISTEN:{tport},bind=127.0.0.1,fork,reuseaddr,nodelay",
+                        f"UDP:127.0.0.1:{echo_port}"], group=True)
+            started.append(far)
+            wait_listening(tport)
+            near = Proc(["socat", f"UDP-LISTEN:{uport},bind=127.0.0.1,fork,reuseaddr",
+                         f"TCP:127.0.0.1:{tport},nodelay"], group=True)
+            started.append(near)
+            wait_bound(uport)
+            return [near, far], uport
+        except BaseException:
+            for p in started:
+                p.stop(signal.SIGKILL)
+            raise
 
     def case_streams(self):
         """UDP through a TCP stream and back, against the plain UDP relay and socat."""
@@ -589,12 +599,14 @@ class Bench:
         echo = Proc([self.r("echo")])
         with echo:
             eport = int(echo.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-            plain = self.relay_server("dgram", eport)
-            paths = {"dgram udp relay": ([plain[0]], plain[1]), "dgram over tcp": self.stream_pair("dgram", eport)}
-            if self.peers.get("socat", True) and shutil.which("socat"):
-                paths["socat over tcp"] = self.stream_pair("socat", eport)
-            many = {}
+            paths, many = {}, {}
             try:
+                # Started inside the try: a path that fails to start stops the others.
+                plain = self.relay_server("dgram", eport)
+                paths["dgram udp relay"] = ([plain[0]], plain[1])
+                paths["dgram over tcp"] = self.stream_pair("dgram", eport)
+                if self.peers.get("socat", True) and shutil.which("socat"):
+                    paths["socat over tcp"] = self.stream_pair("socat", eport)
                 for who, (_, port) in paths.items():
                     many[who] = self.rtt_to(port, n64 if not who.startswith("socat") else n64 // 10, 64)
                 ports = [paths[w][1] for w in paths]

@@ -24,5 +24,6 @@ mod relay;
 mod replay;
 mod respond;
 mod send;
+mod ssh;
 mod stats;
 mod streams;
