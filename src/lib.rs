@@ -25,6 +25,7 @@ pub mod net;
 pub mod netem;
 pub mod relay;
 pub mod report;
+pub mod scan;
 pub mod send;
 pub mod serve;
 pub mod wire;

@@ -95,6 +95,7 @@ fn netcat_hint(err: &clap::Error, subcommand: &str) -> Option<String> {
         "-l" if subcommand == "listen" => "dgram listen needs no -l: drop it".to_string(),
         "-l" => "to listen, use dgram listen [ADDR]".to_string(),
         "-k" => "dgram's servers keep running until a limit or a signal: drop -k".to_string(),
+        "-z" => "to find which ports answer, use dgram scan HOST PORTS".to_string(),
         "-p" if subcommand == "listen" || subcommand == "echo" => {
             "the port is the address: dgram listen PORT".to_string()
         }

@@ -16,12 +16,14 @@ mod common;
 pub mod format;
 mod multicast;
 mod relay;
+mod scan;
 mod send;
 mod server;
 
 pub use common::{EncodingOpts, FamilyOpts, ReceiveOpts, ServerOpts, SocketOpts};
 pub use multicast::{JoinArgs, MulticastSendArgs};
 pub use relay::{Directed, RelayArgs};
+pub use scan::{ProbeArg, ScanArgs};
 pub use send::{SendArgs, Speed};
 pub use server::{EchoArgs, ListenArgs, RespondOpts, SafetyOpts};
 
@@ -179,6 +181,9 @@ pub enum Command {
     /// A UDP proxy that shows and impairs what passes between clients and a server
     #[command(after_help = RELAY_EXAMPLES)]
     Relay(RelayArgs),
+    /// Which UDP ports of a host answer: open, closed, filtered, open|filtered, never a guess
+    #[command(after_help = SCAN_EXAMPLES)]
+    Scan(ScanArgs),
     /// What this host's UDP can do: quick checks, one line each
     #[command(after_help = DOCTOR_EXAMPLES)]
     Doctor(DoctorArgs),
@@ -265,6 +270,13 @@ Examples:
   dgram relay tcp://5300 --to 127.0.0.1:53           ... and back to UDP at the far end
   dgram relay 53 --to-exec 'ssh host dgram relay - --to 127.0.0.1:53'
                                                      through ssh, no port forwarding";
+
+const SCAN_EXAMPLES: &str = "\
+Examples:
+  dgram scan 127.0.0.1 1-65535 --open                  every UDP port that answers here
+  dgram scan 10.0.0.5 53,123,161,5353                 the well-known services, each asked properly
+  dgram scan 127.0.0.1 8125 --expect open --wait 30s  CI: wait until the service is up (exit 1 if not)
+  dgram scan db.internal 5000-5100 -f json            a JSON object per port";
 
 const SEND_EXAMPLES: &str = "\
 Examples:

@@ -6,6 +6,7 @@ pub mod echo;
 pub mod listen;
 pub mod multicast;
 pub mod relay;
+pub mod scan;
 pub mod send;
 
 use crate::net::addr::Family;
@@ -23,6 +24,7 @@ pub fn run(command: Command, signals: &Signals) -> anyhow::Result<Ending> {
         Command::Listen(args) => listen::run(args, signals),
         Command::Echo(args) => echo::run(args, signals),
         Command::Relay(args) => relay::run(args, signals),
+        Command::Scan(args) => scan::run(args, signals),
         Command::Doctor(args) => doctor::run(args),
         Command::Multicast(MulticastCommand::Join(args)) => multicast::join(args, signals),
         Command::Completions { shell } => {
@@ -55,6 +57,7 @@ pub fn check(command: Command) -> anyhow::Result<()> {
         Command::Listen(args) => listen::check(&args),
         Command::Echo(args) => echo::check(&args),
         Command::Relay(args) => relay::plan(&args).map(drop),
+        Command::Scan(args) => scan::check(&args).map(drop),
         Command::Manpage { subcommand } => manpage(&subcommand).map(drop),
         Command::Doctor(args) => doctor::check(&args),
         Command::Completions { .. } => Ok(()),

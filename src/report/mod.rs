@@ -4,5 +4,6 @@
 
 pub mod output;
 pub mod progress;
+pub mod scan;
 pub mod stats;
 pub mod terminals;

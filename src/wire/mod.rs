@@ -8,4 +8,5 @@ pub mod dns;
 pub mod framing;
 pub mod payload;
 pub mod pcap;
+pub mod probes;
 pub mod seq;

@@ -23,6 +23,7 @@ mod relay;
 #[cfg(target_os = "linux")]
 mod replay;
 mod respond;
+mod scan;
 mod send;
 mod ssh;
 mod stats;
