@@ -643,6 +643,71 @@ class Bench:
         self.row("framing decode", "dgram", v["bytes"] / v["decode_s"] / 1e9, "GB/s",
                  v["bytes"] / v["copy_s"] / 1e9, "memcpy")
 
+    PY_PROBER = r"""
+import socket, sys, time
+IP_RECVERR = 11
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.setblocking(False)
+own = s.getsockname()[1]
+answered = set()
+def drain():
+    while True:
+        try:
+            _, _, _, addr = s.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+            answered.add(addr[1])
+        except BlockingIOError:
+            break
+    while True:
+        try:
+            _, addr = s.recvfrom(65535)
+            answered.add(addr[1])
+        except (BlockingIOError, ConnectionRefusedError):
+            break
+t = time.monotonic()
+for port in range(1, 65536):
+    while True:
+        try:
+            s.sendto(b"", ("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            drain()
+    if port % 64 == 0:
+        drain()
+end = time.monotonic() + 1
+while len(answered) < 65534 and time.monotonic() < end:
+    drain()
+print(f"answered={len(answered)} seconds={time.monotonic() - t:.4f}")
+"""
+
+    def case_scan(self):
+        """All 65,535 ports of this host, three responders: dgram scan against a one-socket
+        Python prober (the kernel's floor: one socket answering every ICMP)."""
+        print("15. scan of all 65,535 ports of 127.0.0.1 (three echo responders), best of 3; the reference "
+              "is a one-socket Python prober with IP_RECVERR (sends, drains the error queue)", flush=True)
+        echos = [Proc([self.r("echo")]) for _ in range(3)]
+        try:
+            ports = [int(e.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1)) for e in echos]
+            best, exact, ref = None, True, None
+            for _ in range(3):
+                t = time.monotonic()
+                out = subprocess.run([self.dgram, "scan", "127.0.0.1", "1-65535", "--open"],
+                                     capture_output=True, text=True, timeout=HARD_LIMIT).stdout
+                took = time.monotonic() - t
+                best = took if best is None else min(best, took)
+                found = {int(line.split("/")[0]) for line in out.splitlines()}
+                exact &= set(ports) <= found
+                py = subprocess.run([sys.executable, "-c", self.PY_PROBER], capture_output=True, text=True,
+                                    timeout=HARD_LIMIT).stdout
+                v = {k: float(x) for k, x in re.findall(r"(\w+)=([\d.]+)", py)}
+                ref = v["seconds"] if ref is None else min(ref, v["seconds"])
+        finally:
+            for e in echos:
+                e.stop()
+        self.row("scan 1-65535 wall", "dgram", best, "s", ref, "python one socket")
+        self.row("scan 1-65535: responders found", "dgram", 3 if exact else 0, "of 3")
+
     def case_respond(self):
         """listen --respond against echo with 64 in flight; --exec with a trivial command."""
         n = self.args.count // 4
@@ -748,6 +813,8 @@ class Bench:
             self.case_streams()
         if "framing" in cases:
             self.case_framing()
+        if "scan" in cases:
+            self.case_scan()
         if "idle" in cases:
             self.case_idle()
         if "memory" in cases:
@@ -771,7 +838,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,streams,framing,idle,memory")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,streams,framing,scan,idle,memory")
     Bench(ap.parse_args()).run()
 
 

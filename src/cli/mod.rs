@@ -32,7 +32,7 @@ pub use server::{EchoArgs, ListenArgs, RespondOpts, SafetyOpts};
 #[command(
     name = "dgram",
     version,
-    about = "netcat for datagrams, done right: send, listen, echo, relay and multicast UDP",
+    about = "netcat for datagrams, done right: send, listen, echo, relay, scan and multicast UDP",
     propagate_version = true,
     disable_help_subcommand = true,
     max_term_width = 100

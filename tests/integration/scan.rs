@@ -413,3 +413,58 @@ fn firewalls_and_routers_are_told_apart_and_no_route_is_exit_3() {
         .expect_code(3)
         .expect_stderr("cannot reach 10.92.2.2");
 }
+
+/// A responder for the probes' protocols, in Python: it answers a probe only when its
+/// bytes have the layout the protocol's RFC gives, and says what it checked.
+const RFC_RESPONDER: &str = r#"
+import select, socket, struct, sys
+def ntp(p): return len(p) == 48 and (p[0] >> 3) & 7 == 4 and p[0] & 7 == 3 and p[40:48] != bytes(8)
+def stun(p): return len(p) == 20 and struct.unpack("!HHI", p[:8]) == (1, 0, 0x2112A442)
+def ssdp(p):
+    t = p.decode("ascii", "replace")
+    return t.startswith("M-SEARCH * HTTP/1.1\r\n") and 'MAN: "ssdp:discover"\r\n' in t and t.endswith("\r\n\r\n")
+def nbns(p):
+    return (len(p) == 50 and struct.unpack("!HHHHH", p[2:12]) == (0, 1, 0, 0, 0)
+            and p[12] == 32 and p[13:45] == b"CK" + b"A" * 30 and p[45:] == b"\0\0\x21\0\x01")
+def snmp(p): return p[0] == 0x30 and p[2:5] == b"\x02\x01\x03" and b"\x04\x01\x04\x02\x01\x03" in p
+checks = {123: ntp, 3478: stun, 1900: ssdp, 137: nbns, 161: snmp}
+socks = {}
+for port in checks:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    socks[s] = port
+print("ready", flush=True)
+while True:
+    for s in select.select(list(socks), [], [])[0]:
+        p, peer = s.recvfrom(65535)
+        ok = checks[socks[s]](p)
+        print(socks[s], "ok" if ok else "bad " + p.hex(), flush=True)
+        if ok:
+            s.sendto(b"valid", peer)
+"#;
+
+#[test]
+fn each_probe_has_the_layout_of_its_rfc_as_a_responder_checks_it() {
+    let Some(net) = Net::create("scan::each_probe") else {
+        return;
+    };
+    if !tool("scan::each_probe", "python3") {
+        return;
+    }
+    let ns = net.ns("s");
+    let responder = spawn_cmd(
+        "ip",
+        &["netns", "exec", &ns, "python3", "-c", RFC_RESPONDER],
+        None,
+    );
+    responder.wait_stdout("the responder ready", |o| o.starts_with(b"ready"));
+    let r = net.client(&["scan", "10.92.2.2", "123,137,161,1900,3478", "-w", "2s"]);
+    let out = r.stdout_str();
+    for port in [123, 137, 161, 1900, 3478] {
+        assert!(
+            out.contains(&format!("{port}/udp open udp-response")),
+            "{port}: {out}\nresponder: {}",
+            String::from_utf8_lossy(&responder.stdout())
+        );
+    }
+}
