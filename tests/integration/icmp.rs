@@ -3,77 +3,43 @@
 //! make each error happen. The client runs inside its namespace: nothing leaves the
 //! machine.
 
-use crate::harness::{spawn_cmd, tool, Run};
+use crate::harness::spawn_cmd;
+use crate::netns::Namespaces;
 
-struct Topology {
-    id: String,
-}
+/// Client, router and server, as the module says.
+struct Topology(Namespaces);
 
 impl Topology {
     fn create(test: &str) -> Option<Topology> {
-        if !crate::harness::root(test, "network namespaces") || !tool(test, "ip") {
-            return None;
-        }
-        // One topology per test, even when tests run at once.
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("{}-{n}", std::process::id());
-        let t = Topology { id };
-        let (c, r, s) = (t.ns("c"), t.ns("r"), t.ns("s"));
-        let script = [
-            format!("ip netns add {c}"),
-            format!("ip netns add {r}"),
-            format!("ip netns add {s}"),
-            // No duplicate address detection: addresses, link-local ones too, are usable
-            // at once, so the first IPv6 datagrams do not wait on it.
-            format!("for n in {c} {r} {s}; do ip netns exec $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0; done"),
-            format!("ip -n {r} link add cr type veth peer name rc netns {c}"),
-            format!("ip -n {r} link add sr type veth peer name rs netns {s}"),
-            format!("ip -n {r} link set sr mtu 1400"),
-            format!("ip -n {s} link set rs mtu 1400"),
-            format!("for n in {c} {r} {s}; do ip -n $n link set lo up; done"),
-            format!("ip -n {c} link set rc up && ip -n {r} link set cr up && ip -n {r} link set sr up && ip -n {s} link set rs up"),
-            format!("ip -n {c} addr add 10.91.1.2/24 dev rc && ip -n {c} addr add fd91:1::2/64 dev rc nodad"),
-            format!("ip -n {r} addr add 10.91.1.1/24 dev cr && ip -n {r} addr add fd91:1::1/64 dev cr nodad"),
-            format!("ip -n {r} addr add 10.91.2.1/24 dev sr && ip -n {r} addr add fd91:2::1/64 dev sr nodad"),
-            format!("ip -n {s} addr add 10.91.2.2/24 dev rs && ip -n {s} addr add fd91:2::2/64 dev rs nodad"),
-            format!("ip -n {c} route add default via 10.91.1.1 && ip -n {c} -6 route add default via fd91:1::1"),
-            format!("ip -n {s} route add default via 10.91.2.1 && ip -n {s} -6 route add default via fd91:2::1"),
-            format!("ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0"),
-            format!("ip -n {r} route add unreachable 10.91.9.0/24 && ip -n {r} route add prohibit 10.91.8.0/24"),
-            format!("ip -n {r} -6 route add unreachable fd91:9::/64 && ip -n {r} -6 route add prohibit fd91:8::/64"),
-        ]
-        .join(" && ");
-        let ok = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "{test}: could not build the topology");
-        Some(t)
-    }
-
-    fn ns(&self, which: &str) -> String {
-        format!("dgram-i{which}-{}", self.id)
+        let made = Namespaces::create(test, "i", &["c", "r", "s"], &[], |n| {
+            let (c, r, s) = (n.ns("c"), n.ns("r"), n.ns("s"));
+            vec![
+                // No duplicate address detection: addresses, link-local ones too, are usable
+                // at once, so the first IPv6 datagrams do not wait on it.
+                format!("for n in {c} {r} {s}; do ip netns exec $n sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0; done"),
+                format!("ip -n {r} link add cr type veth peer name rc netns {c}"),
+                format!("ip -n {r} link add sr type veth peer name rs netns {s}"),
+                format!("ip -n {r} link set sr mtu 1400"),
+                format!("ip -n {s} link set rs mtu 1400"),
+                format!("for n in {c} {r} {s}; do ip -n $n link set lo up; done"),
+                format!("ip -n {c} link set rc up && ip -n {r} link set cr up && ip -n {r} link set sr up && ip -n {s} link set rs up"),
+                format!("ip -n {c} addr add 10.91.1.2/24 dev rc && ip -n {c} addr add fd91:1::2/64 dev rc nodad"),
+                format!("ip -n {r} addr add 10.91.1.1/24 dev cr && ip -n {r} addr add fd91:1::1/64 dev cr nodad"),
+                format!("ip -n {r} addr add 10.91.2.1/24 dev sr && ip -n {r} addr add fd91:2::1/64 dev sr nodad"),
+                format!("ip -n {s} addr add 10.91.2.2/24 dev rs && ip -n {s} addr add fd91:2::2/64 dev rs nodad"),
+                format!("ip -n {c} route add default via 10.91.1.1 && ip -n {c} -6 route add default via fd91:1::1"),
+                format!("ip -n {s} route add default via 10.91.2.1 && ip -n {s} -6 route add default via fd91:2::1"),
+                format!("ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0"),
+                format!("ip -n {r} route add unreachable 10.91.9.0/24 && ip -n {r} route add prohibit 10.91.8.0/24"),
+                format!("ip -n {r} -6 route add unreachable fd91:9::/64 && ip -n {r} -6 route add prohibit fd91:8::/64"),
+            ]
+        })?;
+        Some(Topology(made))
     }
 
     /// `dgram ARGS` in the client namespace, to completion.
-    fn client(&self, args: &[&str]) -> Run {
-        let ns = self.ns("c");
-        let mut full = vec!["netns", "exec", ns.as_str(), crate::harness::bin()];
-        full.extend_from_slice(args);
-        let mut g = spawn_cmd("ip", &full, None);
-        g.close_stdin();
-        g.finish()
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for w in ["c", "r", "s"] {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.ns(w)])
-                .status();
-        }
+    fn client(&self, args: &[&str]) -> crate::harness::Run {
+        self.0.dgram("c", args)
     }
 }
 
@@ -190,7 +156,7 @@ fn a_relay_counts_its_upstream_s_errors_by_kind_and_goes_on() {
     let Some(t) = Topology::create("icmp::a_relay_counts") else {
         return;
     };
-    let ns = t.ns("c");
+    let ns = t.0.ns("c");
     for (upstream, kind) in [
         ("10.91.9.9:53", "host_unreachable"),
         ("10.91.8.8:53", "prohibited"),
@@ -239,7 +205,7 @@ fn echo_and_relay_count_what_their_clients_paths_say_and_go_on() {
     let Some(t) = Topology::create("icmp::echo_and_relay_count") else {
         return;
     };
-    let (c, r, s) = (t.ns("c"), t.ns("r"), t.ns("s"));
+    let (c, r, s) = (t.0.ns("c"), t.0.ns("r"), t.0.ns("s"));
     let script = [
         format!("ip -n {c} addr add 10.91.9.5/32 dev rc && ip -n {c} addr add 10.91.8.5/32 dev rc"),
         format!("ip -n {c} addr add fd91:9::5/128 dev rc nodad && ip -n {c} addr add fd91:8::5/128 dev rc nodad"),

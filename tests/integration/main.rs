@@ -19,6 +19,7 @@ mod icmp;
 mod interop;
 mod listen;
 mod multicast;
+mod netns;
 mod relay;
 #[cfg(target_os = "linux")]
 mod replay;

@@ -7,6 +7,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use crate::harness::{run, spawn, spawn_cmd, tool, Run, Server};
+use crate::netns::Namespaces;
 
 /// A port nothing listens on (bound, then closed).
 fn closed_port() -> u16 {
@@ -262,74 +263,42 @@ fn dnsmasq_answers_the_dns_probe() {
     );
 }
 
-/// Client and server namespaces and a router between them (as icmp.rs builds, with its
-/// own names and addresses); the server keeps Linux's ICMP rate limit.
-struct Net {
-    id: String,
-}
+/// Client and server namespaces and a router between them (10.92.0.0/16, apart from
+/// icmp.rs's); the server keeps Linux's ICMP rate limit, and a firewall that rejects port
+/// 7001 with admin-prohibited and drops 7002; the router has no way to 10.92.9.0/24.
+struct Net(Namespaces);
 
 impl Net {
     fn create(test: &str) -> Option<Net> {
-        if !crate::harness::root(test, "network namespaces")
-            || !tool(test, "ip")
-            || !tool(test, "nft")
-        {
-            return None;
-        }
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let net = Net {
-            id: format!("{}-{n}", std::process::id()),
-        };
-        let (c, r, s) = (net.ns("c"), net.ns("r"), net.ns("s"));
-        let script = [
-            format!("ip netns add {c} && ip netns add {r} && ip netns add {s}"),
-            format!("ip -n {r} link add cr type veth peer name rc netns {c}"),
-            format!("ip -n {r} link add sr type veth peer name rs netns {s}"),
-            format!("for n in {c} {r} {s}; do ip -n $n link set lo up; done"),
-            format!("ip -n {c} link set rc up && ip -n {r} link set cr up && ip -n {r} link set sr up && ip -n {s} link set rs up"),
-            format!("ip -n {c} addr add 10.92.1.2/24 dev rc && ip -n {r} addr add 10.92.1.1/24 dev cr"),
-            format!("ip -n {r} addr add 10.92.2.1/24 dev sr && ip -n {s} addr add 10.92.2.2/24 dev rs"),
-            format!("ip -n {c} route add default via 10.92.1.1 && ip -n {s} route add default via 10.92.2.1"),
-            format!("ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0"),
-            format!("ip -n {r} route add unreachable 10.92.9.0/24"),
-            format!(
-                "ip netns exec {s} nft 'add table inet t; add chain inet t in {{ type filter hook input priority 0; }}; \
-                 add rule inet t in udp dport 7001 reject with icmpx admin-prohibited; \
-                 add rule inet t in udp dport 7002 drop'"
-            ),
-        ]
-        .join(" && ");
-        let ok = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "{test}: could not build the namespaces");
-        Some(net)
+        let made = Namespaces::create(test, "s", &["c", "r", "s"], &["nft"], |n| {
+            let (c, r, s) = (n.ns("c"), n.ns("r"), n.ns("s"));
+            vec![
+                format!("ip -n {r} link add cr type veth peer name rc netns {c}"),
+                format!("ip -n {r} link add sr type veth peer name rs netns {s}"),
+                format!("for n in {c} {r} {s}; do ip -n $n link set lo up; done"),
+                format!("ip -n {c} link set rc up && ip -n {r} link set cr up && ip -n {r} link set sr up && ip -n {s} link set rs up"),
+                format!("ip -n {c} addr add 10.92.1.2/24 dev rc && ip -n {r} addr add 10.92.1.1/24 dev cr"),
+                format!("ip -n {r} addr add 10.92.2.1/24 dev sr && ip -n {s} addr add 10.92.2.2/24 dev rs"),
+                format!("ip -n {c} route add default via 10.92.1.1 && ip -n {s} route add default via 10.92.2.1"),
+                format!("ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0"),
+                format!("ip -n {r} route add unreachable 10.92.9.0/24"),
+                format!(
+                    "ip netns exec {s} nft 'add table inet t; add chain inet t in {{ type filter hook input priority 0; }}; \
+                     add rule inet t in udp dport 7001 reject with icmpx admin-prohibited; \
+                     add rule inet t in udp dport 7002 drop'"
+                ),
+            ]
+        })?;
+        Some(Net(made))
     }
 
     fn ns(&self, which: &str) -> String {
-        format!("dgram-s{which}-{}", self.id)
+        self.0.ns(which)
     }
 
     /// `dgram ARGS` in the client namespace, to completion.
     fn client(&self, args: &[&str]) -> Run {
-        let ns = self.ns("c");
-        let mut full = vec!["netns", "exec", ns.as_str(), crate::harness::bin()];
-        full.extend_from_slice(args);
-        let mut g = spawn_cmd("ip", &full, None);
-        g.close_stdin();
-        g.finish()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for w in ["c", "r", "s"] {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.ns(w)])
-                .status();
-        }
+        self.0.dgram("c", args)
     }
 }
 
