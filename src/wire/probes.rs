@@ -40,7 +40,7 @@ fn dns(words: &str, id: u16) -> Vec<u8> {
 fn ntp(unix_ns: u64) -> Vec<u8> {
     const UNIX_TO_NTP: u64 = 2_208_988_800;
     let mut p = vec![0u8; 48];
-    p[0] = (4 << 3) | 3;
+    p[0] = 0b00_100_011; // LI 0, version 4, mode 3
     let secs = unix_ns / 1_000_000_000 + UNIX_TO_NTP;
     let frac = ((unix_ns % 1_000_000_000) << 32) / 1_000_000_000;
     p[40..44].copy_from_slice(&(secs as u32).to_be_bytes());
