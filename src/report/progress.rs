@@ -24,6 +24,8 @@ pub enum Goal {
     Count(u64),
     /// `--duration D`.
     Duration(Duration),
+    /// `dgram scan` of N ports (counted as they come to a state).
+    Ports(u64),
 }
 
 /// A progress line that may never be shown.
@@ -63,7 +65,14 @@ impl Progress {
         }
     }
 
-    /// `sent` datagrams have gone so far.
+    /// For a scan of `total` ports at `rate` probes/s (None: as fast as they answer).
+    pub fn ports(total: u64, rate: Option<f64>) -> Self {
+        let mut p = Progress::new(Some(total), None, rate);
+        p.goal = (total > 1).then_some(Goal::Ports(total));
+        p
+    }
+
+    /// `sent` datagrams have gone so far (a scan: ports done).
     pub fn update(&mut self, sent: u64) {
         let (true, Some(goal)) = (self.enabled, self.goal) else {
             return;
@@ -95,6 +104,18 @@ impl Progress {
         true
     }
 
+    /// When a loop that waits should wake to redraw the line (None: it is never drawn).
+    pub fn wake(&self) -> Option<Instant> {
+        if !self.enabled || self.goal.is_none() {
+            return None;
+        }
+        Some(if self.shown {
+            self.next_draw
+        } else {
+            self.start + LONG
+        })
+    }
+
     /// Clear the line: the summary follows on a clean stderr.
     pub fn finish(&mut self) {
         if std::mem::take(&mut self.drawn) {
@@ -111,8 +132,11 @@ pub fn render(sent: u64, goal: Goal, elapsed: Duration, columns: u16) -> String 
     let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
     let mut line = String::new();
     let (done, left) = match goal {
-        Goal::Count(total) => {
-            let _ = write!(line, "sent {sent}/{total} datagrams");
+        Goal::Count(total) | Goal::Ports(total) => {
+            let _ = match goal {
+                Goal::Ports(_) => write!(line, "scanned {sent}/{total} ports"),
+                _ => write!(line, "sent {sent}/{total} datagrams"),
+            };
             let rest = total.saturating_sub(sent);
             let left = (rate > 0.0).then(|| Duration::from_secs_f64(rest as f64 / rate));
             (sent as f64 / total.max(1) as f64, left)
@@ -170,6 +194,15 @@ mod tests {
         let line = render(250, Goal::Count(1000), secs(2.5), WIDE);
         assert!(
             line.starts_with("sent 250/1000 datagrams  100/s  8s left  ["),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_scan_shows_ports_done_of_total() {
+        let line = render(500, Goal::Ports(2000), secs(5.0), WIDE);
+        assert!(
+            line.starts_with("scanned 500/2000 ports  100/s  15s left  [#####"),
             "{line}"
         );
     }

@@ -165,7 +165,11 @@ impl<'a> Scanner<'a> {
         let fds = [self.socket.as_raw_fd(), signals.wake_fd()];
         let mut ready = [false; 2];
         let mut stopped = None;
+        // A long scan on a terminal shows how far it is (the ports come to a state).
+        let total = self.slots.len();
+        let mut progress = crate::report::progress::Progress::ports(total as u64, self.plan.rate);
         while self.left > 0 {
+            progress.update((total - self.left) as u64);
             if let Some(sig) = signals.pending() {
                 stopped = Some(sig);
                 break;
@@ -176,6 +180,7 @@ impl<'a> Scanner<'a> {
                 self.inflight.front().map(|&(_, d)| d),
                 (!self.queue.is_empty() && self.out < self.window).then_some(self.next_send),
                 retry_soon.then(|| now + Duration::from_millis(1)),
+                progress.wake(),
             ]
             .into_iter()
             .flatten()
@@ -190,6 +195,7 @@ impl<'a> Scanner<'a> {
             self.replies()?;
             self.expire(Instant::now());
         }
+        progress.finish();
         Ok(self.outcome(stopped))
     }
 

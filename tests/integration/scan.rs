@@ -437,3 +437,23 @@ fn each_probe_has_the_layout_of_its_rfc_as_a_responder_checks_it() {
         );
     }
 }
+
+#[test]
+fn a_long_scan_shows_its_progress_on_a_terminal() {
+    use std::process::{Command, Stdio};
+    // Two ports: one closed at once, one silent for the whole 2 s try.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ports = format!("{},{}", closed_port(), silent.local_addr().unwrap().port());
+    let (master, slave) = crate::harness::pty();
+    let child = Command::new(crate::harness::bin())
+        .args(["scan", "127.0.0.1", &ports, "-w", "2s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let guard = crate::harness::Guard::adopt(child, "scan -w 2s on a pty".into());
+    let seen = crate::harness::read_pty_until(&master, |s| s.contains("scanned 1/2 ports"));
+    assert!(seen.contains("scanned 1/2 ports"), "{seen}");
+    guard.finish().expect_code(0);
+}

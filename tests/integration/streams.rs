@@ -542,3 +542,55 @@ fn a_thousand_streams_at_once_and_their_descriptors_given_back() {
     assert_eq!(v["sessions_opened"], 1_000, "{v}");
     assert_eq!(v["sessions_refused"], 0, "{v}");
 }
+
+#[test]
+fn past_the_open_files_limit_sessions_are_refused_and_counted_never_a_crash() {
+    let echo = Server::start(&["echo", "0"]);
+    // A hard limit of 40 descriptors: the relay cannot raise it, about 15 sessions fit.
+    let script = format!(
+        "ulimit -n 40 && exec {} relay tcp://0 --to {} --stats -f json",
+        bin(),
+        echo.addr
+    );
+    let mut relay = crate::harness::spawn_cmd("sh", &["-c", &script], None);
+    relay.close_stdin();
+    let at = relay.announced();
+    let mut streams: Vec<TcpStream> = (0..40).map(|_| connect(at)).collect();
+    let mut answered = 0;
+    for (i, s) in streams.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if s.write_all(&frame(&[i as u8])).is_ok() {
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_ok() {
+                answered += 1;
+            }
+        }
+    }
+    assert!((5..40).contains(&answered), "{answered} of 40 answered");
+    // Once they close, the relay serves again: nothing was lost but the refused.
+    drop(streams);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let mut s = connect(at);
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        if s.write_all(&frame(b"again")).is_ok() && s.read_exact(&mut [0u8; 7]).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never served again: {}",
+            relay.stderr()
+        );
+    }
+    relay.signal(libc::SIGTERM);
+    let r = relay.finish();
+    let v = json_last_line(&r.stderr);
+    assert!(v["sessions_refused"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        r.stderr.contains("out of descriptors") || r.stderr.contains("cannot open a session"),
+        "{}",
+        r.stderr
+    );
+}
