@@ -5,6 +5,7 @@
 //! concurrent probes within a window and a rate; retries only for silent ports. Uses
 //! `report`, `wire`, `net` and `base`.
 
+mod connected;
 pub mod ports;
 
 use std::collections::VecDeque;
@@ -69,6 +70,9 @@ const BATCH: usize = 64;
 /// from a second socket, once the first is closed: it is never reported open for being
 /// the scanner's.
 pub fn run(plan: &Plan, ports: &[u16], signals: &Signals) -> anyhow::Result<Outcome> {
+    if !error_queue() {
+        return connected::run(plan, ports, signals);
+    }
     let first = bind(plan)?;
     let own = first.local_addr()?.port();
     let (mine, rest): (Vec<u16>, Vec<u16>) = ports.iter().partition(|&&p| plan.local && p == own);
@@ -84,6 +88,21 @@ pub fn run(plan: &Plan, ports: &[u16], signals: &Signals) -> anyhow::Result<Outc
         outcome.ports.sort_by_key(|p| p.port);
     }
     Ok(outcome)
+}
+
+/// Whether ICMP errors are read from the error queue (Linux), or from connected sockets'
+/// errnos (elsewhere; on Linux too with `DGRAM_SCAN_CONNECTED=1`, the tests' way to hold
+/// the fallback to the same results).
+fn error_queue() -> bool {
+    let linux = cfg!(target_os = "linux");
+    if linux && std::env::var_os("DGRAM_SCAN_CONNECTED").is_none() {
+        return true;
+    }
+    tracing::info!(
+        "ICMP errors from connected sockets' errnos, {} ports at a time",
+        connected::SOCKETS
+    );
+    false
 }
 
 /// An unconnected socket on the wildcard address of the host's family, hearing ICMP

@@ -457,3 +457,44 @@ fn a_long_scan_shows_its_progress_on_a_terminal() {
     assert!(seen.contains("scanned 1/2 ports"), "{seen}");
     guard.finish().expect_code(0);
 }
+
+#[test]
+fn the_portable_fallback_with_connected_sockets_gives_the_same_states() {
+    let echo = Server::start(&["echo", "0"]);
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ports = format!(
+        "{},{},{},1-2000",
+        echo.addr.port(),
+        silent.local_addr().unwrap().port(),
+        closed_port()
+    );
+    let scan = |env: &[(&str, &str)]| {
+        let mut args = vec!["scan", "127.0.0.1", ports.as_str(), "-w", "500ms", "-v"];
+        args.push("--retries");
+        args.push("0");
+        let mut g = crate::harness::spawn_env(&args, env);
+        g.close_stdin();
+        g.finish()
+    };
+    let queue = scan(&[]);
+    let connected = scan(&[("DGRAM_SCAN_CONNECTED", "1")]);
+    assert!(
+        connected.stderr.contains("connected sockets"),
+        "{}",
+        connected.stderr
+    );
+    assert!(
+        !queue.stderr.contains("connected sockets"),
+        "{}",
+        queue.stderr
+    );
+    // Port, state and reason alike (the RTTs differ).
+    let states = |r: &Run| -> Vec<String> {
+        lines(r)
+            .iter()
+            .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(states(&queue), states(&connected));
+    assert!(states(&connected).contains(&format!("{}/udp open udp-response", echo.addr.port())));
+}
