@@ -74,41 +74,50 @@ pub fn run(plan: &Plan, ports: &[u16], signals: &Signals) -> anyhow::Result<Outc
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(anyhow::Error::new(IoError(e)).context("failed to wait")),
         }
-        let now = Instant::now();
-        let mut i = 0;
-        while i < out.len() {
-            let o = &out[i];
-            let answer = if ready[i] {
-                read(o, &mut buf, now)
-            } else {
-                None
-            };
-            match answer {
-                Some(report) => done.push(report),
-                None if now >= o.sent + plan.timeout => {
-                    if o.tries <= plan.retries {
-                        queue.push_back((o.port, o.tries));
-                    } else {
-                        done.push(report(
-                            o.port,
-                            State::OpenFiltered,
-                            "no-response",
-                            None,
-                            None,
-                        ));
-                    }
-                }
-                None => {
-                    i += 1;
-                    continue;
-                }
-            }
-            // Answered or timed out: its socket closes (ready shifts with it).
-            out.swap_remove(i);
-            ready.swap_remove(i);
-        }
+        ready.truncate(out.len()); // the wake pipe's flag is not a probe's
+        settle(plan, &mut out, &mut ready, &mut buf, &mut queue, &mut done);
     }
     Ok(finish(done, sent, None))
+}
+
+/// Each probe out that was answered or timed out: its report, or its port queued again
+/// while retries are left; its socket closes (and `ready` shifts with it).
+fn settle(
+    plan: &Plan,
+    out: &mut Vec<Out>,
+    ready: &mut Vec<bool>,
+    buf: &mut [u8],
+    queue: &mut VecDeque<(u16, u32)>,
+    done: &mut Vec<PortReport>,
+) {
+    let now = Instant::now();
+    let mut i = 0;
+    while i < out.len() {
+        let o = &out[i];
+        let answer = if ready[i] { read(o, buf, now) } else { None };
+        match answer {
+            Some(report) => done.push(report),
+            None if now >= o.sent + plan.timeout => {
+                if o.tries <= plan.retries {
+                    queue.push_back((o.port, o.tries));
+                } else {
+                    done.push(report(
+                        o.port,
+                        State::OpenFiltered,
+                        "no-response",
+                        None,
+                        None,
+                    ));
+                }
+            }
+            None => {
+                i += 1;
+                continue;
+            }
+        }
+        out.swap_remove(i);
+        ready.swap_remove(i);
+    }
 }
 
 /// A socket connected to HOST:PORT (never one whose own port is PORT, on this host: it
