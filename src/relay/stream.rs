@@ -383,6 +383,25 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_that_fails_at_once_is_an_error_not_a_stream_connecting() {
+        // No route to a multicast group over TCP: refused locally, nothing sent.
+        let to = SocketAddr::from(([224, 0, 0, 1], 80));
+        assert!(Stream::connect(to, Instant::now() + Duration::from_secs(5)).is_err());
+    }
+
+    #[test]
+    fn tcp_reads_and_writes_one_descriptor_pipes_two() {
+        let (s, _peer) = pair();
+        assert_eq!(s.read_fd(), s.write_fd());
+        assert!(s.read_fd() > 2, "a socket of its own, not stdio");
+        assert!(s.local_addr().is_some_and(|a| a.ip().is_loopback()));
+        let c = Stream::exec("cat").unwrap();
+        assert_ne!(c.read_fd(), c.write_fd());
+        assert!(c.read_fd() > 2 && c.write_fd() > 2);
+        assert_eq!(c.local_addr(), None);
+    }
+
+    #[test]
     fn the_buffer_takes_one_frame_of_any_size_then_holds_its_limit() {
         let (mut s, _peer) = pair();
         assert_eq!(
