@@ -221,10 +221,6 @@ impl Stream {
         if waiting > 0 && waiting + framing::HEADER + datagram.len() > limits.buffer {
             return Err(Refused::Full);
         }
-        if self.at > 0 && self.at == self.out.len() {
-            self.out.clear();
-            self.at = 0;
-        }
         framing::encode_into(datagram, &mut self.out).map_err(|_| Refused::TooLarge)?;
         if self.connecting.is_some() {
             self.queued += 1;
@@ -420,6 +416,46 @@ mod tests {
             s.push(&vec![0; framing::MAX_FRAME + 1], LIMITS),
             Err(Refused::TooLarge)
         );
+        s.flush().unwrap();
+        assert_eq!(s.push(&[5; 10], LIMITS), Ok(()));
+        assert_eq!(
+            s.push(&[6; 87], LIMITS),
+            Err(Refused::Full),
+            "12 + 89 is past 100"
+        );
+        assert_eq!(s.push(&[6; 86], LIMITS), Ok(()), "12 + 88: at it");
+        s.flush().unwrap();
+        let roomy = StreamLimits {
+            buffer: 1 << 20,
+            queue: 1,
+        };
+        assert_eq!(
+            s.push(&vec![7; framing::MAX_FRAME], roomy),
+            Ok(()),
+            "the largest frame"
+        );
+    }
+
+    #[test]
+    fn a_reset_connection_is_an_error_on_read() {
+        let (mut s, peer) = pair();
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer); // an RST, not a FIN
+        let mut scratch = [0u8; 64];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < deadline, "no error after the reset");
+            match s.read(&mut scratch) {
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+                    break;
+                }
+                Ok(Got::Closed) => panic!("a reset read as a clean close"),
+                Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
     }
 
     #[test]
@@ -460,6 +496,7 @@ mod tests {
         }
         s.flush().unwrap();
         assert!(s.waiting() > 0, "12 MB does not fit the socket's buffers");
+        assert!(s.waiting() < 200 * 60_002, "part of it went");
         assert!(s.wants_write());
         // The peer reads it all: everything leaves, in order.
         let mut total = 0;
