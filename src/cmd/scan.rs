@@ -168,10 +168,9 @@ pub fn run(args: ScanArgs, signals: &Signals) -> anyhow::Result<Ending> {
             plan.host
         );
     }
-    eprintln!(
-        "{}",
-        crate::report::scan::summary(plan.host, &reports, sent, start.elapsed())
-    );
+    // One write, and no panic on a closed stderr (eprintln! would).
+    let summary = crate::report::scan::summary(plan.host, &reports, sent, start.elapsed());
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{summary}\n").as_bytes());
     if let Some(sig) = stopped {
         return Ok(Ending::Signal(sig));
     }

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::{Outcome, Payload, Plan};
+use super::{Outcome, Plan};
 use crate::base::error::IoError;
 use crate::net::signal::Signals;
 use crate::report::scan::{PortReport, State};
@@ -132,12 +132,7 @@ fn probe(plan: &Plan, port: u16) -> io::Result<UdpSocket> {
     }
     socket.connect(to)?;
     socket.set_nonblocking(true)?;
-    let payload = match &plan.payload {
-        Payload::Auto => crate::wire::probes::for_port(to).0,
-        Payload::Empty => Vec::new(),
-        Payload::Fixed(bytes) => bytes.clone(),
-    };
-    socket.send(&payload)?;
+    socket.send(&plan.payload.for_port(to))?;
     Ok(socket)
 }
 

@@ -29,6 +29,18 @@ pub enum Payload {
     Fixed(Vec<u8>),
 }
 
+impl Payload {
+    /// What `to` is sent: borrowed, but for a probe made for its port.
+    pub fn for_port(&self, to: SocketAddr) -> std::borrow::Cow<'_, [u8]> {
+        use std::borrow::Cow;
+        match self {
+            Payload::Auto => Cow::Owned(crate::wire::probes::for_port(to).0),
+            Payload::Empty => Cow::Borrowed(&[]),
+            Payload::Fixed(bytes) => Cow::Borrowed(bytes),
+        }
+    }
+}
+
 /// A scan, fully decided.
 #[derive(Debug)]
 pub struct Plan {
@@ -238,11 +250,7 @@ impl<'a> Scanner<'a> {
                 continue;
             }
             let to = SocketAddr::new(self.plan.host, self.slots[i].port);
-            let payload = match &self.plan.payload {
-                Payload::Auto => crate::wire::probes::for_port(to).0,
-                Payload::Empty => Vec::new(),
-                Payload::Fixed(bytes) => bytes.clone(),
-            };
+            let payload = self.plan.payload.for_port(to);
             match self.socket.send_to(&payload, to) {
                 Ok(_) => {
                     busy = 0;
