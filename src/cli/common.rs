@@ -163,6 +163,15 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
+/// `--drop-burst N`: a mean run length of at least one datagram.
+pub fn parse_burst(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && (1.0..=1e6).contains(&n) => Ok(n),
+        Ok(_) => Err("a mean run of drops is at least 1 datagram".into()),
+        Err(_) => Err("expected a mean run length in datagrams, like 4 or 2.5".into()),
+    }
+}
+
 pub fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Ok(r),

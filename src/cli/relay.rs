@@ -45,6 +45,10 @@ fn directed_probability(s: &str) -> Result<Directed<f64>, String> {
     directed(s, parse_probability)
 }
 
+fn directed_burst(s: &str) -> Result<Directed<f64>, String> {
+    directed(s, super::common::parse_burst)
+}
+
 fn directed_duration(s: &str) -> Result<Directed<Duration>, String> {
     directed(s, parse_delay)
 }
@@ -84,6 +88,10 @@ pub struct RelayArgs {
     /// Drop with probability P, both ways or one (5%, up=10%, down=0.5; repeatable)
     #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
     pub drop: Vec<Directed<f64>>,
+    /// Drops come in runs of mean length N (a Gilbert–Elliott chain whose long-run rate is
+    /// --drop; 4, up=2.5)
+    #[arg(long, value_name = "[DIR=]N", value_parser = directed_burst, help_heading = "Impairment")]
+    pub drop_burst: Vec<Directed<f64>>,
     /// Delay by DUR (up=50ms, down=1s; delayed datagrams never hold up others)
     #[arg(long, value_name = "[DIR=]DUR", value_parser = directed_duration, help_heading = "Impairment")]
     pub delay: Vec<Directed<Duration>>,

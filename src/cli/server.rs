@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::common::{parse_probability, parse_rate, EncodingOpts, ServerOpts};
+use super::common::{parse_burst, parse_probability, parse_rate, EncodingOpts, ServerOpts};
 use crate::base::units::{parse_delay, parse_duration};
 
 #[derive(Debug, Args)]
@@ -136,6 +136,10 @@ pub struct EchoArgs {
     /// Drop each reply with probability P (0.05 or 5%)
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
     pub drop: f64,
+    /// Drops come in runs of mean length N (a Gilbert–Elliott chain whose long-run rate is
+    /// --drop; netem's loss gemodel), as real links lose in bursts
+    #[arg(long, value_name = "N", value_parser = parse_burst, requires = "drop", help_heading = "Impairment")]
+    pub drop_burst: Option<f64>,
     /// Delay every reply by DUR (a timer queue: other replies are not held up; 50ms, 1s)
     #[arg(long, value_name = "DUR", value_parser = parse_delay, help_heading = "Impairment")]
     pub delay: Option<Duration>,

@@ -24,6 +24,7 @@ pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
         max_sources: safety.max_sources as usize,
         impairment: Impairment {
             drop: args.drop,
+            drop_burst: args.drop_burst,
             delay: args.delay.unwrap_or_default(),
             jitter: args.jitter.unwrap_or_default(),
             duplicate: args.duplicate,

@@ -7,8 +7,12 @@ use std::time::Duration;
 /// What `--drop/--delay/--jitter/--duplicate/--reorder` ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Impairment {
-    /// Probability of dropping a reply.
+    /// Probability of dropping a reply (the long-run rate, with `drop_burst`).
     pub drop: f64,
+    /// Mean length of a run of drops (`--drop-burst N`): losses follow a two-state
+    /// Gilbert–Elliott chain whose long-run loss rate is `drop`. None: each datagram is
+    /// dropped on its own coin.
+    pub drop_burst: Option<f64>,
     /// Fixed delay of every reply.
     pub delay: Duration,
     /// Each reply's delay varies uniformly within ± this (never below zero).
@@ -36,20 +40,43 @@ impl Impairment {
         *self != Impairment::default()
     }
 
-    /// Decide one reply's fate.
-    pub fn decide(&self, rng: &mut Rng) -> Decision {
+    /// Decide one reply's fate; `bad` is the loss chain's state (in a burst), carried
+    /// from one datagram to the next.
+    pub fn decide(&self, rng: &mut Rng, bad: &mut bool) -> Decision {
         // Always four draws, in this order, so later decisions do not depend on earlier
         // outcomes.
         let (d, u, r, j) = (rng.unit(), rng.unit(), rng.unit(), rng.unit());
         let jitter = self.jitter.as_secs_f64() * (2.0 * j - 1.0);
         let delay = (self.delay.as_secs_f64() + jitter).max(0.0);
+        let drop = match self.drop_burst {
+            Some(n) => {
+                let (enter, leave) = gilbert(self.drop, n);
+                *bad = if *bad { d >= leave } else { d < enter };
+                *bad
+            }
+            None => d < self.drop,
+        };
         Decision {
-            drop: d < self.drop,
+            drop,
             copies: if u < self.duplicate { 2 } else { 1 },
             delay: Duration::from_secs_f64(delay),
             hold: r < self.reorder,
         }
     }
+}
+
+/// The Gilbert chain's transition probabilities for a long-run loss rate `p` and a mean
+/// burst of `n` datagrams: leave a burst with 1/n (runs are geometric, mean n), enter one
+/// with p/(n(1 - p)), so that the time spent in bursts, all lost, is p. netem's
+/// `loss gemodel ENTER LEAVE 100% 0%` (tc-netem(8): p, r, 1-h, 1-k).
+pub fn gilbert(p: f64, n: f64) -> (f64, f64) {
+    let leave = 1.0 / n.max(1.0);
+    let enter = if p >= 1.0 {
+        1.0
+    } else {
+        (p * leave / (1.0 - p)).min(1.0)
+    };
+    (enter, leave)
 }
 
 /// splitmix64 (Steele, Lea, Flood 2014): small, fast, and good enough for coin flips.
@@ -91,7 +118,10 @@ mod tests {
         };
         let run = |seed| {
             let mut rng = Rng::new(seed);
-            (0..1000).map(|_| imp.decide(&mut rng)).collect::<Vec<_>>()
+            let mut bad = false;
+            (0..1000)
+                .map(|_| imp.decide(&mut rng, &mut bad))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
@@ -105,12 +135,56 @@ mod tests {
             ..Default::default()
         };
         let mut rng = Rng::new(7);
-        let ds: Vec<Decision> = (0..100_000).map(|_| imp.decide(&mut rng)).collect();
+        let mut bad = false;
+        let ds: Vec<Decision> = (0..100_000)
+            .map(|_| imp.decide(&mut rng, &mut bad))
+            .collect();
         let drops = ds.iter().filter(|d| d.drop).count();
         let dups = ds.iter().filter(|d| d.copies == 2).count();
         assert!((4_500..5_500).contains(&drops), "{drops}");
         assert!((49_000..51_000).contains(&dups), "{dups}");
         assert!(ds.iter().all(|d| !d.hold && d.delay.is_zero()));
+    }
+
+    #[test]
+    fn burst_loss_keeps_its_long_run_rate_and_mean_run_within_one_percent() {
+        // P = 5%, N = 4 over 10^7 draws: the rate and the mean run, each within 1%.
+        let imp = Impairment {
+            drop: 0.05,
+            drop_burst: Some(4.0),
+            ..Default::default()
+        };
+        let (mut rng, mut bad) = (Rng::new(11), false);
+        let (mut drops, mut runs, mut prev) = (0u64, 0u64, false);
+        for _ in 0..10_000_000 {
+            let d = imp.decide(&mut rng, &mut bad).drop;
+            drops += u64::from(d);
+            runs += u64::from(d && !prev);
+            prev = d;
+        }
+        let rate = drops as f64 / 1e7;
+        let mean = drops as f64 / runs as f64;
+        assert!((rate - 0.05).abs() < 0.0005, "rate {rate}");
+        assert!((mean - 4.0).abs() < 0.04, "mean run {mean}");
+    }
+
+    #[test]
+    fn the_chain_is_netems_gemodel_with_all_lost_in_bursts() {
+        let (enter, leave) = gilbert(0.05, 4.0);
+        assert!((leave - 0.25).abs() < 1e-12);
+        assert!((enter - 0.05 * 0.25 / 0.95).abs() < 1e-12);
+        // The stationary share of the bad state is the loss rate.
+        assert!((enter / (enter + leave) - 0.05).abs() < 1e-12);
+        assert_eq!(gilbert(1.0, 3.0).0, 1.0, "all lost: always in a burst");
+        assert_eq!(gilbert(0.5, 0.5).1, 1.0, "a burst is at least one datagram");
+        // Without a burst length each datagram is its own coin: no state carried.
+        let imp = Impairment {
+            drop: 1.0,
+            ..Default::default()
+        };
+        let mut bad = false;
+        assert!(imp.decide(&mut Rng::new(1), &mut bad).drop);
+        assert!(!bad);
     }
 
     #[test]
@@ -169,7 +243,7 @@ mod tests {
         let mut rng = Rng::new(42);
         let mut twin = Rng::new(42);
         for _ in 0..100 {
-            let d = imp.decide(&mut rng);
+            let d = imp.decide(&mut rng, &mut false);
             let (_, _, _, j) = (twin.unit(), twin.unit(), twin.unit(), twin.unit());
             let want = 0.050 + 0.020 * (2.0 * j - 1.0);
             assert!(
@@ -187,16 +261,16 @@ mod tests {
             drop: 1.0,
             ..Default::default()
         };
-        assert!((0..1000).all(|_| all.decide(&mut rng).drop));
+        assert!((0..1000).all(|_| all.decide(&mut rng, &mut false).drop));
         let none = Impairment::default();
         assert!(!none.is_active());
-        assert!((0..1000).all(|_| !none.decide(&mut rng).drop));
+        assert!((0..1000).all(|_| !none.decide(&mut rng, &mut false).drop));
         // Every kind, never and always.
         let never = Impairment {
             delay: Duration::from_millis(1),
             ..Default::default()
         };
-        for d in (0..1000).map(|_| never.decide(&mut rng)) {
+        for d in (0..1000).map(|_| never.decide(&mut rng, &mut false)) {
             assert!(!d.drop && d.copies == 1 && !d.hold, "{d:?}");
         }
         let always = Impairment {
@@ -204,7 +278,7 @@ mod tests {
             reorder: 1.0,
             ..Default::default()
         };
-        for d in (0..1000).map(|_| always.decide(&mut rng)) {
+        for d in (0..1000).map(|_| always.decide(&mut rng, &mut false)) {
             assert!(!d.drop && d.copies == 2 && d.hold, "{d:?}");
         }
     }
@@ -218,7 +292,7 @@ mod tests {
         };
         let mut rng = Rng::new(3);
         for _ in 0..10_000 {
-            let d = imp.decide(&mut rng).delay;
+            let d = imp.decide(&mut rng, &mut false).delay;
             assert!(
                 d >= Duration::from_millis(6) && d <= Duration::from_millis(14),
                 "{d:?}"
@@ -228,6 +302,8 @@ mod tests {
             jitter: Duration::from_millis(4),
             ..Default::default()
         };
-        assert!((0..1000).all(|_| imp.decide(&mut rng).delay <= Duration::from_millis(4)));
+        assert!(
+            (0..1000).all(|_| imp.decide(&mut rng, &mut false).delay <= Duration::from_millis(4))
+        );
     }
 }

@@ -21,6 +21,8 @@ pub const MAX_HOLD: Duration = Duration::from_millis(100);
 pub struct ShaperCounts {
     /// Dropped by `--drop`, or because the timer queue was full.
     pub dropped: u64,
+    /// Runs of consecutive drops by `--drop` (a lone drop is a run of one).
+    pub drop_bursts: u64,
     /// Sent twice.
     pub duplicated: u64,
     /// Waited on the timer queue.
@@ -61,6 +63,9 @@ impl<T> Ord for Delayed<T> {
 pub struct Shaper<T> {
     impairment: Impairment,
     rng: Rng,
+    /// The burst-loss chain's state, and whether the last datagram was dropped.
+    in_burst: bool,
+    last_dropped: bool,
     timers: BinaryHeap<Reverse<Delayed<T>>>,
     capacity: usize,
     held: Option<(Delayed<T>, Instant)>,
@@ -80,6 +85,8 @@ impl<T: Copy> Shaper<T> {
         Shaper {
             impairment,
             rng: Rng::new(seed),
+            in_burst: false,
+            last_dropped: false,
             timers: BinaryHeap::new(),
             capacity,
             held: None,
@@ -105,9 +112,12 @@ impl<T: Copy> Shaper<T> {
             out(tag, payload);
             return;
         }
-        let decision = self.impairment.decide(&mut self.rng);
+        let decision = self.impairment.decide(&mut self.rng, &mut self.in_burst);
+        let first_of_run = decision.drop && !self.last_dropped;
+        self.last_dropped = decision.drop;
         if decision.drop {
             self.counts.dropped += 1;
+            self.counts.drop_bursts += u64::from(first_of_run);
             return;
         }
         if decision.copies == 2 {

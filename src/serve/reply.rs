@@ -405,6 +405,7 @@ impl Replier {
             (c.unanswerable, "not answerable"),
             (c.rate_limited, "rate-limited"),
             (i.dropped, "dropped by impairment"),
+            (i.drop_bursts, "in drop bursts"),
             (i.duplicated, "duplicated"),
             (i.delayed, "delayed"),
             (i.reordered, "reordered"),

@@ -112,6 +112,7 @@ fn replies_json(
     let i = replier.impairment_counts();
     for (key, n) in [
         ("impairment_dropped", i.dropped),
+        ("drop_bursts", i.drop_bursts),
         ("duplicated", i.duplicated),
         ("delayed", i.delayed),
         ("reordered", i.reordered),

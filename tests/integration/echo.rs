@@ -142,6 +142,64 @@ fn the_same_seed_drops_the_same_datagrams() {
 }
 
 #[test]
+fn drop_burst_loses_in_runs_at_the_rate_asked_and_counts_them() {
+    // 20% long-run loss in runs of mean 5, seeded: the missing numbers come in runs, and
+    // the stats count the drops and the runs.
+    let s = Server::start(&[
+        "echo",
+        "0",
+        "--drop",
+        "20%",
+        "--drop-burst",
+        "5",
+        "--seed",
+        "3",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let c = peer("127.0.0.1");
+    let mut got = BTreeSet::new();
+    for chunk in numbered(3000).chunks(100) {
+        got.extend(exchange(&c, s.addr, chunk, Duration::from_millis(50)));
+    }
+    let lost: Vec<u32> = (0..3000u32)
+        .filter(|i| !got.contains(i.to_be_bytes().as_slice()))
+        .collect();
+    let runs = 1 + lost.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    let mean = lost.len() as f64 / runs as f64;
+    assert!(
+        (450..750).contains(&lost.len()),
+        "{} of 3000 lost",
+        lost.len()
+    );
+    assert!(
+        (3.0..8.0).contains(&mean),
+        "mean run {mean} over {runs} runs"
+    );
+    s.guard.signal(libc::SIGTERM);
+    let v = crate::harness::json_last_line(&s.finish().stderr);
+    assert_eq!(v["impairment_dropped"], lost.len() as u64, "{v}");
+    assert_eq!(v["drop_bursts"], runs as u64, "{v}");
+    // Burst without a drop rate: refused, never silently nothing.
+    run(&["echo", "0", "--drop-burst", "4"])
+        .expect_code(2)
+        .expect_stderr("--drop");
+    run(&[
+        "relay",
+        "0",
+        "--to",
+        "127.0.0.1:9",
+        "--drop",
+        "up=5%",
+        "--drop-burst",
+        "down=4",
+    ])
+    .expect_code(2)
+    .expect_stderr("give a --drop for the down direction too");
+}
+
+#[test]
 fn delay_delays_without_serialising_replies() {
     let s = Server::start(&["echo", "0", "--delay", "100ms"]);
     let c = peer("127.0.0.1");

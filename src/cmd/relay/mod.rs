@@ -23,6 +23,7 @@ use streams::{stream_flags, upstream};
 fn impairment(args: &RelayArgs, dir: Dir) -> Impairment {
     Impairment {
         drop: Directed::pick(&args.drop, dir).unwrap_or(0.0),
+        drop_burst: Directed::pick(&args.drop_burst, dir),
         delay: Directed::pick(&args.delay, dir).unwrap_or_default(),
         jitter: Directed::pick(&args.jitter, dir).unwrap_or_default(),
         duplicate: Directed::pick(&args.duplicate, dir).unwrap_or(0.0),
@@ -49,6 +50,15 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
     let upstream = upstream(args, family)?;
     stream_flags(args, &front, &upstream)?;
     let impairment = PerDir::from_fn(|dir| impairment(args, dir));
+    for dir in Dir::BOTH {
+        let i = impairment.get(dir);
+        if i.drop_burst.is_some() && i.drop == 0.0 {
+            return Err(usage!(
+                "--drop-burst shapes the drops of --drop: give a --drop for the {} direction too",
+                dir.name()
+            ));
+        }
+    }
     if args.seed.is_some() && !impairment.up.is_active() && !impairment.down.is_active() {
         return Err(usage!("{}", crate::netem::SEED_ALONE));
     }
