@@ -163,6 +163,16 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
+/// `--mtu N`: an IPv4 packet's least MTU (68, RFC 791) up to the largest a UDP datagram
+/// makes (65,575 with IPv6's headers).
+pub fn parse_mtu(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (68..=65_575).contains(&n) => Ok(n),
+        Ok(_) => Err("an MTU is 68 to 65575 bytes".into()),
+        Err(_) => Err("expected an MTU in bytes, like 1280 or 576".into()),
+    }
+}
+
 /// `--drop-burst N`: a mean run length of at least one datagram.
 pub fn parse_burst(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

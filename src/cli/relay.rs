@@ -49,6 +49,10 @@ fn directed_burst(s: &str) -> Result<Directed<f64>, String> {
     directed(s, super::common::parse_burst)
 }
 
+fn directed_mtu(s: &str) -> Result<Directed<usize>, String> {
+    directed(s, super::common::parse_mtu)
+}
+
 fn directed_duration(s: &str) -> Result<Directed<Duration>, String> {
     directed(s, parse_delay)
 }
@@ -104,6 +108,13 @@ pub struct RelayArgs {
     /// Hold a datagram back until the next one that way has gone (at most 100 ms)
     #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
     pub reorder: Vec<Directed<f64>>,
+    /// Flip one random bit with probability P (a broken middlebox; 1%, up=10%)
+    #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
+    pub corrupt: Vec<Directed<f64>>,
+    /// Drop a datagram whose IP packet would exceed N bytes (payload + 28 on IPv4, 48 on
+    /// IPv6; 576, down=1280)
+    #[arg(long, value_name = "[DIR=]N", value_parser = directed_mtu, help_heading = "Impairment")]
+    pub mtu: Vec<Directed<usize>>,
     /// Seed of the impairment decisions: the same seed and input order, the same decisions
     #[arg(long, value_name = "N", help_heading = "Impairment")]
     pub seed: Option<u64>,

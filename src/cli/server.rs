@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::common::{parse_burst, parse_probability, parse_rate, EncodingOpts, ServerOpts};
+use super::common::{
+    parse_burst, parse_mtu, parse_probability, parse_rate, EncodingOpts, ServerOpts,
+};
 use crate::base::units::{parse_delay, parse_duration};
 
 #[derive(Debug, Args)]
@@ -152,6 +154,13 @@ pub struct EchoArgs {
     /// Hold a reply back until the next one has gone, with probability P (at most 100 ms)
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
     pub reorder: f64,
+    /// Flip one random bit of a reply with probability P (a broken middlebox: the UDP
+    /// checksum is valid)
+    #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
+    pub corrupt: f64,
+    /// Drop a reply whose IP packet would exceed N bytes (payload + 28 on IPv4, 48 on IPv6)
+    #[arg(long, value_name = "N", value_parser = parse_mtu, help_heading = "Impairment")]
+    pub mtu: Option<usize>,
     /// Seed of the impairment decisions: the same seed and input give the same decisions
     #[arg(long, value_name = "N", help_heading = "Impairment")]
     pub seed: Option<u64>,

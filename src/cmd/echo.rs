@@ -29,6 +29,8 @@ pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
             jitter: args.jitter.unwrap_or_default(),
             duplicate: args.duplicate,
             reorder: args.reorder,
+            corrupt: args.corrupt,
+            max_payload: args.mtu.map(|m| super::path_payload(m, local)),
         },
         seed: crate::netem::seed_or_now(args.seed),
     }
@@ -41,7 +43,9 @@ pub fn check(args: &EchoArgs) -> anyhow::Result<()> {
         && args.delay.is_none()
         && args.jitter.is_none()
         && args.duplicate == 0.0
-        && args.reorder == 0.0;
+        && args.reorder == 0.0
+        && args.corrupt == 0.0
+        && args.mtu.is_none();
     if seeded_nothing {
         return Err(usage!("{}", crate::netem::SEED_ALONE));
     }

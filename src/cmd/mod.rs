@@ -132,6 +132,13 @@ impl SocketOpts {
     }
 }
 
+/// The largest payload a path of `mtu` bytes takes to or from `peer`: less 28 bytes of
+/// IPv4 and UDP headers, or 48 of IPv6 (an IPv4-mapped address is IPv4 on the wire).
+pub fn path_payload(mtu: usize, peer: std::net::SocketAddr) -> usize {
+    let v4 = crate::net::addr::normalize(peer).is_ipv4();
+    mtu.saturating_sub(if v4 { 28 } else { 48 })
+}
+
 /// Bind a server's socket to its ADDR (bare PORT: loopback), with the receive buffer
 /// servers ask for by default; a server that `replies` also asks for its replies' ICMP
 /// errors (SPEC §9) and, on a wildcard bind, each datagram's destination (PKTINFO: a

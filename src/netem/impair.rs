@@ -21,6 +21,11 @@ pub struct Impairment {
     pub duplicate: f64,
     /// Probability of holding a reply back until the next one has gone.
     pub reorder: f64,
+    /// Probability of flipping one random bit of the payload (`--corrupt`).
+    pub corrupt: f64,
+    /// The largest payload the path takes (`--mtu N` less the IP and UDP headers of the
+    /// family it goes on); a larger datagram is dropped.
+    pub max_payload: Option<usize>,
 }
 
 /// The fate of one reply.
@@ -32,6 +37,8 @@ pub struct Decision {
     pub delay: Duration,
     /// Held back until the next reply has been sent.
     pub hold: bool,
+    /// Corrupted: which bit to flip, as a fraction of the payload's bits.
+    pub flip: Option<f64>,
 }
 
 impl Impairment {
@@ -56,13 +63,32 @@ impl Impairment {
             }
             None => d < self.drop,
         };
+        // Two more draws when corruption is asked for (a flag's, never an outcome's, choice).
+        let flip = if self.corrupt > 0.0 {
+            let (c, b) = (rng.unit(), rng.unit());
+            (c < self.corrupt).then_some(b)
+        } else {
+            None
+        };
         Decision {
+            flip,
             drop,
             copies: if u < self.duplicate { 2 } else { 1 },
             delay: Duration::from_secs_f64(delay),
             hold: r < self.reorder,
         }
     }
+}
+
+/// Flip the bit of `payload` that `at` (in [0, 1)) points to; false for an empty payload.
+pub fn flip_bit(payload: &mut [u8], at: f64) -> bool {
+    let bits = payload.len() * 8;
+    if bits == 0 {
+        return false;
+    }
+    let bit = ((at * bits as f64) as usize).min(bits - 1);
+    payload[bit / 8] ^= 1 << (bit % 8);
+    true
 }
 
 /// The Gilbert chain's transition probabilities for a long-run loss rate `p` and a mean
@@ -185,6 +211,28 @@ mod tests {
         let mut bad = false;
         assert!(imp.decide(&mut Rng::new(1), &mut bad).drop);
         assert!(!bad);
+    }
+
+    #[test]
+    fn corruption_flips_exactly_one_bit_and_only_when_asked() {
+        let imp = Impairment {
+            corrupt: 1.0,
+            ..Default::default()
+        };
+        let mut rng = Rng::new(5);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            let d = imp.decide(&mut rng, &mut false);
+            let at = d.flip.expect("corrupt 100%");
+            let mut p = [0u8; 4];
+            assert!(flip_bit(&mut p, at));
+            assert_eq!(p.iter().map(|b| b.count_ones()).sum::<u32>(), 1);
+            seen.insert(u32::from_le_bytes(p));
+        }
+        assert_eq!(seen.len(), 32, "every bit of the payload can be the one");
+        assert!(!flip_bit(&mut [], 0.5), "an empty payload has no bit");
+        let none = Impairment::default();
+        assert!(none.decide(&mut rng, &mut false).flip.is_none());
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct ShaperCounts {
     pub dropped: u64,
     /// Runs of consecutive drops by `--drop` (a lone drop is a run of one).
     pub drop_bursts: u64,
+    /// One bit flipped (`--corrupt`).
+    pub corrupted: u64,
+    /// Over `--mtu`.
+    pub mtu_dropped: u64,
     /// Sent twice.
     pub duplicated: u64,
     /// Waited on the timer queue.
@@ -113,6 +117,14 @@ impl<T: Copy> Shaper<T> {
             return;
         }
         let decision = self.impairment.decide(&mut self.rng, &mut self.in_burst);
+        if self
+            .impairment
+            .max_payload
+            .is_some_and(|m| payload.len() > m)
+        {
+            self.counts.mtu_dropped += 1;
+            return;
+        }
         let first_of_run = decision.drop && !self.last_dropped;
         self.last_dropped = decision.drop;
         if decision.drop {
@@ -129,7 +141,16 @@ impl<T: Copy> Shaper<T> {
                 due: now + decision.delay,
                 seq: self.seq,
                 tag,
-                payload: payload.to_vec(),
+                payload: {
+                    let mut p = payload.to_vec();
+                    // Both copies of a duplicated datagram carry the same flipped bit.
+                    if let Some(at) = decision.flip {
+                        if crate::netem::impair::flip_bit(&mut p, at) && copy == 0 {
+                            self.counts.corrupted += 1;
+                        }
+                    }
+                    p
+                },
                 // Only the first copy of a duplicated datagram is held back.
                 hold: decision.hold && copy == 0,
             };

@@ -87,8 +87,8 @@ pub fn print(relay: &Relay<'_>, json: bool, elapsed: Duration) {
     } else {
         let way = |name: &str, w: &Way| {
             format!(
-                "{name}: forwarded {} ({} bytes), dropped {} (in {} bursts), duplicated {}, delayed {}, reordered {}, send errors {}",
-                w.forwarded, w.bytes, w.impairment.dropped, w.impairment.drop_bursts, w.impairment.duplicated, w.impairment.delayed, w.impairment.reordered, w.send_errors
+                "{name}: forwarded {} ({} bytes), dropped {} (in {} bursts), over --mtu {}, corrupted {}, duplicated {}, delayed {}, reordered {}, send errors {}",
+                w.forwarded, w.bytes, w.impairment.dropped, w.impairment.drop_bursts, w.impairment.mtu_dropped, w.impairment.corrupted, w.impairment.duplicated, w.impairment.delayed, w.impairment.reordered, w.send_errors
             )
         };
         let t = &c.streams;

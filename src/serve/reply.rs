@@ -406,6 +406,8 @@ impl Replier {
             (c.rate_limited, "rate-limited"),
             (i.dropped, "dropped by impairment"),
             (i.drop_bursts, "in drop bursts"),
+            (i.corrupted, "corrupted"),
+            (i.mtu_dropped, "over --mtu"),
             (i.duplicated, "duplicated"),
             (i.delayed, "delayed"),
             (i.reordered, "reordered"),

@@ -113,6 +113,8 @@ fn replies_json(
     for (key, n) in [
         ("impairment_dropped", i.dropped),
         ("drop_bursts", i.drop_bursts),
+        ("corrupted", i.corrupted),
+        ("mtu_dropped", i.mtu_dropped),
         ("duplicated", i.duplicated),
         ("delayed", i.delayed),
         ("reordered", i.reordered),

@@ -347,3 +347,55 @@ fn format_and_stats_interval_do_what_they_say_on_echo() {
     s.guard.signal(libc::SIGINT);
     s.finish().expect_code(130);
 }
+
+#[test]
+fn corrupt_flips_exactly_one_bit_and_mtu_drops_what_would_not_fit() {
+    let s = Server::start(&[
+        "echo",
+        "0",
+        "--corrupt",
+        "100%",
+        "--seed",
+        "9",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let c = peer("127.0.0.1");
+    let sent: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 40]).collect();
+    let got = exchange(&c, s.addr, &sent, Duration::from_millis(300));
+    assert_eq!(got.len(), 50);
+    for (a, b) in sent.iter().zip(&got) {
+        let flipped: u32 = a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum();
+        assert_eq!(flipped, 1, "{a:?} came back as {b:?}");
+    }
+    s.guard.signal(libc::SIGTERM);
+    assert_eq!(
+        crate::harness::json_last_line(&s.finish().stderr)["corrupted"],
+        50
+    );
+    // IPv4: 576 bytes of packet are 548 of payload.
+    let s = Server::start(&["echo", "0", "--mtu", "576", "--stats", "-f", "json"]);
+    let got = exchange(
+        &c,
+        s.addr,
+        &[vec![1; 548], vec![2; 549]],
+        Duration::from_millis(300),
+    );
+    assert_eq!(got, [vec![1; 548]]);
+    s.guard.signal(libc::SIGTERM);
+    assert_eq!(
+        crate::harness::json_last_line(&s.finish().stderr)["mtu_dropped"],
+        1
+    );
+    // IPv6's headers are 20 bytes more: 528 fit, 529 do not.
+    let s = Server::start(&["echo", "[::1]:0", "--mtu", "576"]);
+    let c6 = peer("::1");
+    let got = exchange(
+        &c6,
+        s.addr,
+        &[vec![3; 528], vec![4; 529]],
+        Duration::from_millis(300),
+    );
+    assert_eq!(got, [vec![3; 528]]);
+}

@@ -483,3 +483,36 @@ fn allow_count_duration_and_the_open_relay_warning() {
     r.expect_code(0);
     assert!(!r.stderr.contains("takes clients"), "{}", r.stderr);
 }
+
+#[test]
+fn corrupt_and_mtu_apply_only_the_way_they_name() {
+    let echo = Server::start(&["echo", "0"]);
+    let relay = relay_to(
+        echo.addr,
+        &[
+            "--corrupt",
+            "down=100%",
+            "--mtu",
+            "up=576",
+            "--seed",
+            "2",
+            "--stats",
+            "-f",
+            "json",
+        ],
+    );
+    let c = peer("127.0.0.1");
+    // Up: 548 bytes pass (uncorrupted on the way up, corrupted on the way down), 549 do not.
+    c.send_to(&[7; 548], relay.addr).unwrap();
+    let (back, _) = recv(&c);
+    let flipped: u32 = back.iter().map(|b| (b ^ 7).count_ones()).sum();
+    assert_eq!((back.len(), flipped), (548, 1));
+    c.send_to(&[8; 549], relay.addr).unwrap();
+    assert!(!arrives_within(&c, Duration::from_millis(200)));
+    relay.guard.signal(libc::SIGTERM);
+    let v = json_last_line(&relay.finish().stderr);
+    assert_eq!(v["up"]["mtu_dropped"], 1, "{v}");
+    assert_eq!(v["up"]["corrupted"], 0, "{v}");
+    assert_eq!(v["down"]["corrupted"], 1, "{v}");
+    assert_eq!(v["down"]["mtu_dropped"], 0, "{v}");
+}

@@ -19,9 +19,12 @@ use crate::report::output::Output;
 pub use streams::{front, FrontAddr};
 use streams::{stream_flags, upstream};
 
-/// One direction's impairment from the repeated, directed flags.
-fn impairment(args: &RelayArgs, dir: Dir) -> Impairment {
+/// One direction's impairment from the repeated, directed flags; `toward` is where that
+/// direction's datagrams go (its family sets `--mtu`'s header bytes).
+fn impairment(args: &RelayArgs, dir: Dir, toward: SocketAddr) -> Impairment {
     Impairment {
+        corrupt: Directed::pick(&args.corrupt, dir).unwrap_or(0.0),
+        max_payload: Directed::pick(&args.mtu, dir).map(|m| super::path_payload(m, toward)),
         drop: Directed::pick(&args.drop, dir).unwrap_or(0.0),
         drop_burst: Directed::pick(&args.drop_burst, dir),
         delay: Directed::pick(&args.delay, dir).unwrap_or_default(),
@@ -49,7 +52,19 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
     let front = front(opts)?;
     let upstream = upstream(args, family)?;
     stream_flags(args, &front, &upstream)?;
-    let impairment = PerDir::from_fn(|dir| impairment(args, dir));
+    // Where each way goes: up to UPSTREAM, down to the clients (a child or stdio: IPv4's
+    // headers are assumed).
+    let v4 = SocketAddr::from(([0, 0, 0, 0], 0));
+    let up_to = match &upstream {
+        Upstream::Udp(a) | Upstream::Tcp(a) => *a,
+        Upstream::Exec(_) => v4,
+    };
+    let down_to = match front {
+        FrontAddr::Udp(a) | FrontAddr::Tcp(a) => a,
+        FrontAddr::Stdio => v4,
+    };
+    let impairment =
+        PerDir::from_fn(|dir| impairment(args, dir, if dir == Dir::Up { up_to } else { down_to }));
     for dir in Dir::BOTH {
         let i = impairment.get(dir);
         if i.drop_burst.is_some() && i.drop == 0.0 {
