@@ -231,6 +231,13 @@ mod tests {
         }
         assert_eq!(seen.len(), 32, "every bit of the payload can be the one");
         assert!(!flip_bit(&mut [], 0.5), "an empty payload has no bit");
+        // A set bit is cleared (a flip, not a set), and the last bit is the furthest.
+        let mut ones = [0xffu8; 2];
+        assert!(flip_bit(&mut ones, 0.0));
+        assert_eq!(ones, [0xfe, 0xff]);
+        let mut p = [0u8; 2];
+        assert!(flip_bit(&mut p, 1.0), "rounding up to the end stays inside");
+        assert_eq!(p, [0, 0x80]);
         let none = Impairment::default();
         assert!(none.decide(&mut rng, &mut false).flip.is_none());
     }
