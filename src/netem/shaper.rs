@@ -223,6 +223,31 @@ mod tests {
     }
 
     #[test]
+    fn runs_of_drops_are_counted_once_each_and_the_mtu_drops_what_is_too_big() {
+        let t0 = Instant::now();
+        let all = Impairment {
+            drop: 1.0,
+            ..Default::default()
+        };
+        let mut s: Shaper<u32> = Shaper::new(all, 1);
+        for i in 0..5 {
+            s.push(i, b"x", t0, &mut |_, _| panic!("all dropped"));
+        }
+        assert_eq!((s.counts.dropped, s.counts.drop_bursts), (5, 1));
+        let small = Impairment {
+            max_payload: Some(3),
+            ..Default::default()
+        };
+        let mut s: Shaper<u32> = Shaper::new(small, 1);
+        let mut out = Vec::new();
+        for p in [&b"abc"[..], b"abcd", b""] {
+            s.push(0, p, t0, &mut |_, p| out.push(p.to_vec()));
+        }
+        assert_eq!(out, [b"abc".to_vec(), vec![]]);
+        assert_eq!((s.counts.mtu_dropped, s.counts.dropped), (1, 0));
+    }
+
+    #[test]
     fn an_inactive_shaper_passes_everything_at_once_in_order() {
         let mut s = Shaper::new(Impairment::default(), 1);
         let t0 = Instant::now();
