@@ -136,7 +136,7 @@ fn to_exec_runs_dgram_itself_as_the_far_end_and_kills_it_with_the_session() {
             Instant::now() < deadline,
             "children {pids:?} outlived their sessions"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // polling /proc until the children are gone (bounded above)
     }
 }
 
@@ -494,7 +494,7 @@ fn wait_count(guard: &crate::harness::Guard, text: &str, n: usize) {
             "'{text}' not {n} times: {}",
             guard.stderr()
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10)); // polling the fd count, bounded by the deadline
     }
 }
 
@@ -529,7 +529,7 @@ fn a_thousand_streams_at_once_and_their_descriptors_given_back() {
             "{} descriptors a second after the streams closed (base {base})",
             fds(pid)
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10)); // polling stderr, bounded by the deadline
     }
     relay.guard.signal(libc::SIGTERM);
     let r = relay.finish();

@@ -2,7 +2,7 @@
 //! datagram decoded into a message or a reason, and a message shown as dig shows one or
 //! as the `dns` object of JSON lines. The wire format is hickory-proto's: no parser here.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
@@ -416,12 +416,7 @@ pub fn answer_text(msg: &Message) -> String {
 
 /// The line every datagram shown as DNS starts with, decoded or not:
 /// `;; 127.0.0.1:53, 57 bytes` (`, rtt 104µs` for replies).
-pub fn write_peer_line(
-    peer: impl std::fmt::Display,
-    len: usize,
-    rtt: Option<Duration>,
-    out: &mut String,
-) {
+pub fn write_peer_line(peer: impl Display, len: usize, rtt: Option<Duration>, out: &mut String) {
     let _ = write!(out, ";; {peer}, {len} bytes");
     if let Some(rtt) = rtt {
         let _ = write!(out, ", rtt {}", crate::base::units::HumanDuration(rtt));
@@ -433,7 +428,7 @@ pub fn write_peer_line(
 /// for replies).
 pub fn write_dig(
     msg: &Message,
-    peer: impl std::fmt::Display,
+    peer: impl Display,
     len: usize,
     rtt: Option<Duration>,
     out: &mut String,
