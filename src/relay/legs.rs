@@ -260,10 +260,7 @@ impl Relay<'_> {
         };
         // The decoder is taken out while its frames go on (they borrow it).
         let mut decoder = std::mem::take(&mut stream.decoder);
-        let (dir, name) = match side {
-            Side::Client => (Dir::Up, stream.name),
-            Side::Upstream => (Dir::Down, stream.name),
-        };
+        let (dir, name) = (side.onward(), stream.name);
         // The UDP limit of the family each frame would go on.
         let limit = match dir {
             Dir::Up => self.plan.upstream.udp(),

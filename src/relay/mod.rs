@@ -485,6 +485,10 @@ impl<'a> Relay<'a> {
         len: usize,
         time: SystemTime,
     ) -> anyhow::Result<()> {
+        // Silent (the usual case): no names to look up for a datagram nobody sees.
+        if !self.trace && self.pcap.is_none() && self.output.is_none() {
+            return Ok(());
+        }
         let (client_name, upstream) = (self.client_name(client), self.upstream_name(client));
         if self.trace {
             debug!(

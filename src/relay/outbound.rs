@@ -155,23 +155,16 @@ impl Relay<'_> {
     /// Whether datagrams going `dir` for `client` go onto a stream (its upstream's, or
     /// its own) rather than a UDP socket.
     fn onto_stream(&mut self, dir: Dir, client: SocketAddr) -> bool {
-        let side = match dir {
-            Dir::Up => Side::Upstream,
-            Dir::Down => Side::Client,
-        };
         self.sessions
             .get_mut(&client)
-            .is_some_and(|s| s.stream(side).is_some())
+            .is_some_and(|s| s.stream(Side::toward(dir)).is_some())
     }
 
     /// Queued datagrams `run`, all of one session and direction, as frames on its stream:
     /// what the buffer (or the queue while connecting) takes is forwarded, the rest
     /// dropped and counted; then written as far as the peer takes it.
     fn frame_run(&mut self, run: Range<usize>, dir: Dir, client: SocketAddr) {
-        let side = match dir {
-            Dir::Up => Side::Upstream,
-            Dir::Down => Side::Client,
-        };
+        let side = Side::toward(dir);
         let limits = self.plan.stream;
         let Some(stream) = self.sessions.get_mut(&client).and_then(|s| s.stream(side)) else {
             return;

@@ -15,6 +15,7 @@ use super::{Front, Plan, Relay, Upstream};
 use crate::base::error::IoContext;
 use crate::net::endpoint::Endpoint;
 use crate::net::sys::RecvMeta;
+use crate::netem::Dir;
 
 /// A session's way to UPSTREAM: its own UDP socket, or its own stream.
 pub(super) enum UpLeg {
@@ -62,6 +63,25 @@ impl Session {
 pub(super) enum Side {
     Upstream,
     Client,
+}
+
+impl Side {
+    /// The leg datagrams going `dir` leave by: up to the upstream, down to the client.
+    pub(super) fn toward(dir: Dir) -> Side {
+        match dir {
+            Dir::Up => Side::Upstream,
+            Dir::Down => Side::Client,
+        }
+    }
+
+    /// The way a datagram read from this leg goes: from the client up, from the upstream
+    /// down.
+    pub(super) fn onward(self) -> Dir {
+        match self {
+            Side::Client => Dir::Up,
+            Side::Upstream => Dir::Down,
+        }
+    }
 }
 
 impl Relay<'_> {

@@ -136,6 +136,8 @@ struct Slot {
 
 struct Scanner<'a> {
     plan: &'a Plan,
+    /// HOST as replies and errors name it (an IPv4-mapped address as IPv4).
+    host: IpAddr,
     socket: UdpSocket,
     slots: Vec<Slot>,
     /// Each port's slot, plus one (0: not scanned).
@@ -173,6 +175,7 @@ impl<'a> Scanner<'a> {
             .collect();
         Ok(Scanner {
             plan,
+            host: crate::net::addr::normalize(SocketAddr::new(plan.host, 0)).ip(),
             socket,
             queue: (0..slots.len()).collect(),
             left: slots.len(),
@@ -327,7 +330,7 @@ impl<'a> Scanner<'a> {
         let Some(dest) = r.dest.map(crate::net::addr::normalize) else {
             return;
         };
-        if dest.ip() != crate::net::addr::normalize(SocketAddr::new(self.plan.host, 0)).ip() {
+        if dest.ip() != self.host {
             return;
         }
         let Some(i) = self.slot_of(dest.port()) else {
@@ -343,7 +346,7 @@ impl<'a> Scanner<'a> {
 
     /// Every datagram queued: a reply from HOST:PORT makes PORT open.
     fn replies(&mut self) -> anyhow::Result<()> {
-        let host = crate::net::addr::normalize(SocketAddr::new(self.plan.host, 0)).ip();
+        let host = self.host;
         loop {
             let n = match self.batch.recv(self.socket.as_raw_fd(), BATCH) {
                 Ok(n) => n,
