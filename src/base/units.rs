@@ -86,6 +86,32 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size '{text}': too large"))
 }
 
+/// Parse a rate in bits per second, decimal as iperf3 and tc count them: a number and an
+/// optional `k`, `M` or `G` (`500k`, `10M`, `1.5G`; case does not matter; `bit`, `bps`
+/// or `bit/s` may follow). From 1 bit/s to 1 Tbit/s.
+pub fn parse_bitrate(text: &str) -> Result<f64, String> {
+    let bad = || format!("invalid rate '{text}': expected bits per second, like 64k, 10M or 1G");
+    let s = text.trim().to_ascii_lowercase();
+    let s = ["bit/s", "bps", "bit"]
+        .iter()
+        .find_map(|u| s.strip_suffix(u))
+        .unwrap_or(&s);
+    let (number, factor) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1e3),
+        Some('m') => (&s[..s.len() - 1], 1e6),
+        Some('g') => (&s[..s.len() - 1], 1e9),
+        _ => (s, 1.0),
+    };
+    let n: f64 = number.trim().parse().map_err(|_| bad())?;
+    let rate = n * factor;
+    if !rate.is_finite() || !(1.0..=1e12).contains(&rate) {
+        return Err(format!(
+            "invalid rate '{text}': from 1 bit/s to 1T (1000G) bits per second"
+        ));
+    }
+    Ok(rate)
+}
+
 /// A socket buffer size ([`parse_size`]): at most 2 GiB − 1, as the kernel takes an int.
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let n = parse_size(text)?;
@@ -125,6 +151,31 @@ impl std::fmt::Display for HumanDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bitrates_are_decimal_bits_per_second() {
+        for (text, want) in [
+            ("500k", 5e5),
+            ("10M", 1e7),
+            ("10m", 1e7),
+            ("1G", 1e9),
+            ("1.5G", 1.5e9),
+            ("64000", 64e3),
+            ("8Mbit", 8e6),
+            ("100 Mbps", 1e8),
+            ("2kbit/s", 2e3),
+            ("1", 1.0),
+        ] {
+            assert_eq!(parse_bitrate(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "", "fast", "10X", "0", "-5M", "0.5", "2T", "nan", "infk", "M",
+        ] {
+            let e = parse_bitrate(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert!(parse_bitrate("1000G").is_ok());
+    }
 
     #[test]
     fn a_bare_delay_of_ten_or_more_asks_for_its_unit() {

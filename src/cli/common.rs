@@ -173,6 +173,21 @@ pub fn parse_mtu(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--delay-distribution NAME`: netem's names.
+pub fn parse_distribution(s: &str) -> Result<crate::netem::dist::Distribution, String> {
+    crate::netem::dist::Distribution::from_name(s).ok_or_else(|| {
+        format!("unknown distribution '{s}': uniform, normal, pareto or paretonormal")
+    })
+}
+
+/// `--queue N`: datagrams waiting for `--bandwidth`'s link.
+pub fn parse_queue(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("expected a queue of 1 to 1000000 datagrams".into()),
+    }
+}
+
 /// `--drop-burst N`: a mean run length of at least one datagram.
 pub fn parse_burst(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -129,6 +129,7 @@ fn one_shot_send(args: &[OsString]) -> Option<Cli> {
             count: None,
             interval: None,
             rate: None,
+            bitrate: None,
             duration: None,
             reply: false,
             timeout: None,

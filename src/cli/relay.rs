@@ -5,7 +5,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{parse_probability, ServerOpts};
-use crate::base::units::{parse_bytes, parse_delay, parse_duration};
+use crate::base::units::{parse_bitrate, parse_bytes, parse_delay, parse_duration};
+use crate::netem::dist::Distribution;
 use crate::netem::Dir;
 
 /// A value for both directions, or one: `5%`, `up=10%`, `down=50ms`.
@@ -51,6 +52,18 @@ fn directed_burst(s: &str) -> Result<Directed<f64>, String> {
 
 fn directed_mtu(s: &str) -> Result<Directed<usize>, String> {
     directed(s, super::common::parse_mtu)
+}
+
+fn directed_distribution(s: &str) -> Result<Directed<Distribution>, String> {
+    directed(s, super::common::parse_distribution)
+}
+
+fn directed_bitrate(s: &str) -> Result<Directed<f64>, String> {
+    directed(s, parse_bitrate)
+}
+
+fn directed_queue(s: &str) -> Result<Directed<usize>, String> {
+    directed(s, super::common::parse_queue)
 }
 
 fn directed_duration(s: &str) -> Result<Directed<Duration>, String> {
@@ -99,9 +112,21 @@ pub struct RelayArgs {
     /// Delay by DUR (up=50ms, down=1s; delayed datagrams never hold up others)
     #[arg(long, value_name = "[DIR=]DUR", value_parser = directed_duration, help_heading = "Impairment")]
     pub delay: Vec<Directed<Duration>>,
-    /// Vary each delay uniformly within ± DUR
+    /// Vary each delay by up to DUR (evenly within ± DUR unless --delay-distribution says
+    /// otherwise)
     #[arg(long, value_name = "[DIR=]DUR", value_parser = directed_duration, help_heading = "Impairment")]
     pub jitter: Vec<Directed<Duration>>,
+    /// How delays vary within --jitter: uniform, normal, pareto or paretonormal (netem's
+    /// tables; down=pareto)
+    #[arg(long, value_name = "[DIR=]NAME", value_parser = directed_distribution, help_heading = "Impairment")]
+    pub delay_distribution: Vec<Directed<Distribution>>,
+    /// A bottleneck of RATE bits/s (64k, up=10M, 1G; counting 28 bytes of IPv4 or 48 of
+    /// IPv6 headers): datagrams leave at that rate in order, waiting in a queue
+    #[arg(long, value_name = "[DIR=]RATE", value_parser = directed_bitrate, help_heading = "Impairment")]
+    pub bandwidth: Vec<Directed<f64>>,
+    /// Datagrams waiting for --bandwidth at most; the next is dropped [default: 1000]
+    #[arg(long, value_name = "[DIR=]N", value_parser = directed_queue, help_heading = "Impairment")]
+    pub queue: Vec<Directed<usize>>,
     /// Send twice with probability P
     #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
     pub duplicate: Vec<Directed<f64>>,

@@ -24,7 +24,7 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
         _ => Err("expected a factor above 0 (0.5, 2, 10) or max".into()),
     }
 }
-use crate::base::units::{parse_duration, parse_size};
+use crate::base::units::{parse_bitrate, parse_duration, parse_size};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -99,6 +99,10 @@ pub struct SendArgs {
     /// Pace to PPS datagrams per second (token bucket)
     #[arg(long, value_name = "PPS", value_parser = parse_rate, help_heading = "Pacing")]
     pub rate: Option<f64>,
+    /// Pace to RATE bits of UDP payload per second (500k, 10M, 1G; decimal, as iperf3 -b):
+    /// --rate RATE / (8 x the payload's size)
+    #[arg(long, value_name = "RATE", value_parser = parse_bitrate, conflicts_with_all = ["rate", "interval"], help_heading = "Pacing")]
+    pub bitrate: Option<f64>,
     /// Keep sending for DUR (the payload repeated until then, or until --count)
     #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Pacing")]
     pub duration: Option<Duration>,

@@ -7,9 +7,11 @@ use std::time::Duration;
 use clap::Args;
 
 use super::common::{
-    parse_burst, parse_mtu, parse_probability, parse_rate, EncodingOpts, ServerOpts,
+    parse_burst, parse_distribution, parse_mtu, parse_probability, parse_queue, parse_rate,
+    EncodingOpts, ServerOpts,
 };
-use crate::base::units::{parse_delay, parse_duration};
+use crate::base::units::{parse_bitrate, parse_delay, parse_duration};
+use crate::netem::dist::Distribution;
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
@@ -145,9 +147,21 @@ pub struct EchoArgs {
     /// Delay every reply by DUR (a timer queue: other replies are not held up; 50ms, 1s)
     #[arg(long, value_name = "DUR", value_parser = parse_delay, help_heading = "Impairment")]
     pub delay: Option<Duration>,
-    /// Vary each reply's delay uniformly within ± DUR
+    /// Vary each reply's delay by up to DUR (evenly within ± DUR unless
+    /// --delay-distribution says otherwise)
     #[arg(long, value_name = "DUR", value_parser = parse_delay, help_heading = "Impairment")]
     pub jitter: Option<Duration>,
+    /// How delays vary within --jitter: uniform, normal, pareto or paretonormal (netem's
+    /// tables) [default: uniform]
+    #[arg(long, value_name = "NAME", value_parser = parse_distribution, requires = "jitter", help_heading = "Impairment")]
+    pub delay_distribution: Option<Distribution>,
+    /// A bottleneck of RATE bits/s (64k, 10M, 1G; counting 28 bytes of IPv4 or 48 of IPv6
+    /// headers): replies leave at that rate in order, waiting in a queue
+    #[arg(long, value_name = "RATE", value_parser = parse_bitrate, help_heading = "Impairment")]
+    pub bandwidth: Option<f64>,
+    /// Replies waiting for --bandwidth at most; the next is dropped [default: 1000]
+    #[arg(long, value_name = "N", value_parser = parse_queue, requires = "bandwidth", help_heading = "Impairment")]
+    pub queue: Option<usize>,
     /// Send a reply twice with probability P
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
     pub duplicate: f64,

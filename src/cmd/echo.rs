@@ -8,6 +8,7 @@ use std::rc::Rc;
 use crate::base::error::{usage, Ending};
 use crate::cli::EchoArgs;
 use crate::net::signal::Signals;
+use crate::netem::link::{LinkSpec, DEFAULT_QUEUE};
 use crate::netem::Impairment;
 use crate::serve::reply::{Answer, Responder, Settings};
 use crate::serve::{self, Extras};
@@ -31,6 +32,12 @@ pub fn settings(args: &EchoArgs, local: std::net::SocketAddr) -> Settings {
             reorder: args.reorder,
             corrupt: args.corrupt,
             max_payload: args.mtu.map(|m| super::path_payload(m, local)),
+            distribution: args.delay_distribution.unwrap_or_default(),
+            link: args.bandwidth.map(|rate| LinkSpec {
+                rate,
+                headers: super::headers(local),
+                queue: args.queue.unwrap_or(DEFAULT_QUEUE),
+            }),
         },
         seed: crate::netem::seed_or_now(args.seed),
     }
@@ -45,7 +52,8 @@ pub fn check(args: &EchoArgs) -> anyhow::Result<()> {
         && args.duplicate == 0.0
         && args.reorder == 0.0
         && args.corrupt == 0.0
-        && args.mtu.is_none();
+        && args.mtu.is_none()
+        && args.bandwidth.is_none();
     if seeded_nothing {
         return Err(usage!("{}", crate::netem::SEED_ALONE));
     }

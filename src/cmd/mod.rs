@@ -135,8 +135,17 @@ impl SocketOpts {
 /// The largest payload a path of `mtu` bytes takes to or from `peer`: less 28 bytes of
 /// IPv4 and UDP headers, or 48 of IPv6 (an IPv4-mapped address is IPv4 on the wire).
 pub fn path_payload(mtu: usize, peer: std::net::SocketAddr) -> usize {
-    let v4 = crate::net::addr::normalize(peer).is_ipv4();
-    mtu.saturating_sub(if v4 { 28 } else { 48 })
+    mtu.saturating_sub(headers(peer))
+}
+
+/// The IP and UDP header bytes of a datagram to or from `peer`: 28 on IPv4, 48 on IPv6
+/// (an IPv4-mapped address is IPv4 on the wire).
+pub fn headers(peer: std::net::SocketAddr) -> usize {
+    if crate::net::addr::normalize(peer).is_ipv4() {
+        28
+    } else {
+        48
+    }
 }
 
 /// Bind a server's socket to its ADDR (bare PORT: loopback), with the receive buffer

@@ -1,8 +1,12 @@
-//! One datagram's fate: what `--drop/--delay/--jitter/--duplicate/--reorder` decide,
-//! from a seeded generator, four draws per datagram whatever the outcome, so the same
-//! `--seed` and the same input order give the same decisions.
+//! One datagram's fate: what `--drop/--delay/--jitter/--duplicate/--reorder/--corrupt`
+//! decide, from a seeded generator, four draws per datagram whatever the outcome (six
+//! with `--corrupt`), so the same `--seed` and the same input order give the same
+//! decisions.
 
 use std::time::Duration;
+
+use super::dist::Distribution;
+use super::link::LinkSpec;
 
 /// What `--drop/--delay/--jitter/--duplicate/--reorder` ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -15,8 +19,13 @@ pub struct Impairment {
     pub drop_burst: Option<f64>,
     /// Fixed delay of every reply.
     pub delay: Duration,
-    /// Each reply's delay varies uniformly within ± this (never below zero).
+    /// Each reply's delay varies by up to this, never below zero: evenly within ± it, or
+    /// as `distribution` shapes it.
     pub jitter: Duration,
+    /// How the delay varies (`--delay-distribution`, netem's tables).
+    pub distribution: Distribution,
+    /// A bottleneck (`--bandwidth`, `--queue`).
+    pub link: Option<LinkSpec>,
     /// Probability of sending a reply twice.
     pub duplicate: f64,
     /// Probability of holding a reply back until the next one has gone.
@@ -53,7 +62,7 @@ impl Impairment {
         // Always four draws, in this order, so later decisions do not depend on earlier
         // outcomes.
         let (d, u, r, j) = (rng.unit(), rng.unit(), rng.unit(), rng.unit());
-        let jitter = self.jitter.as_secs_f64() * (2.0 * j - 1.0);
+        let jitter = self.jitter.as_secs_f64() * self.distribution.deviation(j);
         let delay = (self.delay.as_secs_f64() + jitter).max(0.0);
         let drop = match self.drop_burst {
             Some(n) => {
@@ -335,6 +344,53 @@ mod tests {
         };
         for d in (0..1000).map(|_| always.decide(&mut rng, &mut false)) {
             assert!(!d.drop && d.copies == 2 && d.hold, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn delays_follow_their_distribution_in_mean_deviation_and_percentiles() {
+        // 10^6 delays of 100 ms ± 20 ms per distribution against the distribution itself
+        // (uniform's exact, a table's 4,096 equally likely values, as netem draws them):
+        // mean and deviation within 2%, the 10/50/90/99th percentiles within 3%.
+        use super::super::dist::{Distribution, SCALE};
+        let (base, jitter) = (100.0, 20.0);
+        for dist in Distribution::ALL {
+            let imp = Impairment {
+                delay: Duration::from_millis(100),
+                jitter: Duration::from_millis(20),
+                distribution: dist,
+                ..Default::default()
+            };
+            let mut rng = Rng::new(17);
+            let mut got: Vec<f64> = (0..1_000_000)
+                .map(|_| imp.decide(&mut rng, &mut false).delay.as_secs_f64() * 1e3)
+                .collect();
+            got.sort_by(f64::total_cmp);
+            let want: Vec<f64> = match dist.table() {
+                None => (0..100_000)
+                    .map(|k| base + jitter * (2.0 * (k as f64 + 0.5) / 100_000.0 - 1.0))
+                    .collect(),
+                Some(t) => t
+                    .iter()
+                    .map(|&v| base + jitter * f64::from(v) / SCALE)
+                    .collect(),
+            };
+            let stats = |v: &[f64]| {
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+                (mean, var.sqrt())
+            };
+            let ((m, d), (wm, wd)) = (stats(&got), stats(&want));
+            assert!((m - wm).abs() <= 0.02 * wm, "{dist:?} mean {m} vs {wm}");
+            assert!(
+                (d - wd).abs() <= 0.02 * wd,
+                "{dist:?} deviation {d} vs {wd}"
+            );
+            let pct = |v: &[f64], q: f64| v[((q * v.len() as f64) as usize).min(v.len() - 1)];
+            for q in [0.10, 0.50, 0.90, 0.99] {
+                let (g, w) = (pct(&got, q), pct(&want, q));
+                assert!((g - w).abs() <= 0.03 * w, "{dist:?} p{q}: {g} vs {w}");
+            }
         }
     }
 

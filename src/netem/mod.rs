@@ -3,7 +3,9 @@
 //! timer queue ([`shaper`], shared by echo and relay), and the token bucket that paces
 //! sends and limits sources ([`pacing`]). Uses only `base`.
 
+pub mod dist;
 pub mod impair;
+pub mod link;
 pub mod pacing;
 pub mod shaper;
 

@@ -1,7 +1,10 @@
 //! One direction's impairment as a pipeline, the same for echo's replies and each way
-//! through a relay: every datagram goes in with a tag (where it goes, where from); what
-//! may leave now is handed back at once, what is delayed waits on a bounded timer queue,
-//! and a reordered one is held back until the next has gone (or [`MAX_HOLD`] passes).
+//! through a relay: every datagram goes in with a tag (where it goes, where from); its
+//! fate is decided ([`Impairment::decide`]), it crosses the bottleneck if there is one
+//! ([`Link`]), then waits out its delay on a bounded timer queue, and a reordered one is
+//! held back until the next has gone (or [`MAX_HOLD`] passes). What may leave now is
+//! handed back at once. Buffers of datagrams that wait are reused: none is allocated per
+//! datagram once the queue has grown.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -9,12 +12,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::netem::impair::flip_bit;
+use crate::netem::link::Link;
 use crate::netem::{Impairment, Rng};
 
 /// Delayed datagrams held at most; beyond, dropped and counted.
 pub const TIMER_CAPACITY: usize = 100_000;
 /// A held (reordered) datagram waits at most this long for a next one.
 pub const MAX_HOLD: Duration = Duration::from_millis(100);
+/// A datagram due this soon leaves now: no sleep is shorter (the kernel's default timer
+/// slack), and the link keeps its own exact time, so its rate holds.
+pub const SLACK: Duration = Duration::from_micros(50);
+/// Spare buffers kept for reuse at most.
+const SPARE: usize = 4096;
 
 /// What the impairment did, for `--stats` (JSON keys as SPEC §12).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -23,16 +33,37 @@ pub struct ShaperCounts {
     pub dropped: u64,
     /// Runs of consecutive drops by `--drop` (a lone drop is a run of one).
     pub drop_bursts: u64,
+    /// Waited on the timer queue (a delay, or the bottleneck's queue).
+    pub delayed: u64,
+    /// Held back behind the next datagram.
+    pub reordered: u64,
+    /// Sent twice.
+    pub duplicated: u64,
     /// One bit flipped (`--corrupt`).
     pub corrupted: u64,
     /// Over `--mtu`.
     pub mtu_dropped: u64,
-    /// Sent twice.
-    pub duplicated: u64,
-    /// Waited on the timer queue.
-    pub delayed: u64,
-    /// Held back behind the next datagram.
-    pub reordered: u64,
+    /// Found `--bandwidth`'s queue full.
+    pub queue_dropped: u64,
+    /// The most datagrams waiting for `--bandwidth`'s link at once.
+    pub queue_peak: u64,
+}
+
+impl ShaperCounts {
+    /// Each count with the words the text summaries give it, in SPEC §12's order.
+    pub fn labelled(&self) -> [(u64, &'static str); 9] {
+        [
+            (self.dropped, "dropped by impairment"),
+            (self.drop_bursts, "in drop bursts"),
+            (self.delayed, "delayed"),
+            (self.reordered, "reordered"),
+            (self.duplicated, "duplicated"),
+            (self.corrupted, "corrupted"),
+            (self.mtu_dropped, "over --mtu"),
+            (self.queue_dropped, "dropped by a full --queue"),
+            (self.queue_peak, "queue peak"),
+        ]
+    }
 }
 
 /// A datagram waiting for its time, ordered by due time, then arrival.
@@ -70,10 +101,13 @@ pub struct Shaper<T> {
     /// The burst-loss chain's state, and whether the last datagram was dropped.
     in_burst: bool,
     last_dropped: bool,
+    link: Option<Link>,
     timers: BinaryHeap<Reverse<Delayed<T>>>,
     capacity: usize,
     held: Option<(Delayed<T>, Instant)>,
     seq: u64,
+    /// Buffers to reuse.
+    spare: Vec<Vec<u8>>,
     /// What it did so far.
     pub counts: ShaperCounts,
 }
@@ -91,10 +125,12 @@ impl<T: Copy> Shaper<T> {
             rng: Rng::new(seed),
             in_burst: false,
             last_dropped: false,
+            link: impairment.link.map(Link::new),
             timers: BinaryHeap::new(),
             capacity,
             held: None,
             seq: 0,
+            spare: Vec::new(),
             counts: ShaperCounts::default(),
         }
     }
@@ -116,6 +152,8 @@ impl<T: Copy> Shaper<T> {
             out(tag, payload);
             return;
         }
+        // What is due first, so that nothing overtakes a datagram whose time has come.
+        self.tick(now, out);
         let decision = self.impairment.decide(&mut self.rng, &mut self.in_burst);
         if self
             .impairment
@@ -135,33 +173,64 @@ impl<T: Copy> Shaper<T> {
         if decision.copies == 2 {
             self.counts.duplicated += 1;
         }
+        let mut buf = self.buffer(payload);
+        // Both copies of a duplicated datagram carry the same flipped bit.
+        if let Some(at) = decision.flip {
+            if flip_bit(&mut buf, at) {
+                self.counts.corrupted += 1;
+            }
+        }
         for copy in 0..decision.copies {
+            let crossed = match &mut self.link {
+                None => now,
+                Some(link) => {
+                    let Some(t) = link.admit(buf.len(), now) else {
+                        self.counts.queue_dropped += 1;
+                        continue;
+                    };
+                    self.counts.queue_peak = self.counts.queue_peak.max(link.waiting() as u64);
+                    t
+                }
+            };
             self.seq += 1;
             let d = Delayed {
-                due: now + decision.delay,
+                due: crossed + decision.delay,
                 seq: self.seq,
                 tag,
-                payload: {
-                    let mut p = payload.to_vec();
-                    // Both copies of a duplicated datagram carry the same flipped bit.
-                    if let Some(at) = decision.flip {
-                        if crate::netem::impair::flip_bit(&mut p, at) && copy == 0 {
-                            self.counts.corrupted += 1;
-                        }
-                    }
-                    p
+                // The last copy takes the buffer, an earlier one a copy of it.
+                payload: if copy + 1 == decision.copies {
+                    std::mem::take(&mut buf)
+                } else {
+                    self.buffer(&buf)
                 },
                 // Only the first copy of a duplicated datagram is held back.
                 hold: decision.hold && copy == 0,
             };
-            if decision.delay.is_zero() {
+            if d.due <= now + SLACK {
                 self.release(d, now, out);
             } else if self.timers.len() < self.capacity {
                 self.timers.push(Reverse(d));
                 self.counts.delayed += 1;
             } else {
                 self.counts.dropped += 1;
+                self.recycle(d.payload);
             }
+        }
+        self.recycle(buf);
+    }
+
+    /// A buffer holding `payload`: a spare one when there is one.
+    fn buffer(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// Keep a buffer for the next datagram (a bounded number of them).
+    fn recycle(&mut self, b: Vec<u8>) {
+        if self.spare.len() < SPARE && b.capacity() > 0 {
+            self.spare.push(b);
         }
     }
 
@@ -174,15 +243,21 @@ impl<T: Copy> Shaper<T> {
             return;
         }
         out(d.tag, &d.payload);
+        self.recycle(d.payload);
         if let Some((h, _)) = self.held.take() {
             out(h.tag, &h.payload);
+            self.recycle(h.payload);
         }
     }
 
-    /// Everything due by `now` to `out`: delayed datagrams in due order, and a held one
-    /// whose wait is over.
+    /// Everything due by `now` (within [`SLACK`]) to `out`: delayed datagrams in due
+    /// order, and a held one whose wait is over.
     pub fn tick(&mut self, now: Instant, out: &mut impl FnMut(T, &[u8])) {
-        while self.timers.peek().is_some_and(|Reverse(d)| d.due <= now) {
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse(d)| d.due <= now + SLACK)
+        {
             let Some(Reverse(d)) = self.timers.pop() else {
                 break;
             };
@@ -191,6 +266,7 @@ impl<T: Copy> Shaper<T> {
         if self.held.as_ref().is_some_and(|(_, due)| *due <= now) {
             if let Some((h, _)) = self.held.take() {
                 out(h.tag, &h.payload);
+                self.recycle(h.payload);
             }
         }
     }
@@ -245,6 +321,69 @@ mod tests {
         }
         assert_eq!(out, [b"abc".to_vec(), vec![]]);
         assert_eq!((s.counts.mtu_dropped, s.counts.dropped), (1, 0));
+    }
+
+    #[test]
+    fn a_bottleneck_sends_in_order_at_its_rate_and_drops_at_the_tail() {
+        use crate::netem::link::LinkSpec;
+        // 8 Mbit/s and 972 + 28 bytes: one datagram a millisecond; 100 may wait.
+        let imp = Impairment {
+            link: Some(LinkSpec {
+                rate: 8e6,
+                headers: 28,
+                queue: 100,
+            }),
+            ..Default::default()
+        };
+        let mut s = Shaper::new(imp, 1);
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        for tag in 0..1000u32 {
+            s.push(tag, &[0; 972], t0, &mut |t, _| got.push(t));
+        }
+        assert!(got.is_empty(), "the first crosses in 1 ms");
+        assert_eq!((s.counts.queue_dropped, s.counts.queue_peak), (900, 100));
+        assert_eq!(s.counts.delayed, 100);
+        for ms in 1..=100u64 {
+            let before = got.len();
+            s.tick(t0 + Duration::from_millis(ms), &mut |t, _| got.push(t));
+            assert_eq!(got.len() - before, 1, "one a millisecond, at {ms} ms");
+        }
+        assert_eq!(got, (0..100).collect::<Vec<_>>(), "in arrival order");
+        assert_eq!(s.next_due(), None);
+        // A datagram due within the slack goes at once: 1 Gbit/s crosses in 0.8 µs.
+        let fast = Impairment {
+            link: Some(LinkSpec {
+                rate: 1e9,
+                headers: 28,
+                queue: 100,
+            }),
+            ..Default::default()
+        };
+        let mut s = Shaper::new(fast, 1);
+        let mut now = Vec::new();
+        s.push(7, &[0; 72], t0, &mut |t, p| now.push((t, p.len())));
+        assert_eq!(now, [(7, 72)]);
+        assert_eq!(s.counts.delayed, 0);
+    }
+
+    #[test]
+    fn a_datagram_due_never_waits_behind_one_that_came_later() {
+        let imp = Impairment {
+            delay: Duration::from_millis(10),
+            ..Impairment::default()
+        };
+        let mut s = Shaper::new(imp, 1);
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        s.push(1, b"a", t0, &mut |t, _| got.push(t));
+        // The next arrives after the first is due, before any tick: the first goes first.
+        s.push(2, b"b", t0 + Duration::from_millis(11), &mut |t, _| {
+            got.push(t)
+        });
+        assert_eq!(got, [1]);
+        s.tick(t0 + Duration::from_millis(21), &mut |t, _| got.push(t));
+        assert_eq!(got, [1, 2]);
     }
 
     #[test]

@@ -85,11 +85,22 @@ pub fn print(relay: &Relay<'_>, json: bool, elapsed: Duration) {
         }
         v.to_string()
     } else {
+        // Forwarded, dropped, duplicated and reordered always; the rest when they happened.
         let way = |name: &str, w: &Way| {
-            format!(
-                "{name}: forwarded {} ({} bytes), dropped {} (in {} bursts), over --mtu {}, corrupted {}, duplicated {}, delayed {}, reordered {}, send errors {}",
-                w.forwarded, w.bytes, w.impairment.dropped, w.impairment.drop_bursts, w.impairment.mtu_dropped, w.impairment.corrupted, w.impairment.duplicated, w.impairment.delayed, w.impairment.reordered, w.send_errors
-            )
+            let i = &w.impairment;
+            let mut line = format!(
+                "{name}: forwarded {} ({} bytes), dropped {}, duplicated {}, reordered {}",
+                w.forwarded, w.bytes, i.dropped, i.duplicated, i.reordered
+            );
+            for (n, what) in i.labelled().into_iter().skip(1) {
+                if n > 0 && !matches!(what, "duplicated" | "reordered") {
+                    line.push_str(&format!(", {what} {n}"));
+                }
+            }
+            if w.send_errors > 0 {
+                line.push_str(&format!(", send errors {}", w.send_errors));
+            }
+            line
         };
         let t = &c.streams;
         let streams = if relay.has_streams() {

@@ -400,19 +400,13 @@ impl Replier {
             let reasons: Vec<String> = c.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
             line.push_str(&format!(", refused {refused} ({})", reasons.join(", ")));
         }
-        for (n, what) in [
+        let policy = [
             (filtered, "filtered"),
             (c.unanswerable, "not answerable"),
             (c.rate_limited, "rate-limited"),
-            (i.dropped, "dropped by impairment"),
-            (i.drop_bursts, "in drop bursts"),
-            (i.corrupted, "corrupted"),
-            (i.mtu_dropped, "over --mtu"),
-            (i.duplicated, "duplicated"),
-            (i.delayed, "delayed"),
-            (i.reordered, "reordered"),
-            (c.send_errors, "send errors"),
-        ] {
+        ];
+        let errors = [(c.send_errors, "send errors")];
+        for (n, what) in policy.into_iter().chain(i.labelled()).chain(errors) {
             if n > 0 {
                 line.push_str(&format!(", {what} {n}"));
             }

@@ -109,18 +109,8 @@ fn replies_json(
         }
     }
     obj.extend(extra);
-    let i = replier.impairment_counts();
-    for (key, n) in [
-        ("impairment_dropped", i.dropped),
-        ("drop_bursts", i.drop_bursts),
-        ("corrupted", i.corrupted),
-        ("mtu_dropped", i.mtu_dropped),
-        ("duplicated", i.duplicated),
-        ("delayed", i.delayed),
-        ("reordered", i.reordered),
-    ] {
-        obj.insert(key.to_string(), n.into());
-    }
+    // SPEC §12's keys, as relay's directions have them.
+    obj.extend(object(&replier.impairment_counts()));
     v
 }
 

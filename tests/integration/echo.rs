@@ -179,7 +179,7 @@ fn drop_burst_loses_in_runs_at_the_rate_asked_and_counts_them() {
     );
     s.guard.signal(libc::SIGTERM);
     let v = crate::harness::json_last_line(&s.finish().stderr);
-    assert_eq!(v["impairment_dropped"], lost.len() as u64, "{v}");
+    assert_eq!(v["dropped"], lost.len() as u64, "{v}");
     assert_eq!(v["drop_bursts"], runs as u64, "{v}");
     // Burst without a drop rate: refused, never silently nothing.
     run(&["echo", "0", "--drop-burst", "4"])

@@ -46,7 +46,7 @@ fn ten_thousand_seq_round_trips_through_a_lossy_echo_are_accounted_exactly() {
     echo.guard.signal(libc::SIGTERM);
     let e = json_last_line(&echo.finish().stderr);
     assert_eq!(
-        e["impairment_dropped"].as_u64().unwrap(),
+        e["dropped"].as_u64().unwrap(),
         lost,
         "the echo dropped exactly what the sender lost"
     );

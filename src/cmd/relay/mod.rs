@@ -11,6 +11,8 @@ use std::time::Duration;
 use crate::net::addr::Family;
 use crate::net::filter::SourceFilter;
 use crate::net::signal::Signals;
+use crate::netem::dist::Distribution;
+use crate::netem::link::{LinkSpec, DEFAULT_QUEUE};
 use crate::netem::{Dir, Impairment, PerDir};
 use crate::relay::{Front, Plan, Relay, StreamLimits, Upstream};
 
@@ -31,6 +33,12 @@ fn impairment(args: &RelayArgs, dir: Dir, toward: SocketAddr) -> Impairment {
         jitter: Directed::pick(&args.jitter, dir).unwrap_or_default(),
         duplicate: Directed::pick(&args.duplicate, dir).unwrap_or(0.0),
         reorder: Directed::pick(&args.reorder, dir).unwrap_or(0.0),
+        distribution: Directed::pick(&args.delay_distribution, dir).unwrap_or_default(),
+        link: Directed::pick(&args.bandwidth, dir).map(|rate| LinkSpec {
+            rate,
+            headers: super::headers(toward),
+            queue: Directed::pick(&args.queue, dir).unwrap_or(DEFAULT_QUEUE),
+        }),
     }
 }
 
@@ -70,6 +78,18 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
         if i.drop_burst.is_some() && i.drop == 0.0 {
             return Err(usage!(
                 "--drop-burst shapes the drops of --drop: give a --drop for the {} direction too",
+                dir.name()
+            ));
+        }
+        if i.distribution != Distribution::Uniform && i.jitter.is_zero() {
+            return Err(usage!(
+                "--delay-distribution shapes the delays of --jitter: give a --jitter for the {} direction too",
+                dir.name()
+            ));
+        }
+        if i.link.is_none() && Directed::pick(&args.queue, dir).is_some() {
+            return Err(usage!(
+                "--queue is the queue of --bandwidth's link: give a --bandwidth for the {} direction too",
                 dir.name()
             ));
         }

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::flags::{
-    format_needs_replies, host_port_hint, needs, wants_reply, DEFAULT_REPLY_TIMEOUT,
+    format_needs_replies, host_port_hint, needs, pace, wants_reply, DEFAULT_REPLY_TIMEOUT,
 };
 use crate::base::error::usage;
 use crate::cli::SendArgs;
@@ -77,9 +77,7 @@ impl Config {
             (false, None, None) => Some(1),
             (_, count, _) => count,
         };
-        let rate = args
-            .rate
-            .or(args.interval.map(|i| 1.0 / i.as_secs_f64().max(1e-9)));
+        let rate = pace(&args, &payload)?;
         let mut options = args.socket.options(family);
         options.broadcast = args.broadcast;
         options.dont_fragment = args.dont_fragment;
@@ -307,6 +305,27 @@ pub(crate) mod tests {
             ok(&["127.0.0.1:9", "x", "-i", "250ms"]).plan.rate,
             Some(4.0)
         );
+        // --bitrate: bits of payload a second, over the payload's size.
+        let paced = |args: &[&str]| ok(args).plan.rate.unwrap();
+        assert_eq!(
+            paced(&["127.0.0.1:9", "--size", "1400", "--bitrate", "1G"]),
+            1e9 / 11_200.0
+        );
+        assert_eq!(
+            paced(&["127.0.0.1:9", "abcd", "-n", "9", "--bitrate", "64k"]),
+            2000.0
+        );
+        for (args, why) in [
+            (&["127.0.0.1:9", "--bitrate", "1M"][..], "one size"),
+            (&["127.0.0.1:9", "--whole", "--bitrate", "1M"], "one size"),
+            (
+                &["127.0.0.1:9", "-x", "", "--bitrate", "1M"],
+                "at least one byte",
+            ),
+        ] {
+            let e = config(args, Terminals::default()).unwrap_err().to_string();
+            assert!(e.contains(why), "{args:?}: {e}");
+        }
         assert_eq!(ok(&["127.0.0.1:9", "-x", "00"]).format, Format::Hexdump);
         assert_eq!(ok(&["127.0.0.1:9", "x", "-r"]).format, Format::Raw);
         let tty = Terminals {

@@ -5,6 +5,7 @@ use crate::base::error::usage;
 use crate::cli::format::FormatArg;
 use crate::cli::SendArgs;
 use crate::send::run::Replies;
+use crate::send::source::Payload;
 
 /// `-w`'s default: how long a reply is waited for, per try.
 pub const DEFAULT_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -65,4 +66,42 @@ pub fn host_port_hint(args: &SendArgs) -> Option<String> {
         Err(_) if !host.contains(':') && !host.is_empty() => Some(format!("{host}:{port}")),
         Err(_) => None,
     }
+}
+
+/// Datagrams a second, from `--rate`, `--interval` or `--bitrate` (over the payload's
+/// size); None: as fast as the socket takes them.
+pub fn pace(args: &SendArgs, payload: &Payload) -> anyhow::Result<Option<f64>> {
+    Ok(match args.bitrate {
+        Some(bits) => Some(bits / (8.0 * fixed_size(payload)? as f64)),
+        None => args
+            .rate
+            .or(args.interval.map(|i| 1.0 / i.as_secs_f64().max(1e-9))),
+    })
+}
+
+/// The one size of every datagram, which `--bitrate` turns into a pace: MESSAGE's,
+/// `--size`'s or `--file`'s.
+fn fixed_size(payload: &Payload) -> anyhow::Result<usize> {
+    let size = match payload {
+        Payload::Message(bytes) => bytes.len(),
+        Payload::Size(n) => *n,
+        Payload::File(path) => std::fs::metadata(path)
+            .map(|m| m.len() as usize)
+            .map_err(|e| {
+                usage!(
+                    "--file {}: {}",
+                    path.display(),
+                    crate::base::error::describe_io(&e)
+                )
+            })?,
+        _ => {
+            return Err(usage!(
+            "--bitrate paces datagrams of one size: give MESSAGE, --size or --file (or use --rate)"
+        ))
+        }
+    };
+    if size == 0 {
+        return Err(usage!("--bitrate needs a payload of at least one byte"));
+    }
+    Ok(size)
 }

@@ -47,6 +47,8 @@ mod epoll {
     pub struct Poller {
         epfd: OwnedFd,
         ready: Vec<libc::epoll_event>,
+        /// epoll_pwait2 is there (until it says ENOSYS).
+        precise: bool,
     }
 
     impl Poller {
@@ -61,6 +63,7 @@ mod epoll {
                 // SAFETY: fd is a descriptor we just created and own alone.
                 epfd: unsafe { OwnedFd::from_raw_fd(fd) },
                 ready: vec![libc::epoll_event { events: 0, u64: 0 }; batch.max(1)],
+                precise: true,
             })
         }
 
@@ -112,22 +115,49 @@ mod epoll {
         }
 
         /// Wait until a descriptor is ready or `timeout` passes; what was found replaces
-        /// the contents of `events`.
+        /// the contents of `events`. The timeout is kept to the nanosecond where the
+        /// kernel has epoll_pwait2 (5.11): a shaper's timers are often under a
+        /// millisecond away; elsewhere it is rounded up to one.
         pub fn wait(
             &mut self,
             events: &mut Vec<Event>,
             timeout: Option<Duration>,
         ) -> io::Result<()> {
             events.clear();
-            // SAFETY: ready is a valid buffer of ready.len() events for the kernel to fill.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epfd.as_raw_fd(),
-                    self.ready.as_mut_ptr(),
-                    self.ready.len() as i32,
-                    millis(timeout),
-                )
-            };
+            let mut n = -1;
+            if let Some(t) = timeout.filter(|_| self.precise) {
+                let ts = libc::timespec {
+                    tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+                    tv_nsec: t.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: ready is a valid buffer of ready.len() events for the kernel to
+                // fill; ts lives across the call; no signal mask.
+                n = unsafe {
+                    libc::syscall(
+                        libc::SYS_epoll_pwait2,
+                        self.epfd.as_raw_fd(),
+                        self.ready.as_mut_ptr(),
+                        self.ready.len() as libc::c_int,
+                        &ts as *const libc::timespec,
+                        std::ptr::null::<libc::sigset_t>(),
+                        0usize,
+                    )
+                } as i32;
+                if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                    self.precise = false;
+                }
+            }
+            if n < 0 && (timeout.is_none() || !self.precise) {
+                // SAFETY: ready is a valid buffer of ready.len() events for the kernel to fill.
+                n = unsafe {
+                    libc::epoll_wait(
+                        self.epfd.as_raw_fd(),
+                        self.ready.as_mut_ptr(),
+                        self.ready.len() as i32,
+                        millis(timeout),
+                    )
+                };
+            }
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
