@@ -223,6 +223,48 @@ mod tests {
     }
 
     #[test]
+    fn the_chain_loses_as_netems_gemodel_defines_it() {
+        // tc-netem(8): `loss gemodel p r 1-h 1-k`, the kernel's loss_gilb_ell: in the good
+        // state move to bad with p and lose with 1-k; in the bad state move to good with
+        // r and lose with 1-h, each decided from the state the datagram found. With the
+        // parameters dgram maps --drop 5% --drop-burst 4 to (p, r, 100%, 0%), 10^7
+        // datagrams of each: the same long-run loss and mean burst within 1%.
+        let (p, r) = gilbert(0.05, 4.0);
+        let (one_minus_h, one_minus_k) = (1.0, 0.0);
+        let mut rng = Rng::new(99);
+        let mut good = true;
+        let netem: Vec<bool> = (0..10_000_000)
+            .map(|_| {
+                let (t, l) = (rng.unit(), rng.unit());
+                if good {
+                    good = t >= p;
+                    l < one_minus_k
+                } else {
+                    good = t < r;
+                    l < one_minus_h
+                }
+            })
+            .collect();
+        let imp = Impairment {
+            drop: 0.05,
+            drop_burst: Some(4.0),
+            ..Default::default()
+        };
+        let (mut rng, mut bad) = (Rng::new(7), false);
+        let ours: Vec<bool> = (0..10_000_000)
+            .map(|_| imp.decide(&mut rng, &mut bad).drop)
+            .collect();
+        let loss_and_burst = |v: &[bool]| {
+            let lost = v.iter().filter(|&&d| d).count() as f64;
+            let runs = v.windows(2).filter(|w| w[1] && !w[0]).count() as f64;
+            (lost / v.len() as f64, lost / runs)
+        };
+        let ((l1, b1), (l2, b2)) = (loss_and_burst(&netem), loss_and_burst(&ours));
+        assert!((l1 - l2).abs() <= 0.01 * l1, "loss {l1} (netem) vs {l2}");
+        assert!((b1 - b2).abs() <= 0.01 * b1, "burst {b1} (netem) vs {b2}");
+    }
+
+    #[test]
     fn corruption_flips_exactly_one_bit_and_only_when_asked() {
         let imp = Impairment {
             corrupt: 1.0,

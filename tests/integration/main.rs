@@ -8,6 +8,7 @@ mod dns;
 #[cfg(target_os = "linux")]
 mod doctor;
 mod echo;
+mod emulation;
 mod errors;
 mod flags;
 #[cfg(target_os = "linux")]
