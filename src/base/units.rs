@@ -112,6 +112,17 @@ pub fn parse_bitrate(text: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// A rate in bits per second for people, decimal as iperf3 prints it: `950 bit/s`,
+/// `64.0 kbit/s`, `8.00 Mbit/s`, `1.00 Gbit/s`.
+pub fn human_bitrate(bps: f64) -> String {
+    match bps {
+        b if b >= 1e9 => format!("{:.2} Gbit/s", b / 1e9),
+        b if b >= 1e6 => format!("{:.2} Mbit/s", b / 1e6),
+        b if b >= 1e3 => format!("{:.1} kbit/s", b / 1e3),
+        b => format!("{b:.0} bit/s"),
+    }
+}
+
 /// A socket buffer size ([`parse_size`]): at most 2 GiB − 1, as the kernel takes an int.
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let n = parse_size(text)?;
@@ -175,6 +186,11 @@ mod tests {
             assert!(e.contains(bad), "{bad}: {e}");
         }
         assert!(parse_bitrate("1000G").is_ok());
+        assert_eq!(human_bitrate(950.0), "950 bit/s");
+        assert_eq!(human_bitrate(64e3), "64.0 kbit/s");
+        assert_eq!(human_bitrate(8e6), "8.00 Mbit/s");
+        assert_eq!(human_bitrate(999_999.0), "1000.0 kbit/s");
+        assert_eq!(human_bitrate(1.25e9), "1.25 Gbit/s");
     }
 
     #[test]

@@ -555,5 +555,6 @@ fn ancillary(wildcard: bool) -> crate::net::sys::Ancillary {
     crate::net::sys::Ancillary {
         gro: false,
         pktinfo: wildcard,
+        timestamps: false,
     }
 }

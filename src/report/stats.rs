@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::base::histogram::Histogram;
 pub use crate::base::histogram::Percentiles;
+use crate::wire::seq::SenderStats;
 
 /// `1 datagram`, `2 datagrams`.
 fn plural(n: u64, word: &str) -> String {
@@ -83,6 +84,9 @@ pub struct Summary {
     pub bytes: u64,
     pub elapsed_s: f64,
     pub rate_pps: f64,
+    /// Bits of UDP payload per second (`bytes` over the run), as iperf3 counts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitrate_bps: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,12 @@ pub struct Summary {
     /// One-way delay of `--seq` datagrams (sender clock to receiver clock).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owd_us: Option<Percentiles>,
+    /// RFC 3550 interarrival jitter of the busiest `--seq` sender.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter_us: Option<f64>,
+    /// Each `--seq` sender's counts, the busiest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub senders: Option<Vec<SenderStats>>,
 }
 
 impl Summary {
@@ -117,11 +127,47 @@ impl Summary {
         };
     }
 
+    /// A receiver's `--seq` lines: loss, reordering, jitter and one-way delay, then each
+    /// sender's when there are several.
+    fn seq_lines(&self, lines: &mut Vec<String>) {
+        let mut line = format!(
+            "seq: lost {}, reordered {}, duplicates {}",
+            self.lost.unwrap_or(0),
+            self.reordered.unwrap_or(0),
+            self.duplicates.unwrap_or(0)
+        );
+        if let Some(n) = self.non_seq {
+            line.push_str(&format!(", without a header {n}"));
+        }
+        if let Some(j) = self.jitter_us {
+            line.push_str(&format!(", jitter {j:.1} µs"));
+        }
+        if let Some(o) = &self.owd_us {
+            line.push_str(&format!(
+                "; one-way delay min/p50/p90/p99/max = {}/{}/{}/{}/{} µs",
+                o.min, o.p50, o.p90, o.p99, o.max
+            ));
+        }
+        lines.push(line);
+        // More than one sender: each on its own line.
+        let several = self.senders.as_ref().is_some_and(|v| v.len() > 1);
+        for s in self.senders.iter().flatten().filter(|_| several) {
+            lines.push(format!(
+                "  from {}: received {}, lost {}, reordered {}, duplicates {}, jitter {:.1} µs",
+                s.peer, s.received, s.lost, s.reordered, s.duplicates, s.jitter_us
+            ));
+        }
+    }
+
     /// The summary as text lines.
     pub fn text(&self) -> String {
         let mut lines = Vec::new();
+        let bitrate = self
+            .bitrate_bps
+            .map(|b| format!(", {}", crate::base::units::human_bitrate(b)))
+            .unwrap_or_default();
         let took = format!(
-            "in {:.3}s ({:.1} datagrams/s)",
+            "in {:.3}s ({:.1} datagrams/s{bitrate})",
             self.elapsed_s, self.rate_pps
         );
         if let Some(sent) = self.sent {
@@ -167,22 +213,7 @@ impl Summary {
             lines.push(extra.join(", "));
         }
         if self.sent.is_none() && (self.lost.is_some() || self.owd_us.is_some()) {
-            let mut line = format!(
-                "seq: lost {}, reordered {}, duplicates {}",
-                self.lost.unwrap_or(0),
-                self.reordered.unwrap_or(0),
-                self.duplicates.unwrap_or(0)
-            );
-            if let Some(n) = self.non_seq {
-                line.push_str(&format!(", without a header {n}"));
-            }
-            if let Some(o) = &self.owd_us {
-                line.push_str(&format!(
-                    "; one-way delay min/p50/p90/p99/max = {}/{}/{}/{}/{} µs",
-                    o.min, o.p50, o.p90, o.p99, o.max
-                ));
-            }
-            lines.push(line);
+            self.seq_lines(&mut lines);
         } else if self.sent.is_some() && (self.reordered.is_some() || self.duplicates.is_some()) {
             lines.push(format!(
                 "replies reordered {}, duplicated {}",

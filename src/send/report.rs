@@ -210,6 +210,8 @@ pub(crate) fn stats(
         summary.rtt_us = counts.rtt_us.summary();
     }
     summary.finish(elapsed, counts.sent);
+    // What went out, in bits of payload a second (iperf3's sender bitrate).
+    summary.bitrate_bps = Some(counts.bytes as f64 * 8.0 / summary.elapsed_s.max(1e-9));
     let json = shown.json;
     let mut text = match (replay, icmp) {
         (Some((skipped, too_large)), _) => {

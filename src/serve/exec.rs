@@ -315,6 +315,7 @@ mod tests {
             captured: 5,
             peer: "127.0.0.1:40000".parse().unwrap(),
             dst: None,
+            received_ns: None,
         }
     }
 

@@ -92,9 +92,12 @@ pub fn serve(
     let fd = bound.socket.as_raw_fd();
     let mut printer = Printer::new(config, output, extras.reply.as_ref(), fd, local)?;
     let _ready = announce(local, config, &extras, &after)?;
+    // --seq senders' jitter wants each datagram's arrival, not its batch's read.
+    let wants_times = config.stats || config.stats_interval.is_some();
     let ancillary = Ancillary {
         gro: bound.gro,
         pktinfo: bound.pktinfo,
+        timestamps: wants_times && crate::net::sys::enable_timestamps(fd).is_ok(),
     };
     let socket = &bound.warn();
     let mut batch = RecvBatch::with(recv::BATCH, config.max_size, ancillary);

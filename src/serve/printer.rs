@@ -58,6 +58,8 @@ pub(crate) struct Interval {
     next: Instant,
     last_received: u64,
     last_bytes: u64,
+    /// `--seq` datagrams missing at the last line.
+    last_lost: u64,
     json: bool,
     fd: RawFd,
 }
@@ -83,7 +85,9 @@ impl Handler for Printer {
             self.note_truncated(&meta);
         }
         if let Some(seq) = &mut self.seq {
-            seq.record(meta.peer, payload, seq::now_ns());
+            // The kernel's arrival time: a batch read at once still has its spacing.
+            let at = meta.received_ns.unwrap_or_else(seq::now_ns);
+            seq.record(meta.peer, payload, at);
         }
         if let Some((pcap, local)) = &mut self.pcap {
             // Arrived at our address, or at the one PKTINFO names on a wildcard bind.
@@ -172,12 +176,31 @@ impl Handler for Printer {
         let (n, bytes) = (self.received - iv.last_received, self.bytes - iv.last_bytes);
         let rate = n as f64 / (to - from).max(1e-9);
         let drops = crate::net::sys::kernel_drops(iv.fd);
+        // With --seq senders: what went missing in this interval, and the jitter now.
+        let seq = self.seq.as_ref().filter(|s| s.has_seq()).map(|s| {
+            let lost = s.totals().0;
+            let new = lost.saturating_sub(iv.last_lost);
+            iv.last_lost = lost;
+            (new, s.jitter_us().unwrap_or(0.0))
+        });
         let line = if iv.json {
-            serde_json::json!({"interval_s": [from, to], "received": n, "bytes": bytes, "rate_pps": rate, "kernel_drops": drops})
-                .to_string()
+            let mut v = serde_json::json!({"interval_s": [from, to], "received": n, "bytes": bytes, "rate_pps": rate, "bitrate_bps": bytes as f64 * 8.0 / (to - from).max(1e-9), "kernel_drops": drops});
+            if let Some((lost, jitter)) = seq {
+                v["lost"] = lost.into();
+                v["jitter_us"] = jitter.into();
+            }
+            v.to_string()
         } else {
             let drops = drops.map_or("n/a".to_string(), |d| d.to_string());
-            format!("[{from:7.2}-{to:7.2}s] received {n} datagrams, {bytes} bytes, {rate:.1} datagrams/s, kernel drops {drops}")
+            let mut line = format!("[{from:7.2}-{to:7.2}s] received {n} datagrams, {bytes} bytes, {rate:.1} datagrams/s, {}, kernel drops {drops}", crate::base::units::human_bitrate(bytes as f64 * 8.0 / (to - from).max(1e-9)));
+            if let Some((lost, jitter)) = seq {
+                let pct = 100.0 * lost as f64 / (n + lost).max(1) as f64;
+                line.push_str(&format!(
+                    ", lost {lost}/{} ({pct:.2}%), jitter {jitter:.1} µs",
+                    n + lost
+                ));
+            }
+            line
         };
         iv.last_received = self.received;
         iv.last_bytes = self.bytes;
@@ -280,6 +303,7 @@ impl Printer {
                 next: now + every,
                 last_received: 0,
                 last_bytes: 0,
+                last_lost: 0,
                 json: config.json,
                 fd,
             });
@@ -297,7 +321,7 @@ impl Printer {
             bytes: 0,
             truncated: 0,
             filtered: 0,
-            seq: config.stats.then(Accounting::default),
+            seq: (config.stats || interval.is_some()).then(Accounting::default),
             pcap,
             interval,
             talk: config.talk.map(Talk::new),

@@ -39,8 +39,11 @@ fn received_summary(printer: &Printer, elapsed: Duration, socket: &UdpSocket) ->
         summary.duplicates = Some(duplicates);
         summary.non_seq = Some(seq.non_seq + seq.untracked);
         summary.owd_us = seq.owd.summary();
+        summary.jitter_us = seq.jitter_us();
+        summary.senders = Some(seq.senders());
     }
     summary.finish(elapsed, printer.received);
+    summary.bitrate_bps = Some(summary.bytes as f64 * 8.0 / summary.elapsed_s.max(1e-9));
     summary
 }
 

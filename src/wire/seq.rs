@@ -1,5 +1,6 @@
 //! `--seq`: the sequence header at the start of each datagram, and what a receiver learns
-//! from it (loss, reordering, duplicates, one-way delay), in bounded memory.
+//! from it (loss, reordering, duplicates, one-way delay, RFC 3550 jitter), in bounded
+//! memory.
 //!
 //! The header, 24 bytes, big-endian:
 //!
@@ -67,6 +68,11 @@ pub struct Tracker {
     unique: u64,
     pub reordered: u64,
     pub duplicates: u64,
+    /// The last arrival's transit time (arrival less send time, ns; the clocks' offset
+    /// cancels in the differences).
+    last_transit: Option<i64>,
+    /// RFC 3550 §6.4.1 interarrival jitter, in nanoseconds.
+    jitter_ns: f64,
 }
 
 impl Default for Tracker {
@@ -77,6 +83,8 @@ impl Default for Tracker {
             unique: 0,
             reordered: 0,
             duplicates: 0,
+            last_transit: None,
+            jitter_ns: 0.0,
         }
     }
 }
@@ -125,12 +133,50 @@ impl Tracker {
         }
     }
 
+    /// One arrival's transit time (arrival less send time, in ns), in arrival order: the
+    /// jitter of RFC 3550 §6.4.1, J += (|D| − J)/16, where D is the difference between
+    /// this transit and the last (the arrival spacing less the send spacing).
+    pub fn arrived(&mut self, transit_ns: i64) {
+        if let Some(last) = self.last_transit {
+            let d = transit_ns.saturating_sub(last).unsigned_abs() as f64;
+            self.jitter_ns += (d - self.jitter_ns) / 16.0;
+        }
+        self.last_transit = Some(transit_ns);
+    }
+
+    /// The interarrival jitter so far, in microseconds.
+    pub fn jitter_us(&self) -> f64 {
+        self.jitter_ns / 1000.0
+    }
+
+    /// Datagrams that arrived, duplicates included.
+    pub fn received(&self) -> u64 {
+        self.unique + self.duplicates
+    }
+
     /// Datagrams missing: sequence numbers up to the highest seen that never arrived (the
     /// sender numbers from 0, so missing first datagrams count too).
     pub fn lost(&self) -> u64 {
         self.highest
             .map_or(0, |h| (h + 1).saturating_sub(self.unique))
     }
+}
+
+/// One sender's `--seq` counts (`--stats`' JSON `senders`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SenderStats {
+    pub peer: String,
+    pub received: u64,
+    pub lost: u64,
+    pub reordered: u64,
+    pub duplicates: u64,
+    /// RFC 3550 interarrival jitter.
+    pub jitter_us: f64,
+}
+
+/// To the nanosecond, in microseconds: no digits below the clock's.
+fn round3(us: f64) -> f64 {
+    (us * 1000.0).round() / 1000.0
 }
 
 /// Sender trackers at most: a flood from forged sources must not grow memory.
@@ -156,15 +202,50 @@ impl Accounting {
             return;
         };
         let full = self.senders.len() >= MAX_SENDERS;
-        match self.senders.get_mut(&peer) {
-            Some(t) => t.record(h.seq),
+        let t = match self.senders.get_mut(&peer) {
+            Some(t) => t,
             None if full => {
                 self.untracked += 1;
                 return;
             }
-            None => self.senders.entry(peer).or_default().record(h.seq),
-        }
+            None => self.senders.entry(peer).or_default(),
+        };
+        t.record(h.seq);
+        t.arrived(
+            (i128::from(now_ns) - i128::from(h.sent_ns)).clamp(i64::MIN.into(), i64::MAX.into())
+                as i64,
+        );
         self.owd.record(now_ns.saturating_sub(h.sent_ns) / 1000);
+    }
+
+    /// Each sender's counts, the busiest (most datagrams) first.
+    pub fn senders(&self) -> Vec<SenderStats> {
+        let mut all: Vec<SenderStats> = self
+            .senders
+            .iter()
+            .map(|(peer, t)| SenderStats {
+                peer: peer.to_string(),
+                received: t.received(),
+                lost: t.lost(),
+                reordered: t.reordered,
+                duplicates: t.duplicates,
+                jitter_us: round3(t.jitter_us()),
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.received
+                .cmp(&a.received)
+                .then_with(|| a.peer.cmp(&b.peer))
+        });
+        all
+    }
+
+    /// The busiest sender's jitter in microseconds, as iperf3 reports one stream's.
+    pub fn jitter_us(&self) -> Option<f64> {
+        self.senders
+            .values()
+            .max_by_key(|t| t.received())
+            .map(|t| round3(t.jitter_us()))
     }
 
     /// True when any header was seen.
@@ -301,6 +382,62 @@ mod tests {
         acc.record(a, &header(3, 0), 0);
         assert_eq!(acc.untracked, 1);
         assert_eq!(acc.totals(), (3, 1, 1));
+    }
+
+    #[test]
+    fn jitter_is_rfc_3550s_running_mean_of_the_transit_differences() {
+        // Sent every 1 ms, arriving every 1 ms but one 400 µs late: D is +400 µs then
+        // −400 µs, then 0; J moves by 1/16 of |D| − J each time.
+        let mut t = Tracker::default();
+        let arrivals_us = [0i64, 1000, 2400, 3000, 4000];
+        for (k, at) in arrivals_us.iter().enumerate() {
+            t.arrived((at - 1000 * k as i64) * 1000);
+        }
+        let mut j = 0.0f64;
+        for d in [0.0, 400.0, 400.0, 0.0] {
+            j += (d - j) / 16.0;
+        }
+        assert!((t.jitter_us() - j).abs() < 1e-9, "{} vs {j}", t.jitter_us());
+        assert!((j - 45.410).abs() < 0.001, "{j}");
+        // Perfect spacing, whatever the clocks' offset: none.
+        let mut t = Tracker::default();
+        for _ in 0..100 {
+            t.arrived(5_000_000_007);
+        }
+        assert_eq!(t.jitter_us(), 0.0);
+    }
+
+    #[test]
+    fn the_busiest_senders_jitter_is_the_one_reported() {
+        let header = |seq: u64, sent_ns: u64| {
+            let mut b = vec![0; HEADER_LEN];
+            write(&mut b, seq, sent_ns);
+            b
+        };
+        let (a, b): (std::net::SocketAddr, std::net::SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut acc = Accounting::default();
+        assert_eq!(acc.jitter_us(), None);
+        // a: three datagrams sent 1 ms apart, arriving evenly; b: two, the second 1 ms late.
+        for k in 0..3u64 {
+            acc.record(a, &header(k, k * 1_000_000), 10_000_000 + k * 1_000_000);
+        }
+        acc.record(b, &header(0, 0), 10_000_000);
+        acc.record(b, &header(1, 1_000_000), 12_000_000);
+        assert_eq!(acc.jitter_us(), Some(0.0), "a sent most");
+        let s = acc.senders();
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].peer.as_str(), s[0].received, s[0].jitter_us),
+            ("127.0.0.1:1", 3, 0.0)
+        );
+        assert_eq!(
+            (s[1].peer.as_str(), s[1].received, s[1].jitter_us),
+            ("127.0.0.1:2", 2, 62.5)
+        );
+        assert_eq!((s[1].lost, s[1].reordered, s[1].duplicates), (0, 0, 0));
     }
 
     proptest! {

@@ -18,6 +18,7 @@ mod house;
 #[cfg(target_os = "linux")]
 mod icmp;
 mod interop;
+mod jitter;
 mod listen;
 mod multicast;
 mod netns;

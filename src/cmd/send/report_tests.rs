@@ -235,7 +235,7 @@ fn a_send_without_replies_reports_what_left() {
     let text = shown(&[T, "x", "-n", "4"], &counts, None, None);
     assert_eq!(
         text,
-        "sent 4 datagrams, 40 bytes in 2.000s (2.0 datagrams/s)\n"
+        "sent 4 datagrams, 40 bytes in 2.000s (2.0 datagrams/s, 160 bit/s)\n"
     );
     let v = json(&shown(
         &[T, "x", "-n", "4", "--stats", "-f", "json"],
@@ -414,6 +414,6 @@ fn the_icmp_error_that_ended_the_run_is_in_the_json_summary() {
     let text = shown(&[T, "hi"], &counts, None, Some(report));
     assert_eq!(
         text,
-        "sent 1 datagram, 2 bytes in 2.000s (0.5 datagrams/s)\n"
+        "sent 1 datagram, 2 bytes in 2.000s (0.5 datagrams/s, 8 bit/s)\n"
     );
 }

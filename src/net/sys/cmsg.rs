@@ -59,6 +59,7 @@ unsafe impl Plain for libc::c_int {}
 unsafe impl Plain for libc::in_pktinfo {}
 unsafe impl Plain for libc::in6_pktinfo {}
 unsafe impl Plain for libc::sock_extended_err {}
+unsafe impl Plain for libc::timespec {}
 
 /// A `T` read from the start of `data`, if `data` holds one.
 pub fn read<T: Plain>(data: &[u8]) -> Option<T> {

@@ -25,16 +25,18 @@ mod cmsg;
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::{
-    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, probe_gso, send_batch, send_replies,
-    send_segments, set_dont_fragment, take_error_report, RecvBatch, SendScratch,
+    enable_gro, enable_pktinfo, enable_recverr, enable_timestamps, kernel_drops, probe_gso,
+    send_batch, send_replies, send_segments, set_dont_fragment, take_error_report, RecvBatch,
+    SendScratch,
 };
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
 pub use portable::{
-    enable_gro, enable_pktinfo, enable_recverr, kernel_drops, probe_gso, send_batch, send_replies,
-    send_segments, set_dont_fragment, take_error_report, RecvBatch, SendScratch,
+    enable_gro, enable_pktinfo, enable_recverr, enable_timestamps, kernel_drops, probe_gso,
+    send_batch, send_replies, send_segments, set_dont_fragment, take_error_report, RecvBatch,
+    SendScratch,
 };
 
 /// One report of the socket's error queue (IP_RECVERR): `struct sock_extended_err`, the
@@ -81,6 +83,9 @@ pub struct RecvMeta {
     pub peer: SocketAddr,
     /// The address the datagram was sent to (IP_PKTINFO / IPV6_PKTINFO), when asked for.
     pub dst: Option<IpAddr>,
+    /// When the kernel received it, in nanoseconds since the Unix epoch (SO_TIMESTAMPNS),
+    /// when asked for: exact even for the datagrams of one batch.
+    pub received_ns: Option<u64>,
 }
 
 /// Which control messages a [`RecvBatch`] asks the kernel for.
@@ -90,6 +95,8 @@ pub struct Ancillary {
     pub gro: bool,
     /// Destination addresses (the socket must have PKTINFO on: [`enable_pktinfo`]).
     pub pktinfo: bool,
+    /// Receive times (the socket must have SO_TIMESTAMPNS on: [`enable_timestamps`]).
+    pub timestamps: bool,
 }
 
 /// One reply for [`send_replies`]: the payload, where to, and from which local address.

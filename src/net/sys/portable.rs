@@ -54,11 +54,12 @@ impl RecvBatch {
             captured: len.min(self.max_size),
             peer,
             dst: None,
+            received_ns: None,
         });
         Ok(1)
     }
 
-    /// No GRO or PKTINFO here: the same as [`RecvBatch::new`] (destinations unknown).
+    /// No GRO, PKTINFO or timestamps here: the same as [`RecvBatch::new`] (destinations unknown).
     pub fn with(slots: usize, keep: usize, _ancillary: Ancillary) -> Self {
         Self::new(slots, keep)
     }
@@ -133,6 +134,11 @@ pub fn send_segments(_fd: RawFd, _buf: &[u8], _segment: u16) -> io::Result<usize
 
 /// No PKTINFO here: destinations stay unknown and replies leave from the bound address.
 pub fn enable_pktinfo(_fd: RawFd, _ipv6: bool) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// No receive timestamps read here: callers take the time after the read.
+pub fn enable_timestamps(_fd: RawFd) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 

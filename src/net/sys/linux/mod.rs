@@ -13,7 +13,7 @@ mod send;
 pub use send::{send_batch, send_replies, send_segments, SendScratch};
 
 /// Room for the control messages of one datagram: a `UDP_GRO` int (24 bytes with its
-/// header), an `in_pktinfo` (28) or `in6_pktinfo` (36), with slack.
+/// header), an `in_pktinfo` (28) or `in6_pktinfo` (36), a `timespec` (32), with slack.
 pub(super) const CONTROL_LEN: usize = 128;
 
 /// Receive buffers for up to `slots` messages, filled by one `recvmmsg` call.
@@ -48,7 +48,7 @@ impl RecvBatch {
     pub fn with(slots: usize, keep: usize, ancillary: Ancillary) -> Self {
         let slot_size = if ancillary.gro { LARGEST } else { keep };
         let slots = slots.max(1);
-        let wants_control = ancillary.gro || ancillary.pktinfo;
+        let wants_control = ancillary.gro || ancillary.pktinfo || ancillary.timestamps;
         RecvBatch {
             buf: vec![0; slots * slot_size],
             slot_size,
@@ -155,12 +155,13 @@ impl RecvBatch {
                 .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
             let start = i * self.slot_size;
             let control = self.control_of(i);
-            let dst = control.pktinfo;
+            let (dst, received_ns) = (control.pktinfo, control.received_ns);
             let meta = |len: usize, captured: usize| RecvMeta {
                 len,
                 captured,
                 peer,
                 dst,
+                received_ns,
             };
             match control.gro_segment.filter(|&seg| seg > 0 && seg < len) {
                 Some(seg) => {
@@ -200,6 +201,12 @@ impl RecvBatch {
                         out.pktinfo = Some(IpAddr::V4(dst));
                     }
                 }
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) if self.ancillary.timestamps => {
+                    out.received_ns = read::<libc::timespec>(c.data).and_then(|t| {
+                        let ns = u64::try_from(t.tv_sec).ok()?.checked_mul(1_000_000_000)?;
+                        ns.checked_add(u64::try_from(t.tv_nsec).ok()?)
+                    });
+                }
                 (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                     if let Some(info) = read::<libc::in6_pktinfo>(c.data) {
                         let dst = IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr));
@@ -229,6 +236,7 @@ impl RecvBatch {
 struct Control {
     gro_segment: Option<usize>,
     pktinfo: Option<IpAddr>,
+    received_ns: Option<u64>,
 }
 
 /// A control buffer's bytes (it is `u64`s so that the kernel finds it aligned).
@@ -245,6 +253,12 @@ const LARGEST: usize = 65_535;
 /// buffer with its segment size in a cmsg, which [`RecvBatch::with`] splits.
 pub fn enable_gro(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Ask for each datagram's receive time (`SO_TIMESTAMPNS`): the kernel's clock when it
+/// arrived, not when a batch was read.
+pub fn enable_timestamps(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
 
 /// Ask for each datagram's destination address: `IP_PKTINFO` (IPv4), `IPV6_RECVPKTINFO`
@@ -402,6 +416,7 @@ mod tests {
         let ancillary = Ancillary {
             gro: false,
             pktinfo: true,
+            timestamps: false,
         };
         let mut b = RecvBatch::with(4, 32, ancillary);
         let msgs = b.prepare(3);
@@ -428,5 +443,51 @@ mod tests {
             assert_eq!(meta.peer, ([127, 0, 0, 1], 9000 + u16::from(i)).into());
             assert_eq!((meta.len, meta.captured, meta.dst), (5, 5, None));
         }
+    }
+
+    #[test]
+    fn each_datagram_of_a_batch_has_its_own_arrival_time() {
+        use std::net::UdpSocket;
+        use std::os::fd::AsRawFd;
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_timestamps(rx.as_raw_fd()).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        // The kernel turns receive stamping on from a work queue (net_enable_timestamp):
+        // until it has run, a datagram is stamped when read. "zero" goes first, and the
+        // 3 ms that space the arrivals give the queue its time.
+        let before = crate::wire::seq::now_ns();
+        for (k, msg) in [&b"zero"[..], b"one", b"two"].into_iter().enumerate() {
+            if k > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+            tx.send_to(msg, to).unwrap();
+        }
+        let ancillary = Ancillary {
+            timestamps: true,
+            ..Ancillary::default()
+        };
+        let mut b = RecvBatch::with(4, 32, ancillary);
+        assert_eq!(b.recv(rx.as_raw_fd(), 4).unwrap(), 3, "all in one read");
+        assert_eq!(b.payload(2), b"two");
+        let (t1, t2) = (
+            b.meta(1).received_ns.unwrap(),
+            b.meta(2).received_ns.unwrap(),
+        );
+        assert!(
+            t1 >= before && t2 <= crate::wire::seq::now_ns(),
+            "{before} {t1} {t2}"
+        );
+        assert!(
+            t2 >= t1 + 3_000_000,
+            "3 ms apart, not the read's one time: {t1} {t2}"
+        );
+        // Not asked for: none.
+        tx.send_to(b"three", rx.local_addr().unwrap()).unwrap();
+        let mut plain = RecvBatch::new(4, 32);
+        crate::net::sys::wait_readable(rx.as_raw_fd(), Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(plain.recv(rx.as_raw_fd(), 4).unwrap(), 1);
+        assert_eq!(plain.meta(0).received_ns, None);
     }
 }
