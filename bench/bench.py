@@ -561,6 +561,40 @@ class Bench:
         self.row("relay 64 in flight", "dgram, 1,000 more sessions", crowded["replies"] / max(crowded["seconds"], 1e-9),
                  "replies/s", dgram_rate, "dgram, one session")
 
+    def case_emulation(self):
+        """SPEC §12's costs: the shaper's (a relay with --bandwidth 1G, which 64-byte
+        datagrams never reach, against the plain relay, runs interleaved) and send
+        --bitrate's accuracy (1 Gbit/s of 1,400-byte datagrams for 3 s into a sink)."""
+        n64 = self.args.count // 4
+        print(f"14. emulation: {n64:,} round trips of 64 B, 64 in flight, through dgram relay to the "
+              f"reference echo, plain and with --bandwidth 1G (never binding), 5 runs each, interleaved, medians; "
+              f"send --bitrate 1G --size 1400 --duration 3s into a sink", flush=True)
+        echo = Proc([self.r("echo")])
+        rates = {"plain": [], "--bandwidth 1G": []}
+        with echo:
+            eport = int(echo.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            for _ in range(5):
+                for name, extra in [("plain", []), ("--bandwidth 1G", ["--bandwidth", "1G"])]:
+                    rx = Proc([self.dgram, "relay", "127.0.0.1:0", "--to", f"127.0.0.1:{eport}", *extra])
+                    with rx:
+                        port = int(rx.wait_stderr(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+                        m = self.rtt_to(port, n64, 64)
+                        rx.stop()
+                    rates[name].append(m["replies"] / max(m["seconds"], 1e-9))
+            echo.stop()
+        plain = statistics.median(rates["plain"])
+        self.row("relay 64 in flight", "dgram", plain, "replies/s")
+        self.row("relay 64 in flight", "dgram --bandwidth 1G", statistics.median(rates["--bandwidth 1G"]),
+                 "replies/s", plain, "dgram plain")
+        rx, port = self.sink()
+        with rx:
+            out = subprocess.run([self.dgram, "send", f"127.0.0.1:{port}", "--size", "1400", "--bitrate", "1G",
+                                  "--duration", "3s", "--stats", "-f", "json"],
+                                 capture_output=True, text=True, timeout=HARD_LIMIT)
+            rx.stop()
+        v = json.loads([l for l in out.stderr.splitlines() if l.startswith("{")][-1])
+        self.row("send --bitrate 1G, 1400 B", "dgram", v["bitrate_bps"] / 1e6, "Mbit/s", 1000.0, "asked")
+
     def stream_pair(self, who, echo_port):
         """A UDP entry whose datagrams cross a TCP stream to the echo: two dgram relays
         (`relay 0 --to tcp://X` + `relay tcp://X --to ECHO`), or socat's pipe pair. Returns
@@ -815,6 +849,8 @@ print(f"answered={len(answered)} seconds={time.monotonic() - t:.4f}")
             self.case_framing()
         if "scan" in cases:
             self.case_scan()
+        if "emulation" in cases:
+            self.case_emulation()
         if "idle" in cases:
             self.case_idle()
         if "memory" in cases:
@@ -838,7 +874,7 @@ def main():
     ap.add_argument("--count", type=int, default=400_000)
     ap.add_argument("--paced", type=int, default=100_000, help="rate of the paced case, per second")
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,streams,framing,scan,idle,memory")
+    ap.add_argument("--cases", default="listen,send,lines,startup,echo,dns,replay,respond,relay,streams,framing,scan,emulation,idle,memory")
     Bench(ap.parse_args()).run()
 
 
