@@ -325,17 +325,17 @@ mod tests {
 
     #[test]
     fn a_bottleneck_sends_in_order_at_its_rate_and_drops_at_the_tail() {
-        use crate::netem::link::LinkSpec;
-        // 8 Mbit/s and 972 + 28 bytes: one datagram a millisecond; 100 may wait.
-        let imp = Impairment {
-            link: Some(LinkSpec {
-                rate: 8e6,
+        // A link of `rate` bits/s over IPv4 where 100 may wait.
+        let link = |rate| Impairment {
+            link: Some(crate::netem::link::LinkSpec {
+                rate,
                 headers: 28,
                 queue: 100,
             }),
             ..Default::default()
         };
-        let mut s = Shaper::new(imp, 1);
+        // 8 Mbit/s and 972 + 28 bytes: one datagram a millisecond.
+        let mut s = Shaper::new(link(8e6), 1);
         let t0 = Instant::now();
         let mut got = Vec::new();
         for tag in 0..1000u32 {
@@ -352,19 +352,59 @@ mod tests {
         assert_eq!(got, (0..100).collect::<Vec<_>>(), "in arrival order");
         assert_eq!(s.next_due(), None);
         // A datagram due within the slack goes at once: 1 Gbit/s crosses in 0.8 µs.
-        let fast = Impairment {
-            link: Some(LinkSpec {
-                rate: 1e9,
-                headers: 28,
-                queue: 100,
-            }),
-            ..Default::default()
-        };
-        let mut s = Shaper::new(fast, 1);
+        let mut s = Shaper::new(link(1e9), 1);
         let mut now = Vec::new();
         s.push(7, &[0; 72], t0, &mut |t, p| now.push((t, p.len())));
         assert_eq!(now, [(7, 72)]);
         assert_eq!(s.counts.delayed, 0);
+    }
+
+    #[test]
+    fn every_flag_together_decides_the_same_from_the_same_seed() {
+        use crate::netem::dist::Distribution;
+        let imp = Impairment {
+            drop: 0.1,
+            drop_burst: Some(3.0),
+            delay: Duration::from_millis(5),
+            jitter: Duration::from_millis(4),
+            distribution: Distribution::ParetoNormal,
+            duplicate: 0.1,
+            reorder: 0.1,
+            corrupt: 0.2,
+            max_payload: Some(200),
+            link: Some(crate::netem::link::LinkSpec {
+                rate: 2e6,
+                headers: 28,
+                queue: 20,
+            }),
+        };
+        let t0 = Instant::now();
+        let run = |seed| {
+            let mut s = Shaper::new(imp, seed);
+            let mut got = Vec::new();
+            for i in 0..2000u32 {
+                let now = t0 + Duration::from_micros(u64::from(i) * 300);
+                let payload = vec![i as u8; 100 + (i as usize % 150)];
+                s.tick(now, &mut |t, p| got.push((t, p.to_vec())));
+                s.push(i, &payload, now, &mut |t, p| got.push((t, p.to_vec())));
+            }
+            s.tick(t0 + Duration::from_secs(60), &mut |t, p| got.push((t, p.to_vec())));
+            (got, s.counts)
+        };
+        let (a, ca) = run(5);
+        assert_eq!((a.clone(), ca), run(5));
+        assert_ne!(a, run(6).0);
+        // Each kind happened, and what came out adds up.
+        for (n, what) in ca.labelled() {
+            assert!(n > 0, "{what}: {ca:?}");
+        }
+        let out = a.len() as u64;
+        assert_eq!(
+            out,
+            2000 - ca.mtu_dropped - ca.dropped + ca.duplicated - ca.queue_dropped,
+            "{ca:?}"
+        );
+        assert!(ca.queue_peak <= 20);
     }
 
     #[test]
