@@ -408,6 +408,38 @@ mod tests {
     }
 
     #[test]
+    fn datagrams_that_wait_allocate_nothing_once_the_queue_has_grown() {
+        use crate::net::sys::counting_alloc::allocations_in;
+        // Delayed, duplicated, corrupted and through a link: every datagram waits.
+        let imp = Impairment {
+            delay: Duration::from_millis(2),
+            duplicate: 0.5,
+            corrupt: 0.5,
+            link: Some(crate::netem::link::LinkSpec {
+                rate: 1e9,
+                headers: 28,
+                queue: 1000,
+            }),
+            ..Default::default()
+        };
+        let mut s = Shaper::new(imp, 3);
+        let t0 = Instant::now();
+        let mut sent = 0u64;
+        let mut round = |s: &mut Shaper<u32>, from: u32| {
+            for i in from..from + 5000 {
+                let now = t0 + Duration::from_micros(u64::from(i) * 20);
+                s.tick(now, &mut |_, _| sent += 1);
+                s.push(i, &[7; 1200], now, &mut |_, _| sent += 1);
+            }
+        };
+        round(&mut s, 0);
+        let n = allocations_in(|| round(&mut s, 5000));
+        assert_eq!(n, 0, "allocations for 5,000 datagrams after the first 5,000");
+        let c = s.counts;
+        assert_eq!((c.delayed, c.queue_dropped), (10_000 + c.duplicated, 0), "{c:?}");
+    }
+
+    #[test]
     fn a_datagram_due_never_waits_behind_one_that_came_later() {
         let imp = Impairment {
             delay: Duration::from_millis(10),
