@@ -210,5 +210,10 @@ mod tests {
             Distribution::Normal.deviation(0.5),
             f64::from(t[2048]) / SCALE
         );
+        // A draw of exactly 1 (never made, but the index stays inside) is the last value.
+        assert_eq!(
+            Distribution::Normal.deviation(1.0),
+            f64::from(t[TABLE_LEN - 1]) / SCALE
+        );
     }
 }

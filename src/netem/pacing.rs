@@ -24,12 +24,14 @@ impl TokenBucket {
         }
     }
 
-    /// Pacing for a sender: the first datagram leaves at once, and the bucket holds about
-    /// 2 ms of tokens and never fewer than two, so a late wake-up from sleep is caught up
-    /// without a long burst (with one, every wake's lateness was lost: `--rate 500` sent
-    /// 476 a second).
+    /// Pacing for a sender: the first datagram leaves at once, and the bucket holds 2 ms
+    /// of tokens, or up to 20 ms of them where that is at most 64 datagrams, and never
+    /// fewer than two: a late wake-up from sleep, or a few ms without the CPU on a busy
+    /// machine, is caught up without a long burst (with one token, every wake's lateness
+    /// was lost: `--rate 500` sent 476 a second).
     pub fn pacer(rate: f64, now: Instant) -> Self {
-        TokenBucket::new(rate, (rate * 0.002).floor().max(2.0), 1.0, now)
+        let burst = (rate * 0.002).max((rate * 0.02).min(64.0)).floor().max(2.0);
+        TokenBucket::new(rate, burst, 1.0, now)
     }
 
     fn refill(&mut self, now: Instant) {
@@ -82,6 +84,15 @@ mod tests {
         assert_eq!(b.take(t0 + Duration::from_millis(100), 5), 1);
         // Idle for a long time: the burst (2 at this rate) caps what is owed.
         assert_eq!(b.take(t0 + Duration::from_secs(10), 100), 2);
+        // 20 ms of catching up where that is at most 64 datagrams; 2 ms above.
+        for (rate, burst) in [(1250.0, 25), (500.0, 10), (10_000.0, 64), (89_285.7, 178)] {
+            let mut b = TokenBucket::pacer(rate, t0);
+            assert_eq!(
+                b.take(t0 + Duration::from_secs(10), 10_000),
+                burst,
+                "{rate}"
+            );
+        }
     }
 
     #[test]

@@ -388,7 +388,9 @@ mod tests {
                 s.tick(now, &mut |t, p| got.push((t, p.to_vec())));
                 s.push(i, &payload, now, &mut |t, p| got.push((t, p.to_vec())));
             }
-            s.tick(t0 + Duration::from_secs(60), &mut |t, p| got.push((t, p.to_vec())));
+            s.tick(t0 + Duration::from_secs(60), &mut |t, p| {
+                got.push((t, p.to_vec()))
+            });
             (got, s.counts)
         };
         let (a, ca) = run(5);
@@ -434,9 +436,16 @@ mod tests {
         };
         round(&mut s, 0);
         let n = allocations_in(|| round(&mut s, 5000));
-        assert_eq!(n, 0, "allocations for 5,000 datagrams after the first 5,000");
+        assert_eq!(
+            n, 0,
+            "allocations for 5,000 datagrams after the first 5,000"
+        );
         let c = s.counts;
-        assert_eq!((c.delayed, c.queue_dropped), (10_000 + c.duplicated, 0), "{c:?}");
+        assert_eq!(
+            (c.delayed, c.queue_dropped),
+            (10_000 + c.duplicated, 0),
+            "{c:?}"
+        );
     }
 
     #[test]

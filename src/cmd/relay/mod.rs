@@ -46,6 +46,8 @@ fn impairment(args: &RelayArgs, dir: Dir, toward: SocketAddr) -> Impairment {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `--stream-buffer`'s default: 1 MiB a session.
 const STREAM_BUFFER: usize = 1 << 20;
+/// The receive buffer each session's upstream socket asks for (the kernel may cap it).
+const SESSION_RCVBUF: usize = 1 << 20;
 /// `--stream-queue`'s default.
 const STREAM_QUEUE: usize = 256;
 
@@ -113,9 +115,14 @@ pub fn plan(args: &RelayArgs) -> anyhow::Result<Plan> {
         timeout: receive.timeout,
         duration: receive.duration,
         max_size: receive.max_size,
+        // The sessions' upstream sockets. The kernel's default buffer (208 KiB) holds
+        // 100 replies of 1,000 bytes: one stall of the relay on a busy machine, with the
+        // replies a shaper let go at once, overflows it. 1 MiB each (a limit, not an
+        // allocation) unless --rcvbuf says.
         options: crate::net::socket::Options {
             v6_only: false,
             recv_errors: true,
+            recv_buffer_default: Some(SESSION_RCVBUF),
             ..opts.socket.options(family)
         },
     })
@@ -248,6 +255,10 @@ mod tests {
         assert!(!p.options.v6_only);
         let p = relay(&["[::1]:0", "-6", "--to", "[::1]:53"]).unwrap();
         assert!(p.options.recv_errors && !p.options.v6_only);
+        // Room for a burst of replies, unless --rcvbuf says otherwise.
+        assert_eq!(p.options.recv_buffer_default, Some(SESSION_RCVBUF));
+        let p = relay(&["--to", "127.0.0.1:53", "--rcvbuf", "64K"]).unwrap();
+        assert_eq!(p.options.recv_buffer, Some(64 << 10));
     }
 
     #[test]
