@@ -130,7 +130,8 @@ pub struct RelayArgs {
     /// Send twice with probability P
     #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
     pub duplicate: Vec<Directed<f64>>,
-    /// Hold a datagram back until the next one that way has gone (at most 100 ms)
+    /// Reorder with probability P: with a delay it goes at once, past the delayed ones
+    /// (netem's reorder); with none, it is held until the next one that way has gone
     #[arg(long, value_name = "[DIR=]P", value_parser = directed_probability, help_heading = "Impairment")]
     pub reorder: Vec<Directed<f64>>,
     /// Flip one random bit with probability P (a broken middlebox; 1%, up=10%)

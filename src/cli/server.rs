@@ -165,7 +165,8 @@ pub struct EchoArgs {
     /// Send a reply twice with probability P
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
     pub duplicate: f64,
-    /// Hold a reply back until the next one has gone, with probability P (at most 100 ms)
+    /// Reorder a reply with probability P: with --delay or --jitter it goes at once, past the
+    /// delayed ones (netem's reorder); with no delay, it is held until the next has gone
     #[arg(long, value_name = "P", value_parser = parse_probability, default_value = "0", help_heading = "Impairment")]
     pub reorder: f64,
     /// Flip one random bit of a reply with probability P (a broken middlebox: the UDP

@@ -28,7 +28,8 @@ pub struct Impairment {
     pub link: Option<LinkSpec>,
     /// Probability of sending a reply twice.
     pub duplicate: f64,
-    /// Probability of holding a reply back until the next one has gone.
+    /// Probability of reordering a reply: sent at once past the delayed ones, or, with no
+    /// delay, held back until the next one has gone.
     pub reorder: f64,
     /// Probability of flipping one random bit of the payload (`--corrupt`).
     pub corrupt: f64,
@@ -51,6 +52,12 @@ pub struct Decision {
 }
 
 impl Impairment {
+    /// True when datagrams are delayed (`--delay` or `--jitter`): `--reorder` then sends
+    /// one at once, past the delayed ones.
+    pub fn delays(&self) -> bool {
+        !self.delay.is_zero() || !self.jitter.is_zero()
+    }
+
     /// True when any impairment is asked for.
     pub fn is_active(&self) -> bool {
         *self != Impairment::default()

@@ -1,7 +1,8 @@
 //! One direction's impairment as a pipeline, the same for echo's replies and each way
 //! through a relay: every datagram goes in with a tag (where it goes, where from); its
 //! fate is decided ([`Impairment::decide`]), it crosses the bottleneck if there is one
-//! ([`Link`]), then waits out its delay on a bounded timer queue, and a reordered one is
+//! ([`Link`]), then waits out its delay on a bounded timer queue. A reordered one skips
+//! the delay, past the delayed ones, as netem's `reorder`; with no delay to skip, it is
 //! held back until the next has gone (or [`MAX_HOLD`] passes). What may leave now is
 //! handed back at once. Buffers of datagrams that wait are reused: none is allocated per
 //! datagram once the queue has grown.
@@ -35,7 +36,7 @@ pub struct ShaperCounts {
     pub drop_bursts: u64,
     /// Waited on the timer queue (a delay, or the bottleneck's queue).
     pub delayed: u64,
-    /// Held back behind the next datagram.
+    /// Sent past the delayed ones, or held back behind the next datagram.
     pub reordered: u64,
     /// Sent twice.
     pub duplicated: u64,
@@ -180,6 +181,12 @@ impl<T: Copy> Shaper<T> {
                 self.counts.corrupted += 1;
             }
         }
+        // Reordered with a delay asked for: it goes at once, past the delayed ones (netem's
+        // reorder); with none, it is held back until the next has gone.
+        let jump = decision.hold && self.impairment.delays();
+        if jump {
+            self.counts.reordered += 1;
+        }
         for copy in 0..decision.copies {
             let crossed = match &mut self.link {
                 None => now,
@@ -193,8 +200,15 @@ impl<T: Copy> Shaper<T> {
                 }
             };
             self.seq += 1;
+            // Only the first copy of a duplicated datagram is reordered.
+            let first = copy == 0;
             let d = Delayed {
-                due: crossed + decision.delay,
+                due: crossed
+                    + if jump && first {
+                        Duration::ZERO
+                    } else {
+                        decision.delay
+                    },
                 seq: self.seq,
                 tag,
                 // The last copy takes the buffer, an earlier one a copy of it.
@@ -203,8 +217,7 @@ impl<T: Copy> Shaper<T> {
                 } else {
                     self.buffer(&buf)
                 },
-                // Only the first copy of a duplicated datagram is held back.
-                hold: decision.hold && copy == 0,
+                hold: decision.hold && !jump && first,
             };
             if d.due <= now + SLACK {
                 self.release(d, now, out);
@@ -532,6 +545,35 @@ mod tests {
         s.tick(t0 + MAX_HOLD, &mut |t, _| late.push(t));
         assert_eq!(late, vec![7]);
         assert_eq!(s.counts.reordered, 1);
+    }
+
+    #[test]
+    fn with_a_delay_a_reordered_datagram_goes_at_once_past_the_delayed_ones() {
+        let imp = Impairment {
+            delay: Duration::from_millis(20),
+            reorder: 0.3,
+            ..Impairment::default()
+        };
+        let mut s = Shaper::new(imp, 4);
+        let t0 = Instant::now();
+        let inputs: Vec<(u32, u64)> = (0..100).map(|i| (i, 0)).collect();
+        let mut at_once = Vec::new();
+        for &(tag, _) in &inputs {
+            s.push(tag, &[tag as u8], t0, &mut |t, _| at_once.push(t));
+        }
+        // The reordered ones left at once, in their order; the rest wait their 20 ms.
+        assert_eq!(at_once.len() as u64, s.counts.reordered);
+        assert!((15..45).contains(&at_once.len()), "{}", at_once.len());
+        assert!(at_once.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s.counts.delayed, 100 - s.counts.reordered);
+        let mut later = Vec::new();
+        s.tick(t0 + Duration::from_millis(19), &mut |t, _| later.push(t));
+        assert!(later.is_empty());
+        s.tick(t0 + Duration::from_millis(20), &mut |t, _| later.push(t));
+        assert_eq!(later.len() + at_once.len(), 100);
+        assert!(later.iter().all(|t| !at_once.contains(t)));
+        // Nothing held: with a delay there is no hold.
+        assert_eq!(s.next_due(), None);
     }
 
     #[test]

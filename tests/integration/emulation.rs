@@ -160,6 +160,57 @@ fn a_backlog_through_relay_is_limited_one_way_only() {
 }
 
 #[test]
+fn with_a_delay_reordered_replies_come_at_once_past_the_delayed_ones() {
+    // netem's reorder: a reordered datagram skips the delay (SPEC §12).
+    let echo = Server::start(&[
+        "echo",
+        "0",
+        "--delay",
+        "50ms",
+        "--reorder",
+        "25%",
+        "--seed",
+        "3",
+        "--stats",
+        "-f",
+        "json",
+    ]);
+    let c = peer("127.0.0.1");
+    let t0 = Instant::now();
+    for n in 0..100u32 {
+        c.send_to(&n.to_be_bytes(), echo.addr).unwrap();
+    }
+    let mut buf = [0u8; 64];
+    let got: Vec<(u32, Duration)> = (0..100)
+        .map(|_| {
+            let len = c
+                .recv(&mut buf)
+                .expect("every reply, within the read timeout");
+            assert_eq!(len, 4);
+            (
+                u32::from_be_bytes(buf[..4].try_into().unwrap()),
+                t0.elapsed(),
+            )
+        })
+        .collect();
+    let fast = got
+        .iter()
+        .take_while(|(_, t)| *t < Duration::from_millis(25))
+        .count();
+    assert!(
+        got[fast..]
+            .iter()
+            .all(|(_, t)| *t >= Duration::from_millis(50)),
+        "the rest waited their 50 ms: {got:?}"
+    );
+    assert!((10..45).contains(&fast), "{fast} of 100 reordered");
+    echo.guard.signal(libc::SIGTERM);
+    let v = json_last_line(&echo.finish().stderr);
+    assert_eq!(v["reordered"], fast as u64, "{v}");
+    assert_eq!(v["delayed"], 100 - fast as u64, "{v}");
+}
+
+#[test]
 fn a_delay_distribution_reaches_the_replies() {
     // Pareto around 20 ms with 10 ms of jitter: netem's table puts the median at
     // 20 + 10 × (0.5^(-1/3) − 1.5) × 4/3 = 16.8 ms and the 90th percentile at 28.7 ms;
