@@ -37,9 +37,9 @@ fn backlog(target: SocketAddr, count: u32) -> Vec<Reply> {
         let mut buf = vec![0u8; SIZE];
         for n in 0..count {
             if n % 20 == 0 {
-                // Pacing the offered load, not waiting for anything.
                 let at = t0 + Duration::from_millis(u64::from(n / 20) * 10);
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                let wait = at.saturating_duration_since(Instant::now());
+                std::thread::sleep(wait); // a pacing gap: the offered load
             }
             buf[..4].copy_from_slice(&n.to_be_bytes());
             c.send_to(&buf, target).unwrap();
