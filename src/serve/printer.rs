@@ -174,7 +174,8 @@ impl Handler for Printer {
             (now - iv.start).as_secs_f64(),
         );
         let (n, bytes) = (self.received - iv.last_received, self.bytes - iv.last_bytes);
-        let rate = n as f64 / (to - from).max(1e-9);
+        let span = (to - from).max(1e-9);
+        let (rate, bitrate) = (n as f64 / span, bytes as f64 * 8.0 / span);
         let drops = crate::net::sys::kernel_drops(iv.fd);
         // With --seq senders: what went missing in this interval, and the jitter now.
         let seq = self.seq.as_ref().filter(|s| s.has_seq()).map(|s| {
@@ -184,7 +185,7 @@ impl Handler for Printer {
             (new, s.jitter_us().unwrap_or(0.0))
         });
         let line = if iv.json {
-            let mut v = serde_json::json!({"interval_s": [from, to], "received": n, "bytes": bytes, "rate_pps": rate, "bitrate_bps": bytes as f64 * 8.0 / (to - from).max(1e-9), "kernel_drops": drops});
+            let mut v = serde_json::json!({"interval_s": [from, to], "received": n, "bytes": bytes, "rate_pps": rate, "bitrate_bps": bitrate, "kernel_drops": drops});
             if let Some((lost, jitter)) = seq {
                 v["lost"] = lost.into();
                 v["jitter_us"] = jitter.into();
@@ -192,7 +193,7 @@ impl Handler for Printer {
             v.to_string()
         } else {
             let drops = drops.map_or("n/a".to_string(), |d| d.to_string());
-            let mut line = format!("[{from:7.2}-{to:7.2}s] received {n} datagrams, {bytes} bytes, {rate:.1} datagrams/s, {}, kernel drops {drops}", crate::base::units::human_bitrate(bytes as f64 * 8.0 / (to - from).max(1e-9)));
+            let mut line = format!("[{from:7.2}-{to:7.2}s] received {n} datagrams, {bytes} bytes, {rate:.1} datagrams/s, {}, kernel drops {drops}", crate::base::units::human_bitrate(bitrate));
             if let Some((lost, jitter)) = seq {
                 let pct = 100.0 * lost as f64 / (n + lost).max(1) as f64;
                 line.push_str(&format!(
