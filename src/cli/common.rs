@@ -91,10 +91,12 @@ pub struct ReceiveOpts {
     /// or file; echo: nothing unless asked)
     #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
-    /// Print a summary on stderr at the end (JSON with --format json)
+    /// Print a summary on stderr at the end (JSON with --format json); listen's counts --seq
+    /// senders' loss, reordering, one-way delay and RFC 3550 jitter, each sender's
     #[arg(long)]
     pub stats: bool,
-    /// A stats line on stderr every DUR while running, as iperf3 -i (JSON with --format json)
+    /// A stats line on stderr every DUR while running, as iperf3 -i (JSON with --format
+    /// json): datagrams, bytes, rate, and with --seq senders the loss and jitter
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stats_interval: Option<Duration>,
     /// The traffic is DNS: print each datagram decoded, as dig shows it (the default
