@@ -91,8 +91,8 @@ pub struct ReceiveOpts {
     /// or file; echo: nothing unless asked)
     #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
-    /// Print a summary on stderr at the end (JSON with --format json); listen's counts --seq
-    /// senders' loss, reordering, one-way delay and RFC 3550 jitter, each sender's
+    /// Print a summary on stderr at the end (JSON with --format json); listen's adds the
+    /// loss, reordering, one-way delay and RFC 3550 jitter of --seq senders, each sender's
     #[arg(long)]
     pub stats: bool,
     /// A stats line on stderr every DUR while running, as iperf3 -i (JSON with --format
