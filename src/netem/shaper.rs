@@ -462,6 +462,47 @@ mod tests {
     }
 
     #[test]
+    fn datagrams_due_at_the_same_time_leave_in_arrival_order() {
+        let imp = Impairment {
+            delay: Duration::from_millis(10),
+            ..Impairment::default()
+        };
+        let mut s = Shaper::new(imp, 1);
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        for tag in 0..200u32 {
+            s.push(tag, b"x", t0, &mut |t, _| got.push(t));
+        }
+        s.tick(t0 + Duration::from_millis(10), &mut |t, _| got.push(t));
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn each_count_has_its_words() {
+        let c = ShaperCounts {
+            dropped: 1,
+            drop_bursts: 2,
+            delayed: 3,
+            reordered: 4,
+            duplicated: 5,
+            corrupted: 6,
+            mtu_dropped: 7,
+            queue_dropped: 8,
+            queue_peak: 9,
+        };
+        let words: Vec<String> = c
+            .labelled()
+            .iter()
+            .map(|(n, w)| format!("{w} {n}"))
+            .collect();
+        assert_eq!(
+            words.join(", "),
+            "dropped by impairment 1, in drop bursts 2, delayed 3, reordered 4, duplicated 5, \
+             corrupted 6, over --mtu 7, dropped by a full --queue 8, queue peak 9"
+        );
+    }
+
+    #[test]
     fn a_datagram_due_never_waits_behind_one_that_came_later() {
         let imp = Impairment {
             delay: Duration::from_millis(10),
