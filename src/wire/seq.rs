@@ -438,6 +438,10 @@ mod tests {
             ("127.0.0.1:2", 2, 62.5)
         );
         assert_eq!((s[1].lost, s[1].reordered, s[1].duplicates), (0, 0, 0));
+        // A duplicate arrived, so it counts as received.
+        acc.record(b, &header(1, 1_000_000), 12_000_000);
+        let s = acc.senders();
+        assert_eq!((s[1].received, s[1].duplicates), (3, 1));
     }
 
     proptest! {
