@@ -446,6 +446,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "real sockets: Miri has none")]
     fn each_datagram_of_a_batch_has_its_own_arrival_time() {
         use std::net::UdpSocket;
         use std::os::fd::AsRawFd;
