@@ -188,16 +188,8 @@ impl<T: Copy> Shaper<T> {
             self.counts.reordered += 1;
         }
         for copy in 0..decision.copies {
-            let crossed = match &mut self.link {
-                None => now,
-                Some(link) => {
-                    let Some(t) = link.admit(buf.len(), now) else {
-                        self.counts.queue_dropped += 1;
-                        continue;
-                    };
-                    self.counts.queue_peak = self.counts.queue_peak.max(link.waiting() as u64);
-                    t
-                }
+            let Some(crossed) = self.cross(buf.len(), now) else {
+                continue;
             };
             self.seq += 1;
             // Only the first copy of a duplicated datagram is reordered.
@@ -230,6 +222,20 @@ impl<T: Copy> Shaper<T> {
             }
         }
         self.recycle(buf);
+    }
+
+    /// When a datagram of `len` bytes arriving at `now` is across the bottleneck (at once
+    /// without one); None when the queue is full (counted).
+    fn cross(&mut self, len: usize, now: Instant) -> Option<Instant> {
+        let Some(link) = &mut self.link else {
+            return Some(now);
+        };
+        let crossed = link.admit(len, now);
+        match crossed {
+            Some(_) => self.counts.queue_peak = self.counts.queue_peak.max(link.waiting() as u64),
+            None => self.counts.queue_dropped += 1,
+        }
+        crossed
     }
 
     /// A buffer holding `payload`: a spare one when there is one.
