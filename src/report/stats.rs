@@ -159,6 +159,11 @@ impl Summary {
         }
     }
 
+    /// Set `bitrate_bps` from `bytes` of payload over the run (after [`finish`](Self::finish)).
+    pub fn bitrate_of(&mut self, bytes: u64) {
+        self.bitrate_bps = Some(bytes as f64 * 8.0 / self.elapsed_s.max(1e-9));
+    }
+
     /// The summary as text lines.
     pub fn text(&self) -> String {
         let mut lines = Vec::new();

@@ -211,7 +211,7 @@ pub(crate) fn stats(
     }
     summary.finish(elapsed, counts.sent);
     // What went out, in bits of payload a second (iperf3's sender bitrate).
-    summary.bitrate_bps = Some(counts.bytes as f64 * 8.0 / summary.elapsed_s.max(1e-9));
+    summary.bitrate_of(counts.bytes);
     let json = shown.json;
     let mut text = match (replay, icmp) {
         (Some((skipped, too_large)), _) => {

@@ -43,7 +43,7 @@ fn received_summary(printer: &Printer, elapsed: Duration, socket: &UdpSocket) ->
         summary.senders = Some(seq.senders());
     }
     summary.finish(elapsed, printer.received);
-    summary.bitrate_bps = Some(summary.bytes as f64 * 8.0 / summary.elapsed_s.max(1e-9));
+    summary.bitrate_of(summary.bytes);
     summary
 }
 

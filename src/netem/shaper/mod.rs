@@ -174,13 +174,15 @@ impl<T: Copy> Shaper<T> {
         if decision.copies == 2 {
             self.counts.duplicated += 1;
         }
-        let mut buf = self.buffer(payload);
-        // Both copies of a duplicated datagram carry the same flipped bit.
-        if let Some(at) = decision.flip {
-            if flip_bit(&mut buf, at) {
+        // Only a corrupted datagram is copied here (both copies of a duplicate carry the
+        // same flipped bit); one that leaves at once goes from `payload` itself.
+        let flipped = decision.flip.map(|at| {
+            let mut b = self.buffer(payload);
+            if flip_bit(&mut b, at) {
                 self.counts.corrupted += 1;
             }
-        }
+            b
+        });
         // Reordered with a delay asked for: it goes at once, past the delayed ones (netem's
         // reorder); with none, it is held back until the next has gone.
         let jump = decision.hold && self.impairment.delays();
@@ -188,40 +190,54 @@ impl<T: Copy> Shaper<T> {
             self.counts.reordered += 1;
         }
         for copy in 0..decision.copies {
-            let Some(crossed) = self.cross(buf.len(), now) else {
+            let bytes = flipped.as_deref().unwrap_or(payload);
+            let Some(crossed) = self.cross(bytes.len(), now) else {
                 continue;
             };
-            self.seq += 1;
             // Only the first copy of a duplicated datagram is reordered.
             let first = copy == 0;
+            let due = crossed
+                + if jump && first {
+                    Duration::ZERO
+                } else {
+                    decision.delay
+                };
+            let hold = decision.hold && !jump && first;
+            let now_due = due <= now + SLACK;
+            if now_due && !(hold && self.held.is_none()) {
+                out(tag, bytes);
+                self.release_held(out);
+                continue;
+            }
+            // It waits (on the timer queue, or held back): in a buffer of its own.
+            self.seq += 1;
             let d = Delayed {
-                due: crossed
-                    + if jump && first {
-                        Duration::ZERO
-                    } else {
-                        decision.delay
-                    },
+                due,
                 seq: self.seq,
                 tag,
-                // The last copy takes the buffer, an earlier one a copy of it.
-                payload: if copy + 1 == decision.copies {
-                    std::mem::take(&mut buf)
-                } else {
-                    self.buffer(&buf)
-                },
-                hold: decision.hold && !jump && first,
+                payload: self.buffer(bytes),
+                hold,
             };
-            if d.due <= now + SLACK {
+            if now_due {
                 self.release(d, now, out);
-            } else if self.timers.len() < self.capacity {
-                self.timers.push(Reverse(d));
-                self.counts.delayed += 1;
             } else {
-                self.counts.dropped += 1;
-                self.recycle(d.payload);
+                self.wait(d);
             }
         }
-        self.recycle(buf);
+        if let Some(b) = flipped {
+            self.recycle(b);
+        }
+    }
+
+    /// Onto the timer queue, or dropped (counted) when it is full.
+    fn wait(&mut self, d: Delayed<T>) {
+        if self.timers.len() < self.capacity {
+            self.timers.push(Reverse(d));
+            self.counts.delayed += 1;
+        } else {
+            self.counts.dropped += 1;
+            self.recycle(d.payload);
+        }
     }
 
     /// When a datagram of `len` bytes arriving at `now` is across the bottleneck (at once
@@ -263,6 +279,11 @@ impl<T: Copy> Shaper<T> {
         }
         out(d.tag, &d.payload);
         self.recycle(d.payload);
+        self.release_held(out);
+    }
+
+    /// The held datagram, if any, goes now.
+    fn release_held(&mut self, out: &mut impl FnMut(T, &[u8])) {
         if let Some((h, _)) = self.held.take() {
             out(h.tag, &h.payload);
             self.recycle(h.payload);
@@ -283,10 +304,7 @@ impl<T: Copy> Shaper<T> {
             self.release(d, now, out);
         }
         if self.held.as_ref().is_some_and(|(_, due)| *due <= now) {
-            if let Some((h, _)) = self.held.take() {
-                out(h.tag, &h.payload);
-                self.recycle(h.payload);
-            }
+            self.release_held(out);
         }
     }
 

@@ -1,6 +1,15 @@
 //! The shaper's tests: each impairment's effect on what leaves, and when.
 use super::*;
 
+/// A shaper that only delays, by 10 ms.
+fn delayed_10ms() -> Shaper<u32> {
+    let imp = Impairment {
+        delay: Duration::from_millis(10),
+        ..Impairment::default()
+    };
+    Shaper::new(imp, 1)
+}
+
 /// A bottleneck of `rate` bits/s over IPv4 where `queue` may wait.
 fn ipv4_link(rate: f64, queue: usize) -> crate::netem::link::LinkSpec {
     crate::netem::link::LinkSpec {
@@ -164,11 +173,7 @@ fn datagrams_that_wait_allocate_nothing_once_the_queue_has_grown() {
 
 #[test]
 fn datagrams_due_at_the_same_time_leave_in_arrival_order() {
-    let imp = Impairment {
-        delay: Duration::from_millis(10),
-        ..Impairment::default()
-    };
-    let mut s = Shaper::new(imp, 1);
+    let mut s = delayed_10ms();
     let t0 = Instant::now();
     let mut got = Vec::new();
     for tag in 0..200u32 {
@@ -205,11 +210,7 @@ fn each_count_has_its_words() {
 
 #[test]
 fn a_datagram_due_never_waits_behind_one_that_came_later() {
-    let imp = Impairment {
-        delay: Duration::from_millis(10),
-        ..Impairment::default()
-    };
-    let mut s = Shaper::new(imp, 1);
+    let mut s = delayed_10ms();
     let t0 = Instant::now();
     let mut got = Vec::new();
     s.push(1, b"a", t0, &mut |t, _| got.push(t));
