@@ -29,5 +29,7 @@ mod respond;
 mod scan;
 mod send;
 mod ssh;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod startup;
 mod stats;
 mod streams;
