@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use dgram_cli::app::exit::ending_code;
-use dgram_cli::app::{clap_error, init_logging, report, signals};
+use dgram_cli::app::{clap_error, logging, report, signals};
 use dgram_cli::cli::Cli;
 use dgram_cli::cmd;
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return clap_error(&err),
     };
-    init_logging(&cli.log);
+    logging::init(&cli.log);
     let signals = match signals::install() {
         Ok(s) => s,
         Err(err) => return report(&err.context("failed to install signal handlers")),

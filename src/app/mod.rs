@@ -1,23 +1,15 @@
 //! The program around the subcommands: the one-line error report and its exit code,
 //! clap's errors folded onto one line, and logging on stderr (SPEC §6, §7).
 
-use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::CommandFactory;
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
 
-use crate::cli::{Cli, LogOpts};
+use crate::cli::Cli;
 
 pub mod exit;
+pub mod logging;
 pub mod signals;
 
 /// Print the error once, as one line, and pick its exit code.
@@ -214,61 +206,6 @@ fn subcommand_in(args: &[std::ffi::OsString]) -> String {
         .to_string()
 }
 
-/// tracing on stderr (never stdout: stdout is data). Default `warn`; `-v` info, `-vv`
-/// debug, `-vvv` trace; `-q` errors only; `RUST_LOG` overrides all of them.
-pub fn init_logging(opts: &LogOpts) {
-    let filter = log_filter(opts, std::env::var("RUST_LOG").ok().as_deref());
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .event_format(Plain);
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .init();
-}
-
-/// What is logged for `-q`/`-v...`, unless `rust_log` (the `RUST_LOG` value) parses: it
-/// takes `LEVEL` or `TARGET=LEVEL,...` (tracing-subscriber's `Targets`, which needs no
-/// regex engine: EnvFilter's made the binary larger and its start-up slower).
-fn log_filter(opts: &LogOpts, rust_log: Option<&str>) -> Targets {
-    let level = match (opts.quiet, opts.verbose) {
-        (true, _) => LevelFilter::ERROR,
-        (_, 0) => LevelFilter::WARN,
-        (_, 1) => LevelFilter::INFO,
-        (_, 2) => LevelFilter::DEBUG,
-        _ => LevelFilter::TRACE,
-    };
-    rust_log
-        .and_then(|text| text.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(level))
-}
-
-/// `dgram: warning: message key=value`, the same shape as the error line.
-struct Plain;
-
-impl<S, N> FormatEvent<S, N> for Plain
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let level = match *event.metadata().level() {
-            Level::ERROR => "error",
-            Level::WARN => "warning",
-            Level::INFO => "info",
-            Level::DEBUG => "debug",
-            Level::TRACE => "trace",
-        };
-        write!(writer, "dgram: {level}: ")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,38 +286,6 @@ mod tests {
         assert_eq!(
             error_line(&err).as_deref(),
             Some("dgram: outer: first second\n")
-        );
-    }
-
-    #[test]
-    fn each_v_shows_one_level_more_and_rust_log_overrides_them() {
-        let filter = |quiet: bool, verbose: u8, env: Option<&str>| {
-            let opts = LogOpts { quiet, verbose };
-            let f = log_filter(&opts, env);
-            [
-                Level::ERROR,
-                Level::WARN,
-                Level::INFO,
-                Level::DEBUG,
-                Level::TRACE,
-            ]
-            .into_iter()
-            .filter(|l| f.would_enable("dgram_cli", l))
-            .count()
-        };
-        assert_eq!(filter(true, 0, None), 1, "-q: errors only");
-        assert_eq!(filter(true, 3, None), 1, "-q wins over -v");
-        assert_eq!(filter(false, 0, None), 2, "warnings by default");
-        assert_eq!(filter(false, 1, None), 3);
-        assert_eq!(filter(false, 2, None), 4);
-        assert_eq!(filter(false, 3, None), 5);
-        assert_eq!(filter(false, 9, None), 5);
-        assert_eq!(filter(true, 0, Some("debug")), 4, "RUST_LOG overrides -q");
-        assert_eq!(filter(false, 0, Some("dgram_cli=trace")), 5);
-        assert_eq!(
-            filter(false, 1, Some("dgram_cli=loud")),
-            3,
-            "unparsable: ignored"
         );
     }
 }

@@ -1,0 +1,283 @@
+//! Logging on stderr (SPEC §7), never stdout (stdout is data): each tracing event as
+//! one line, `dgram: warning: message key=value`, the same shape as the error line.
+//! Default `warn`; `-v` info, `-vv` debug, `-vvv` trace; `-q` errors only; `RUST_LOG`
+//! (`LEVEL` or `TARGET=LEVEL,...`) overrides all of them.
+//!
+//! The subscriber is dgram's own, over tracing-subscriber's `Targets` filter. The fmt
+//! layer it replaces needs a span registry, whose slab allocates and writes 32 KiB at
+//! every start, and with the layer's code that was about 2% of a one-datagram `send`;
+//! dgram has no spans to show.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+
+use crate::cli::LogOpts;
+
+/// Install the stderr logger for the levels `opts` and `RUST_LOG` ask for.
+pub fn init(opts: &LogOpts) {
+    let filter = filter(opts, std::env::var("RUST_LOG").ok().as_deref());
+    // Only fails if a logger is already installed (a second call): keep that one.
+    let _ = tracing::subscriber::set_global_default(StderrLog::new(filter));
+}
+
+/// What is logged for `-q`/`-v...`, unless `rust_log` (the `RUST_LOG` value) parses: it
+/// takes `LEVEL` or `TARGET=LEVEL,...` (tracing-subscriber's `Targets`, which needs no
+/// regex engine: EnvFilter's made the binary larger and its start-up slower).
+pub(crate) fn filter(opts: &LogOpts, rust_log: Option<&str>) -> Targets {
+    let level = match (opts.quiet, opts.verbose) {
+        (true, _) => LevelFilter::ERROR,
+        (_, 0) => LevelFilter::WARN,
+        (_, 1) => LevelFilter::INFO,
+        (_, 2) => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    rust_log
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level))
+}
+
+/// Events the filter lets through, written to stderr a line at a time.
+struct StderrLog {
+    filter: Targets,
+    /// The most verbose level any target is logged at: tracing skips every event above
+    /// it without asking.
+    max: LevelFilter,
+}
+
+impl StderrLog {
+    fn new(filter: Targets) -> StderrLog {
+        let max = filter
+            .iter()
+            .map(|(_, level)| level)
+            .chain(filter.default_level())
+            .max()
+            .unwrap_or(LevelFilter::OFF);
+        StderrLog { filter, max }
+    }
+
+    fn enabled_for(&self, metadata: &Metadata<'_>) -> bool {
+        self.filter
+            .would_enable(metadata.target(), metadata.level())
+    }
+}
+
+impl Subscriber for StderrLog {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if self.enabled_for(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.enabled_for(metadata)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.max)
+    }
+
+    fn event(&self, event: &Event<'_>) {
+        let line = format_line(event);
+        // A log line that cannot be written (stderr closed) is not worth failing over.
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+
+    // Spans (dgram opens none; a dependency might) are neither shown nor tracked.
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+/// `dgram: LEVEL: ` and the event's fields, in the order the event names them: the
+/// message bare, the others as `name=value` (`Debug`, so a string is quoted), as
+/// tracing-subscriber's fmt layer writes them; a newline at the end.
+fn format_line(event: &Event<'_>) -> String {
+    let level = match *event.metadata().level() {
+        Level::ERROR => "error",
+        Level::WARN => "warning",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    };
+    let mut fields = Fields {
+        line: format!("dgram: {level}: "),
+        empty: true,
+    };
+    event.record(&mut fields);
+    fields.line.push('\n');
+    fields.line
+}
+
+/// The fields of one event, written into its line.
+struct Fields {
+    line: String,
+    empty: bool,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if !self.empty {
+            self.line.push(' ');
+        }
+        self.empty = false;
+        let name = field.name();
+        let mut out = Escaped(&mut self.line);
+        // Writing into a String cannot fail.
+        let _ = match name {
+            "message" => write!(out, "{value:?}"),
+            name => write!(out, "{}={value:?}", name.trim_start_matches("r#")),
+        };
+    }
+}
+
+/// Writes into a line with the characters a terminal would act on made visible (ESC,
+/// BEL, BS, FF, DEL and the C1 controls as `\x1b`, `\u{9b}`...), as tracing-subscriber
+/// does: a field may carry a peer's bytes, and a log line must not drive the terminal.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for ch in text.chars() {
+            match ch {
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => {
+                    write!(self.0, "\\x{:02x}", ch as u32)?;
+                }
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", ch as u32)?,
+                _ => self.0.push(ch),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_v_shows_one_level_more_and_rust_log_overrides_them() {
+        let count = |quiet: bool, verbose: u8, env: Option<&str>| {
+            let opts = LogOpts { quiet, verbose };
+            let f = filter(&opts, env);
+            [
+                Level::ERROR,
+                Level::WARN,
+                Level::INFO,
+                Level::DEBUG,
+                Level::TRACE,
+            ]
+            .into_iter()
+            .filter(|l| f.would_enable("dgram_cli", l))
+            .count()
+        };
+        assert_eq!(count(true, 0, None), 1, "-q: errors only");
+        assert_eq!(count(true, 3, None), 1, "-q wins over -v");
+        assert_eq!(count(false, 0, None), 2, "warnings by default");
+        assert_eq!(count(false, 1, None), 3);
+        assert_eq!(count(false, 2, None), 4);
+        assert_eq!(count(false, 3, None), 5);
+        assert_eq!(count(false, 9, None), 5);
+        assert_eq!(count(true, 0, Some("debug")), 4, "RUST_LOG overrides -q");
+        assert_eq!(count(false, 0, Some("dgram_cli=trace")), 5);
+        assert_eq!(
+            count(false, 1, Some("dgram_cli=loud")),
+            3,
+            "unparsable: ignored"
+        );
+    }
+
+    #[test]
+    fn the_level_hint_is_the_most_verbose_target() {
+        let hint = |text: &str| StderrLog::new(text.parse().unwrap()).max;
+        assert_eq!(hint("warn"), LevelFilter::WARN);
+        assert_eq!(hint("warn,dgram_cli=trace"), LevelFilter::TRACE);
+        assert_eq!(hint("hickory_proto=debug"), LevelFilter::DEBUG);
+        assert_eq!(hint("off"), LevelFilter::OFF);
+    }
+
+    /// The line a logger writes for an event, caught by a subscriber of the test's own
+    /// for the duration of `f`.
+    fn line_of(f: impl FnOnce()) -> String {
+        struct Catch(std::sync::Mutex<Vec<String>>);
+        impl Subscriber for Catch {
+            fn enabled(&self, _: &Metadata<'_>) -> bool {
+                true
+            }
+            fn event(&self, event: &Event<'_>) {
+                self.0.lock().unwrap().push(format_line(event));
+            }
+            fn new_span(&self, _: &Attributes<'_>) -> Id {
+                Id::from_u64(1)
+            }
+            fn record(&self, _: &Id, _: &Record<'_>) {}
+            fn record_follows_from(&self, _: &Id, _: &Id) {}
+            fn enter(&self, _: &Id) {}
+            fn exit(&self, _: &Id) {}
+        }
+        let catch = std::sync::Arc::new(Catch(Default::default()));
+        tracing::subscriber::with_default(std::sync::Arc::clone(&catch), f);
+        let lines = catch.0.lock().unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines[0].clone()
+    }
+
+    #[test]
+    fn a_line_is_the_level_the_message_and_the_fields_in_order() {
+        let peer = "127.0.0.1:9";
+        assert_eq!(
+            line_of(|| tracing::warn!("no reply from {peer}")),
+            "dgram: warning: no reply from 127.0.0.1:9\n"
+        );
+        assert_eq!(
+            line_of(|| tracing::info!(count = 3, name = "a b", "sent")),
+            "dgram: info: sent count=3 name=\"a b\"\n"
+        );
+        assert_eq!(
+            line_of(|| tracing::error!(r#type = 1, "x")),
+            "dgram: error: x type=1\n"
+        );
+        let err = std::io::Error::other("boom");
+        assert_eq!(
+            line_of(|| tracing::debug!(error = &err as &dyn std::error::Error, "failed")),
+            "dgram: debug: failed error=boom\n"
+        );
+        assert_eq!(line_of(|| tracing::trace!("t")), "dgram: trace: t\n");
+    }
+
+    #[test]
+    fn terminal_controls_in_a_field_are_made_visible() {
+        let name = "evil\x1b[2J\x07\u{9b}31m";
+        assert_eq!(
+            line_of(|| tracing::warn!("query for {name}")),
+            "dgram: warning: query for evil\\x1b[2J\\x07\\u{9b}31m\n"
+        );
+    }
+}
