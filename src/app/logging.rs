@@ -26,6 +26,12 @@ pub fn init(opts: &LogOpts) {
     let _ = tracing::subscriber::set_global_default(StderrLog::new(filter));
 }
 
+/// Write a log line to stderr in one call. A line that cannot be written (stderr
+/// closed) is not worth failing over.
+fn write_stderr(line: &str) {
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 /// What is logged for `-q`/`-v...`, unless `rust_log` (the `RUST_LOG` value) parses: it
 /// takes `LEVEL` or `TARGET=LEVEL,...` (tracing-subscriber's `Targets`, which needs no
 /// regex engine: EnvFilter's made the binary larger and its start-up slower).
@@ -48,6 +54,8 @@ struct StderrLog {
     /// The most verbose level any target is logged at: tracing skips every event above
     /// it without asking.
     max: LevelFilter,
+    /// Where a line goes: stderr (the tests keep the lines instead).
+    write: fn(&str),
 }
 
 impl StderrLog {
@@ -58,18 +66,18 @@ impl StderrLog {
             .chain(filter.default_level())
             .max()
             .unwrap_or(LevelFilter::OFF);
-        StderrLog { filter, max }
-    }
-
-    fn enabled_for(&self, metadata: &Metadata<'_>) -> bool {
-        self.filter
-            .would_enable(metadata.target(), metadata.level())
+        StderrLog {
+            filter,
+            max,
+            write: write_stderr,
+        }
     }
 }
 
 impl Subscriber for StderrLog {
+    // Decided once per callsite: the filter does not change while dgram runs.
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if self.enabled_for(metadata) {
+        if self.enabled(metadata) {
             Interest::always()
         } else {
             Interest::never()
@@ -77,7 +85,8 @@ impl Subscriber for StderrLog {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.enabled_for(metadata)
+        self.filter
+            .would_enable(metadata.target(), metadata.level())
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -85,9 +94,7 @@ impl Subscriber for StderrLog {
     }
 
     fn event(&self, event: &Event<'_>) {
-        let line = format_line(event);
-        // A log line that cannot be written (stderr closed) is not worth failing over.
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        (self.write)(&format_line(event));
     }
 
     // Spans (dgram opens none; a dependency might) are neither shown nor tracked.
@@ -216,37 +223,57 @@ mod tests {
 
     #[test]
     fn the_level_hint_is_the_most_verbose_target() {
-        let hint = |text: &str| StderrLog::new(text.parse().unwrap()).max;
-        assert_eq!(hint("warn"), LevelFilter::WARN);
-        assert_eq!(hint("warn,dgram_cli=trace"), LevelFilter::TRACE);
-        assert_eq!(hint("hickory_proto=debug"), LevelFilter::DEBUG);
-        assert_eq!(hint("off"), LevelFilter::OFF);
+        let hint = |text: &str| StderrLog::new(text.parse().unwrap()).max_level_hint();
+        assert_eq!(hint("warn"), Some(LevelFilter::WARN));
+        assert_eq!(hint("warn,dgram_cli=trace"), Some(LevelFilter::TRACE));
+        assert_eq!(hint("hickory_proto=debug"), Some(LevelFilter::DEBUG));
+        assert_eq!(hint("off"), Some(LevelFilter::OFF));
     }
 
-    /// The line a logger writes for an event, caught by a subscriber of the test's own
-    /// for the duration of `f`.
+    thread_local! {
+        static LINES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn keep(line: &str) {
+        LINES.with(|lines| lines.borrow_mut().push(line.to_string()));
+    }
+
+    /// The lines the logger writes, with `RUST_LOG`-style `filter`, for what `f` logs.
+    fn lines_of(filter: &str, f: impl FnOnce()) -> Vec<String> {
+        let log = StderrLog {
+            write: keep,
+            ..StderrLog::new(filter.parse().unwrap())
+        };
+        LINES.with(|lines| lines.borrow_mut().clear());
+        tracing::subscriber::with_default(log, f);
+        LINES.with(|lines| lines.take())
+    }
+
+    /// The one line an event gives with everything logged.
     fn line_of(f: impl FnOnce()) -> String {
-        struct Catch(std::sync::Mutex<Vec<String>>);
-        impl Subscriber for Catch {
-            fn enabled(&self, _: &Metadata<'_>) -> bool {
-                true
-            }
-            fn event(&self, event: &Event<'_>) {
-                self.0.lock().unwrap().push(format_line(event));
-            }
-            fn new_span(&self, _: &Attributes<'_>) -> Id {
-                Id::from_u64(1)
-            }
-            fn record(&self, _: &Id, _: &Record<'_>) {}
-            fn record_follows_from(&self, _: &Id, _: &Id) {}
-            fn enter(&self, _: &Id) {}
-            fn exit(&self, _: &Id) {}
-        }
-        let catch = std::sync::Arc::new(Catch(Default::default()));
-        tracing::subscriber::with_default(std::sync::Arc::clone(&catch), f);
-        let lines = catch.0.lock().unwrap();
+        let lines = lines_of("trace", f);
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].clone()
+    }
+
+    #[test]
+    fn only_what_the_filter_lets_through_is_written() {
+        let lines = lines_of("warn", || {
+            tracing::info!("hidden");
+            tracing::warn!("shown");
+            tracing::error!("also shown");
+        });
+        assert_eq!(
+            lines,
+            ["dgram: warning: shown\n", "dgram: error: also shown\n"]
+        );
+        let lines = lines_of("warn,dgram_cli=debug", || {
+            tracing::debug!("ours");
+            tracing::debug!(target: "hickory_proto", "theirs");
+            tracing::trace!("too detailed");
+        });
+        assert_eq!(lines, ["dgram: debug: ours\n"]);
+        assert!(lines_of("off", || tracing::error!("x")).is_empty());
     }
 
     #[test]
