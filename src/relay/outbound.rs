@@ -124,9 +124,11 @@ impl Relay<'_> {
         send_replies(fd, ipv6, replies, &mut self.scratch)
     }
 
-    /// What left, on the leg it left by (what an impairment dropped never does).
-    fn record_sent(&mut self, sent: Range<usize>, dir: Dir, client: SocketAddr) {
-        if sent.is_empty() || self.pcap.is_none() {
+    /// What left (the queued datagrams at the indexes `sent`), on the leg it left by
+    /// (what an impairment dropped never does).
+    fn record_sent(&mut self, sent: impl Iterator<Item = usize>, dir: Dir, client: SocketAddr) {
+        let mut sent = sent.peekable();
+        if sent.peek().is_none() || self.pcap.is_none() {
             return;
         }
         let ends = if dir == Dir::Up {
@@ -137,8 +139,8 @@ impl Relay<'_> {
         };
         let time = std::time::SystemTime::now();
         if let (Some(pcap), Some((from, to))) = (&mut self.pcap, ends) {
-            for (_, _, r) in &self.out[sent] {
-                let payload = &self.out_bytes[r.clone()];
+            for i in sent {
+                let payload = &self.out_bytes[self.out[i].2.clone()];
                 pcap.write(&Record {
                     time,
                     from,
@@ -170,11 +172,16 @@ impl Relay<'_> {
             return;
         };
         let (mut forwarded, mut bytes, mut full, mut too_large) = (0, 0, 0, 0);
-        for (_, _, r) in &self.out[run.clone()] {
+        // Which of the run the stream took: a refused datagram may sit between two it
+        // took (a large one that no longer fits, a small one that still does).
+        debug_assert!(run.len() <= 64, "send_queued makes runs of 64 at most");
+        let mut took = 0u64;
+        for (k, (_, _, r)) in self.out[run.clone()].iter().enumerate() {
             match stream.push(&self.out_bytes[r.clone()], limits) {
                 Ok(()) => {
                     forwarded += 1;
                     bytes += r.len() as u64;
+                    took |= 1 << k;
                 }
                 Err(Refused::Full) => full += 1,
                 Err(Refused::TooLarge) => too_large += 1,
@@ -193,7 +200,8 @@ impl Relay<'_> {
         let way = self.counts.ways.get_mut(dir);
         way.forwarded += forwarded;
         way.bytes += bytes;
-        self.record_sent(run.start..run.start + forwarded as usize, dir, client);
+        let taken = (0..run.len()).filter(move |k| took >> k & 1 == 1);
+        self.record_sent(taken.map(|k| run.start + k), dir, client);
         if let Err(e) = flushed.and(armed) {
             self.stream_failed(client, side, &e);
         }

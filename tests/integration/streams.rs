@@ -594,3 +594,114 @@ fn past_the_open_files_limit_sessions_are_refused_and_counted_never_a_crash() {
         r.stderr
     );
 }
+
+/// A TCP listener whose accepted streams have a small receive buffer: a far end that
+/// does not read stops taking bytes after a few KiB, and the relay's own buffer fills.
+fn small_window_listener() -> TcpListener {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    s.listen(8).unwrap();
+    s.into()
+}
+
+/// Every frame the far end is sent until `marker` (a datagram the client sends again
+/// and again, as reading makes room for it), the markers that got through included.
+fn frames_until(
+    far: &mut TcpStream,
+    client: &UdpSocket,
+    relay: SocketAddr,
+    marker: &[u8],
+) -> Vec<Vec<u8>> {
+    far.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    let mut frames = Vec::new();
+    while Instant::now() < deadline {
+        client.send_to(marker, relay).unwrap();
+        loop {
+            let mut len = [0u8; 2];
+            if far.read_exact(&mut len).is_err() {
+                break;
+            }
+            let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+            far.set_read_timeout(Some(LIMIT)).unwrap();
+            far.read_exact(&mut body).expect("a frame's bytes");
+            far.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let done = body == marker;
+            frames.push(body);
+            if done {
+                return frames;
+            }
+        }
+    }
+    panic!("the marker never came through ({} frames)", frames.len());
+}
+
+#[test]
+fn the_pcap_of_a_stream_leg_holds_exactly_the_datagrams_the_stream_took() {
+    // guards: when the stream's buffer refused a datagram in the middle of a batch, the
+    // pcap recorded the batch's first N datagrams, not the N the stream took.
+    let test = "streams::the_pcap_of_a_stream_leg_holds_exactly_the_datagrams_the_stream_took";
+    if !crate::harness::tool(test, "tshark") {
+        return;
+    }
+    let listener = small_window_listener();
+    let upstream = listener.local_addr().unwrap();
+    let pcap = std::env::temp_dir().join(format!("dgram-stream-pcap-{}.pcap", std::process::id()));
+    let relay = udp_to_tcp(
+        upstream,
+        &[
+            "--stream-buffer",
+            "16K",
+            "--stats",
+            "-f",
+            "json",
+            "--pcap",
+            pcap.to_str().unwrap(),
+        ],
+    );
+    let client = peer("127.0.0.1");
+    client.send_to(b"first", relay.addr).unwrap();
+    let (mut far, _) = listener.accept().unwrap();
+    // Numbered datagrams of two sizes, in bursts: once the buffer is nearly full a
+    // large one is refused where a small one after it still fits.
+    for i in 0..20_000u32 {
+        let mut datagram = vec![0u8; if i % 2 == 0 { 1400 } else { 8 }];
+        datagram[..4].copy_from_slice(&i.to_be_bytes());
+        client.send_to(&datagram, relay.addr).unwrap();
+    }
+    let frames = frames_until(&mut far, &client, relay.addr, b"end");
+    relay.guard.signal(libc::SIGTERM);
+    let stats = json_last_line(&relay.finish().stderr);
+    assert!(
+        stats["queue_drops"].as_u64().unwrap() > 0,
+        "nothing was refused: {stats}"
+    );
+    let port = upstream.port().to_string();
+    let recorded: Vec<Vec<u8>> =
+        crate::harness::tshark_fields(&pcap, &[], &["udp.dstport", "udp.payload"])
+            .into_iter()
+            .filter(|row| row[0] == port)
+            .map(|row| hex_bytes(row.get(1).map_or("", String::as_str)))
+            .collect();
+    let _ = std::fs::remove_file(&pcap);
+    assert_eq!(
+        recorded.len(),
+        frames.len(),
+        "datagrams recorded vs frames the far end read"
+    );
+    let first_difference = recorded.iter().zip(&frames).position(|(r, f)| r != f);
+    assert_eq!(first_difference, None, "the pcap and the stream part ways");
+}
+
+/// tshark's `udp.payload` (hex, `:`-separated or not) as bytes.
+fn hex_bytes(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
