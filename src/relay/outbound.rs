@@ -17,6 +17,13 @@ use crate::net::sys::{send_replies, Reply};
 use crate::netem::Dir;
 use crate::wire::pcap::Record;
 
+/// The most datagrams sent in one batch: one `sendmmsg`, or one run onto a stream.
+const RUN: usize = 64;
+const _: () = assert!(
+    RUN <= u64::BITS as usize,
+    "frame_run keeps a run's fate in a u64"
+);
+
 impl Relay<'_> {
     /// Send one datagram on its way, through its direction's impairment.
     pub(super) fn impair(&mut self, dir: Dir, client: SocketAddr, payload: &[u8], now: Instant) {
@@ -47,7 +54,7 @@ impl Relay<'_> {
             let (dir, client, _) = self.out[i];
             let mut j = i + 1;
             while j < self.out.len()
-                && j - i < 64
+                && j - i < RUN
                 && self.out[j].0 == dir
                 && self.out[j].1 == client
             {
@@ -174,8 +181,7 @@ impl Relay<'_> {
         let (mut forwarded, mut bytes, mut full, mut too_large) = (0, 0, 0, 0);
         // Which of the run the stream took: a refused datagram may sit between two it
         // took (a large one that no longer fits, a small one that still does).
-        debug_assert!(run.len() <= 64, "send_queued makes runs of 64 at most");
-        let mut took = 0u64;
+        let mut took = 0u64; // bit k: the run's k-th datagram; runs are RUN <= 64 long
         for (k, (_, _, r)) in self.out[run.clone()].iter().enumerate() {
             match stream.push(&self.out_bytes[r.clone()], limits) {
                 Ok(()) => {
