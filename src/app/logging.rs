@@ -19,11 +19,19 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 
 use crate::cli::LogOpts;
 
-/// Install the stderr logger for the levels `opts` and `RUST_LOG` ask for.
+/// Install the stderr logger for the levels `opts` and `RUST_LOG` ask for; a `RUST_LOG`
+/// that does not parse is ignored, and a warning says so (it would otherwise silently
+/// change nothing).
 pub fn init(opts: &LogOpts) {
-    let filter = filter(opts, std::env::var("RUST_LOG").ok().as_deref());
+    let rust_log = std::env::var_os("RUST_LOG").map(|v| v.to_string_lossy().into_owned());
+    let (filter, ignored) = filter(opts, rust_log.as_deref());
     // Only fails if a logger is already installed (a second call): keep that one.
     let _ = tracing::subscriber::set_global_default(StderrLog::new(filter));
+    if let Some(text) = ignored {
+        tracing::warn!(
+            "RUST_LOG={text:?} ignored: it takes LEVEL or TARGET=LEVEL,... (debug, dgram_cli=trace)"
+        );
+    }
 }
 
 /// Write a log line to stderr in one call. A line that cannot be written (stderr
@@ -34,8 +42,9 @@ fn write_stderr(line: &str) {
 
 /// What is logged for `-q`/`-v...`, unless `rust_log` (the `RUST_LOG` value) parses: it
 /// takes `LEVEL` or `TARGET=LEVEL,...` (tracing-subscriber's `Targets`, which needs no
-/// regex engine: EnvFilter's made the binary larger and its start-up slower).
-pub(crate) fn filter(opts: &LogOpts, rust_log: Option<&str>) -> Targets {
+/// regex engine: EnvFilter's made the binary larger and its start-up slower). An empty
+/// `RUST_LOG` counts as unset. Also returns a `rust_log` that did not parse (ignored).
+pub(crate) fn filter<'a>(opts: &LogOpts, rust_log: Option<&'a str>) -> (Targets, Option<&'a str>) {
     let level = match (opts.quiet, opts.verbose) {
         (true, _) => LevelFilter::ERROR,
         (_, 0) => LevelFilter::WARN,
@@ -43,9 +52,14 @@ pub(crate) fn filter(opts: &LogOpts, rust_log: Option<&str>) -> Targets {
         (_, 2) => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
-    rust_log
-        .and_then(|text| text.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(level))
+    let flags = || Targets::new().with_default(level);
+    match rust_log.filter(|text| !text.trim().is_empty()) {
+        None => (flags(), None),
+        Some(text) => match text.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(_) => (flags(), Some(text)),
+        },
+    }
 }
 
 /// Events the filter lets through, written to stderr a line at a time.
@@ -193,7 +207,7 @@ mod tests {
     fn each_v_shows_one_level_more_and_rust_log_overrides_them() {
         let count = |quiet: bool, verbose: u8, env: Option<&str>| {
             let opts = LogOpts { quiet, verbose };
-            let f = filter(&opts, env);
+            let (f, _) = filter(&opts, env);
             [
                 Level::ERROR,
                 Level::WARN,
@@ -219,6 +233,20 @@ mod tests {
             3,
             "unparsable: ignored"
         );
+        assert_eq!(count(false, 1, Some("")), 3, "empty: as if unset");
+        assert_eq!(count(false, 1, Some("  ")), 3, "blank: as if unset");
+        let quiet = LogOpts {
+            quiet: false,
+            verbose: 0,
+        };
+        assert_eq!(
+            filter(&quiet, Some("dgram_cli=loud")).1,
+            Some("dgram_cli=loud")
+        );
+        assert_eq!(filter(&quiet, Some("a=b=c")).1, Some("a=b=c"));
+        assert_eq!(filter(&quiet, Some("info")).1, None);
+        assert_eq!(filter(&quiet, Some("")).1, None);
+        assert_eq!(filter(&quiet, None).1, None);
     }
 
     #[test]

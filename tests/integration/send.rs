@@ -624,6 +624,20 @@ fn logs_go_to_stderr_and_never_to_stdout() {
         .unwrap();
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("dgram: debug:"));
+    // A RUST_LOG that does not parse changes nothing, and says so; the send goes on.
+    let rx = peer("127.0.0.1");
+    let out = std::process::Command::new(crate::harness::bin())
+        .args(["send", &target(&rx), "still sent"])
+        .env("RUST_LOG", "dgram_cli=loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(recv(&rx).0, b"still sent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        "dgram: warning: RUST_LOG=\"dgram_cli=loud\" ignored: it takes LEVEL or TARGET=LEVEL,... (debug, dgram_cli=trace)\n"
+    );
 }
 
 #[test]
