@@ -24,6 +24,7 @@ pub fn dnsmasq() -> Option<(Guard, SocketAddr)> {
         return None;
     }
     // dnsmasq cannot announce a port: take a free one, and retry if it loses the race.
+    let mut last_words = String::new();
     for _ in 0..5 {
         let port = released_port();
         let guard = spawn_cmd(
@@ -77,8 +78,9 @@ pub fn dnsmasq() -> Option<(Guard, SocketAddr)> {
                 break;
             }
         }
+        last_words = guard.stderr();
     }
-    panic!("dnsmasq did not start");
+    panic!("dnsmasq did not start: {last_words}");
 }
 
 #[test]
