@@ -212,6 +212,12 @@ fn echo_and_relay_count_what_their_clients_paths_say_and_go_on() {
         // The requests come from sources the router has no way back to: no reverse-path
         // filter may drop them on the way in.
         format!("ip netns exec {r} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.cr.rp_filter=0"),
+        // A second address for the server host: the router rate-limits the errors it
+        // sends to one address (an unreachable route's: 5, then one a second, and
+        // icmp_ratelimit besides). With echo and relay on one address their four IPv4
+        // errors shared one budget and CI once missed the fourth; each phase now
+        // writes to its own address, and each budget sees two.
+        format!("ip -n {s} addr add 10.91.2.3/24 dev rs && ip -n {s} addr add fd91:2::3/64 dev rs nodad"),
     ]
     .join(" && ");
     let ok = std::process::Command::new("sh")
@@ -241,25 +247,25 @@ fn echo_and_relay_count_what_their_clients_paths_say_and_go_on() {
         "-v",
     ]);
     let relay_port = relay.announced().port();
-    for (server, port) in [(&echo, echo_port), (&relay, relay_port)] {
+    let phases = [
+        (&echo, echo_port, "10.91.2.2", "[fd91:2::2]"),
+        (&relay, relay_port, "10.91.2.3", "[fd91:2::3]"),
+    ];
+    for (server, port, v4, v6) in phases {
         for (to, from, says) in [
             (
-                "10.91.2.2",
+                v4,
                 "10.91.9.5:0",
                 "host unreachable: 10.91.9.5 (reported by 10.91.2.1)",
             ),
+            (v4, "10.91.8.5:0", "prohibited by a firewall: 10.91.8.5:"),
             (
-                "10.91.2.2",
-                "10.91.8.5:0",
-                "prohibited by a firewall: 10.91.8.5:",
-            ),
-            (
-                "[fd91:2::2]",
+                v6,
                 "[fd91:9::5]:0",
                 "host unreachable: fd91:9::5 (reported by fd91:2::1)",
             ),
             (
-                "[fd91:2::2]",
+                v6,
                 "[fd91:8::5]:0",
                 "prohibited by a firewall: [fd91:8::5]:",
             ),
@@ -270,13 +276,13 @@ fn echo_and_relay_count_what_their_clients_paths_say_and_go_on() {
             server.wait_stderr(says);
         }
         // A client gone before its reply: port unreachable from its host.
-        t.client(&["send", &format!("10.91.2.2:{port}"), "bye"])
+        t.client(&["send", &format!("{v4}:{port}"), "bye"])
             .expect_code(0);
         server.wait_stderr("connection refused: nothing is listening on 10.91.1.2:");
         // Still serving.
         t.client(&[
             "send",
-            &format!("[fd91:2::2]:{port}"),
+            &format!("{v6}:{port}"),
             "still there?",
             "--expect",
             "still there?",
