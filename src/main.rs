@@ -20,7 +20,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(err) => return report(&err.context("failed to install signal handlers")),
     };
-    match cmd::run(cli.command, &signals) {
+    let result = cmd::run(cli.command, &signals);
+    logging::finish();
+    match result {
         Ok(ending) => ending_code(ending),
         Err(err) => report(&err),
     }

@@ -10,6 +10,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -21,17 +22,27 @@ use crate::cli::LogOpts;
 
 /// Install the stderr logger for the levels `opts` and `RUST_LOG` ask for; a `RUST_LOG`
 /// that does not parse is ignored, and a warning says so (it would otherwise silently
-/// change nothing).
+/// change nothing), held until the first line logged or [`finish`].
 pub fn init(opts: &LogOpts) {
     let rust_log = std::env::var_os("RUST_LOG").map(|v| v.to_string_lossy().into_owned());
     let (filter, ignored) = filter(opts, rust_log.as_deref());
-    // Only fails if a logger is already installed (a second call): keep that one.
-    let _ = tracing::subscriber::set_global_default(StderrLog::new(filter));
+    let log = StderrLog::new(filter);
     if let Some(text) = ignored {
-        tracing::warn!(
+        log.hold(&format!(
             "RUST_LOG={text:?} ignored: it takes LEVEL or TARGET=LEVEL,... (debug, dgram_cli=trace)"
-        );
+        ));
     }
+    // Only fails if a logger is already installed (a second call): keep that one.
+    let _ = tracing::subscriber::set_global_default(log);
+}
+
+/// Write the warning still held, if nothing was logged to carry it: call once, at exit.
+pub fn finish() {
+    tracing::dispatcher::get_default(|dispatch| {
+        if let Some(log) = dispatch.downcast_ref::<StderrLog>() {
+            log.write_held();
+        }
+    });
 }
 
 /// Write a log line to stderr in one call. A line that cannot be written (stderr
@@ -70,6 +81,10 @@ struct StderrLog {
     max: LevelFilter,
     /// Where a line goes: stderr (the tests keep the lines instead).
     write: fn(&str),
+    /// A warning about dgram's own set-up (an ignored `RUST_LOG`), written just before
+    /// the first line logged, or at exit: a server's first stderr line must be its
+    /// `listening on`, and none of its events come before that.
+    held: Mutex<Option<String>>,
 }
 
 impl StderrLog {
@@ -84,7 +99,29 @@ impl StderrLog {
             filter,
             max,
             write: write_stderr,
+            held: Mutex::new(None),
         }
+    }
+
+    /// Hold a warning back (see `held`), unless warnings are not logged (`-q`).
+    fn hold(&self, message: &str) {
+        if self.filter.would_enable(module_path!(), &Level::WARN) {
+            *self.lock_held() = Some(format!("dgram: warning: {message}\n"));
+        }
+    }
+
+    /// Write the held warning, if there is one still.
+    fn write_held(&self) {
+        if let Some(line) = self.lock_held().take() {
+            (self.write)(&line);
+        }
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A panic elsewhere while holding it leaves a String or None: still good.
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -108,6 +145,7 @@ impl Subscriber for StderrLog {
     }
 
     fn event(&self, event: &Event<'_>) {
+        self.write_held();
         (self.write)(&format_line(event));
     }
 
@@ -302,6 +340,42 @@ mod tests {
         });
         assert_eq!(lines, ["dgram: debug: ours\n"]);
         assert!(lines_of("off", || tracing::error!("x")).is_empty());
+    }
+
+    #[test]
+    fn a_held_warning_comes_before_the_first_line_or_at_the_end_and_once() {
+        let log = || StderrLog {
+            write: keep,
+            ..StderrLog::new("warn".parse().unwrap())
+        };
+        LINES.with(|lines| lines.borrow_mut().clear());
+        let first = log();
+        first.hold("held");
+        tracing::subscriber::with_default(first, || {
+            tracing::info!("not logged: the held line waits");
+            tracing::warn!("one");
+            tracing::warn!("two");
+        });
+        assert_eq!(
+            LINES.with(|lines| lines.take()),
+            [
+                "dgram: warning: held\n",
+                "dgram: warning: one\n",
+                "dgram: warning: two\n"
+            ]
+        );
+        let quiet_run = log();
+        quiet_run.hold("held");
+        quiet_run.write_held();
+        quiet_run.write_held();
+        assert_eq!(LINES.with(|lines| lines.take()), ["dgram: warning: held\n"]);
+        let errors_only = StderrLog {
+            write: keep,
+            ..StderrLog::new("error".parse().unwrap())
+        };
+        errors_only.hold("held");
+        errors_only.write_held();
+        assert!(LINES.with(|lines| lines.take()).is_empty(), "-q hides it");
     }
 
     #[test]

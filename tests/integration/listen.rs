@@ -478,6 +478,22 @@ fn the_announcement_is_first_even_with_debug_logs() {
     assert!(r.stderr.starts_with("listening on "), "{}", r.stderr);
 }
 
+#[test]
+fn an_ignored_rust_log_is_said_after_the_announcement() {
+    // guards: the warning about an unparsable RUST_LOG came before `listening on`,
+    // which must be a server's first stderr line.
+    let mut g = crate::harness::spawn_env(
+        &["listen", "0", "-w", "100ms"],
+        &[("RUST_LOG", "dgram_cli=loud")],
+    );
+    g.close_stdin();
+    let r = g.finish();
+    r.expect_code(0).expect_stderr(
+        "dgram: warning: RUST_LOG=\"dgram_cli=loud\" ignored: it takes LEVEL or TARGET=LEVEL",
+    );
+    assert!(r.stderr.starts_with("listening on "), "{}", r.stderr);
+}
+
 /// `dgram listen ARGS` with a terminal as stdout: the pty's master and the guard.
 fn listen_on_a_terminal(
     args: &[&str],
