@@ -10,7 +10,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -26,9 +26,9 @@ use crate::cli::LogOpts;
 pub fn init(opts: &LogOpts) {
     let rust_log = std::env::var_os("RUST_LOG").map(|v| v.to_string_lossy().into_owned());
     let (filter, ignored) = filter(opts, rust_log.as_deref());
-    let log = StderrLog::new(filter);
+    let mut log = StderrLog::new(filter);
     if let Some(text) = ignored {
-        log.hold(&format!(
+        log = log.holding(&format!(
             "RUST_LOG={text:?} ignored: it takes LEVEL or TARGET=LEVEL,... (debug, dgram_cli=trace)"
         ));
     }
@@ -84,7 +84,9 @@ struct StderrLog {
     /// A warning about dgram's own set-up (an ignored `RUST_LOG`), written just before
     /// the first line logged, or at exit: a server's first stderr line must be its
     /// `listening on`, and none of its events come before that.
-    held: Mutex<Option<String>>,
+    held: Option<String>,
+    /// Whether `held` was written.
+    held_written: AtomicBool,
 }
 
 impl StderrLog {
@@ -99,29 +101,27 @@ impl StderrLog {
             filter,
             max,
             write: write_stderr,
-            held: Mutex::new(None),
+            held: None,
+            held_written: AtomicBool::new(false),
         }
     }
 
-    /// Hold a warning back (see `held`), unless warnings are not logged (`-q`).
-    fn hold(&self, message: &str) {
+    /// This logger with a warning held back (see `held`), unless warnings are not
+    /// logged (`-q`).
+    fn holding(mut self, message: &str) -> StderrLog {
         if self.filter.would_enable(module_path!(), &Level::WARN) {
-            *self.lock_held() = Some(format!("dgram: warning: {message}\n"));
+            self.held = Some(format!("dgram: warning: {message}\n"));
         }
+        self
     }
 
-    /// Write the held warning, if there is one still.
+    /// Write the held warning, once. Without one (the usual case) it costs a branch.
     fn write_held(&self) {
-        if let Some(line) = self.lock_held().take() {
-            (self.write)(&line);
+        if let Some(line) = &self.held {
+            if !self.held_written.swap(true, Ordering::Relaxed) {
+                (self.write)(line);
+            }
         }
-    }
-
-    fn lock_held(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        // A panic elsewhere while holding it leaves a String or None: still good.
-        self.held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -304,14 +304,18 @@ mod tests {
         LINES.with(|lines| lines.borrow_mut().push(line.to_string()));
     }
 
-    /// The lines the logger writes, with `RUST_LOG`-style `filter`, for what `f` logs.
-    fn lines_of(filter: &str, f: impl FnOnce()) -> Vec<String> {
-        let log = StderrLog {
+    /// A logger with `RUST_LOG`-style `filter` whose lines are kept in `LINES`.
+    fn kept(filter: &str) -> StderrLog {
+        StderrLog {
             write: keep,
             ..StderrLog::new(filter.parse().unwrap())
-        };
+        }
+    }
+
+    /// The lines the logger writes, with `RUST_LOG`-style `filter`, for what `f` logs.
+    fn lines_of(filter: &str, f: impl FnOnce()) -> Vec<String> {
         LINES.with(|lines| lines.borrow_mut().clear());
-        tracing::subscriber::with_default(log, f);
+        tracing::subscriber::with_default(kept(filter), f);
         LINES.with(|lines| lines.take())
     }
 
@@ -344,13 +348,8 @@ mod tests {
 
     #[test]
     fn a_held_warning_comes_before_the_first_line_or_at_the_end_and_once() {
-        let log = || StderrLog {
-            write: keep,
-            ..StderrLog::new("warn".parse().unwrap())
-        };
         LINES.with(|lines| lines.borrow_mut().clear());
-        let first = log();
-        first.hold("held");
+        let first = kept("warn").holding("held");
         tracing::subscriber::with_default(first, || {
             tracing::info!("not logged: the held line waits");
             tracing::warn!("one");
@@ -364,16 +363,11 @@ mod tests {
                 "dgram: warning: two\n"
             ]
         );
-        let quiet_run = log();
-        quiet_run.hold("held");
+        let quiet_run = kept("warn").holding("held");
         quiet_run.write_held();
         quiet_run.write_held();
         assert_eq!(LINES.with(|lines| lines.take()), ["dgram: warning: held\n"]);
-        let errors_only = StderrLog {
-            write: keep,
-            ..StderrLog::new("error".parse().unwrap())
-        };
-        errors_only.hold("held");
+        let errors_only = kept("error").holding("held");
         errors_only.write_held();
         assert!(LINES.with(|lines| lines.take()).is_empty(), "-q hides it");
     }

@@ -527,6 +527,16 @@ pub fn released_port() -> u16 {
         .expect("a free port")
 }
 
+/// Hex text as bytes: tshark's `udp.payload` (`:`-separated or not), `listen -f hex`
+/// lines. Anything but hex digits is skipped.
+pub fn unhex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
 /// The last JSON object on stderr (a `--stats --format json` summary).
 /// The `text` field of every JSON line on stdout (`-f json`), in order.
 pub fn json_texts(stdout: &str) -> Vec<String> {

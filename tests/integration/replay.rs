@@ -105,16 +105,7 @@ fn replayed(
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let sent = run(&argv);
     let r = s.finish();
-    let got = r
-        .stdout_str()
-        .lines()
-        .map(|l| {
-            (0..l.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
+    let got = r.stdout_str().lines().map(crate::harness::unhex).collect();
     (got, sent)
 }
 

@@ -39,11 +39,19 @@ fn frame(datagram: &[u8]) -> Vec<u8> {
 
 /// Read one frame from a stream (bounded by its read timeout).
 fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+    next_frame(s, LIMIT).expect("a frame's length")
+}
+
+/// The next frame, or `None` if its length does not start within `wait`; once it has,
+/// the rest of the frame is waited for up to [`LIMIT`].
+fn next_frame(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(wait)).unwrap();
     let mut len = [0u8; 2];
-    s.read_exact(&mut len).expect("a frame's length");
+    s.read_exact(&mut len).ok()?;
+    s.set_read_timeout(Some(LIMIT)).unwrap();
     let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
     s.read_exact(&mut body).expect("a frame's bytes");
-    body
+    Some(body)
 }
 
 fn connect(to: SocketAddr) -> TcpStream {
@@ -614,22 +622,11 @@ fn frames_until(
     relay: SocketAddr,
     marker: &[u8],
 ) -> Vec<Vec<u8>> {
-    far.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
     let deadline = Instant::now() + LIMIT;
     let mut frames = Vec::new();
     while Instant::now() < deadline {
         client.send_to(marker, relay).unwrap();
-        loop {
-            let mut len = [0u8; 2];
-            if far.read_exact(&mut len).is_err() {
-                break;
-            }
-            let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-            far.set_read_timeout(Some(LIMIT)).unwrap();
-            far.read_exact(&mut body).expect("a frame's bytes");
-            far.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
+        while let Some(body) = next_frame(far, Duration::from_millis(200)) {
             let done = body == marker;
             frames.push(body);
             if done {
@@ -685,7 +682,7 @@ fn the_pcap_of_a_stream_leg_holds_exactly_the_datagrams_the_stream_took() {
         crate::harness::tshark_fields(&pcap, &[], &["udp.dstport", "udp.payload"])
             .into_iter()
             .filter(|row| row[0] == port)
-            .map(|row| hex_bytes(row.get(1).map_or("", String::as_str)))
+            .map(|row| crate::harness::unhex(row.get(1).map_or("", String::as_str)))
             .collect();
     let _ = std::fs::remove_file(&pcap);
     // The reader stops at the first marker through; a marker sent again before it was
@@ -703,13 +700,4 @@ fn the_pcap_of_a_stream_leg_holds_exactly_the_datagrams_the_stream_took() {
         after.iter().all(|r| r == b"end"),
         "recorded after the marker: {after:?}"
     );
-}
-
-/// tshark's `udp.payload` (hex, `:`-separated or not) as bytes.
-fn hex_bytes(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
-    digits
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-        .collect()
 }
